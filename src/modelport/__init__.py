@@ -1,0 +1,98 @@
+"""modelport: trained models as open, verifiable data.
+
+    >>> import modelport as mp
+    >>> bundle = mp.pack(model, X_sample, name="churn")
+    >>> bundle.save("churn.mpk")
+    >>> b = mp.load("churn.mpk")
+    >>> b.predict(X)
+
+Only the standard library, numpy and onnx are imported here; training libraries are imported
+when a model of theirs is converted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from modelport.bundle.core import Bundle
+from modelport.errors import (
+    BundleError,
+    CodegenError,
+    ConversionError,
+    FormatVersionError,
+    InputError,
+    IntegrityError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    ModelportError,
+    RegistryError,
+    ServingError,
+    UnsupportedModelError,
+    VerificationError,
+)
+
+if TYPE_CHECKING:
+    from modelport.verify import CheckReport, ParityReport, Tolerance
+
+__all__ = [
+    "Bundle",
+    "BundleError",
+    "CheckReport",
+    "CodegenError",
+    "ConversionError",
+    "FormatVersionError",
+    "InputError",
+    "IntegrityError",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "ModelportError",
+    "ParityReport",
+    "RegistryError",
+    "ServingError",
+    "Tolerance",
+    "UnsupportedModelError",
+    "VerificationError",
+    "__version__",
+    "check",
+    "load",
+    "pack",
+    "verify",
+]
+
+
+def pack(model: Any, sample: Any, **kwargs: Any) -> Bundle:
+    """Convert ``model`` into a verified bundle. See :func:`modelport._pack.pack`."""
+    from modelport._pack import pack as _pack
+
+    return _pack(model, sample, **kwargs)
+
+
+def load(uri: Any, **kwargs: Any) -> Bundle:
+    """Load a bundle from a directory, an ``.mpk`` file or a registry URI (``models:/name@alias``)."""
+    from modelport._uri import load as _load
+
+    return _load(uri, **kwargs)
+
+
+def verify(bundle: Bundle, model: Any, data: Any, **kwargs: Any) -> ParityReport:
+    """Parity report of ``bundle`` against the original ``model`` on ``data``."""
+    from modelport.verify import verify as _verify
+
+    return _verify(bundle, model, data, **kwargs)
+
+
+def check(bundle: Bundle, **kwargs: Any) -> CheckReport:
+    """Re-run the bundle's reference data on this machine and compare with the recorded answers."""
+    from modelport.verify import check as _check
+
+    return _check(bundle, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ParityReport", "Tolerance", "CheckReport"):
+        from modelport import verify as _v
+
+        return getattr(_v, name)
+    raise AttributeError(f"module 'modelport' has no attribute {name!r}")

@@ -1,0 +1,263 @@
+"""``pack``: convert a model, verify the result against the original, and assemble the bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import onnx
+
+from modelport import __version__
+from modelport.bundle import manifest as mf, npz
+from modelport.bundle.core import MODEL_FILE, REFERENCE_INPUTS, REFERENCE_OUTPUTS, Bundle
+from modelport.bundle.graph import opsets
+from modelport.bundle.reference import encode_columns, statistics
+from modelport.bundle.signature import Column, Signature, TensorSpec
+from modelport.convert import registry
+from modelport.convert._sample import concat_columns, head, is_dataframe, like, n_rows, to_columns
+from modelport.convert.base import Converted, Converter
+from modelport.errors import InputError, ModelportError, VerificationError
+from modelport.verify.parity import ParityReport, Tolerance, compare
+from modelport.verify.probes import UNSEEN, make_probes, tree_thresholds
+
+_ONNX_DTYPES = {
+    onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64", onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.INT8: "int8", onnx.TensorProto.INT16: "int16", onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT64: "int64", onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.UINT16: "uint16",
+    onnx.TensorProto.UINT32: "uint32", onnx.TensorProto.UINT64: "uint64", onnx.TensorProto.BOOL: "bool",
+    onnx.TensorProto.STRING: "str",
+}
+
+
+def pack(
+    model: Any,
+    sample: Any,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    description: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+    parent: str | None = None,
+    created: str | None = None,
+    tolerance: Tolerance | None = None,
+    accept_mismatch: bool = False,
+    reference_rows: int = 1000,
+    probe_rows: int = 2000,
+    converter: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Bundle:
+    """Convert ``model`` into a verified bundle.
+
+    ``sample`` is data the model was trained on (a DataFrame keeps column names, dtypes and
+    categories; an array gives columns ``f0 .. f{n-1}``; for torch, an example input). The
+    bundle is checked against the original on the sample and on edge-case probes; outside
+    ``tolerance`` packing fails with VerificationError unless ``accept_mismatch=True``, which is
+    recorded in the manifest. Same model and sample give a byte-identical bundle.
+    """
+    conv = registry.get(converter) if converter else registry.find(model)
+    if sample is None:
+        raise InputError("pack needs sample data (rows like the training data, or an example input for torch).")
+    tol = tolerance or Tolerance()
+    converted = conv.convert(model, sample, options or {})
+    signature = _signature(converted)
+    meta = {
+        "name": name or type(model).__name__.lower(),
+        "version": version,
+        "description": description,
+        "created": created,
+        "metrics": {str(k): float(v) for k, v in (metrics or {}).items()},
+        "tags": {str(k): str(v) for k, v in (tags or {}).items()},
+        "lineage": {"parent": parent},
+        "source": {**converted.source, "modelport_version": __version__},
+    }
+    model_bytes = converted.onnx_model.SerializeToString()
+    provisional = _assemble(meta, converted, signature, {MODEL_FILE: model_bytes}, parity=None, reference=None)
+
+    if signature.columns is not None:
+        report, ref_in, ref_out, stats, notes, signature = _verify_tabular(
+            conv, model, sample, converted, signature, provisional, tol, reference_rows, probe_rows
+        )
+        if notes:
+            provisional = _assemble(meta, converted, signature, {MODEL_FILE: model_bytes}, parity=None, reference=None)
+    else:
+        report, ref_in, ref_out, stats, notes = _verify_tensor(conv, model, sample, provisional, tol)
+    if not report.passed:
+        if not accept_mismatch:
+            raise VerificationError(
+                f"the converted model does not reproduce the original: {report.summary()} "
+                f"(tolerance: {tol.probability_abs:g} abs on probabilities, {tol.regression_rel:g} rel on regression); "
+                f"worst rows: {report.worst_rows[:10]}.",
+                hint="fix the model or the sample, loosen the tolerance, or pass accept_mismatch=True "
+                "(--accept-mismatch), which the manifest records",
+            )
+        report.accepted = True
+    files = {
+        MODEL_FILE: model_bytes,
+        REFERENCE_INPUTS: npz.dumps(ref_in),
+        REFERENCE_OUTPUTS: npz.dumps(ref_out),
+    }
+    parity = report.to_dict()
+    parity["notes"] = [*converted.notes, *notes]
+    return _assemble(meta, converted, signature, files, parity=parity, reference=stats)
+
+
+def _signature(converted: Converted) -> Signature:
+    g = converted.onnx_model.graph
+    init = {t.name for t in g.initializer}
+    return Signature(
+        inputs=tuple(_spec(v) for v in g.input if v.name not in init),
+        outputs=tuple(_spec(v) for v in g.output),
+        columns=converted.columns,
+    )
+
+
+def _spec(vi: onnx.ValueInfoProto) -> TensorSpec:
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise ModelportError(f"graph value {vi.name!r} is not a tensor (sequences and maps are not supported).")
+    dtype = _ONNX_DTYPES.get(tt.elem_type)
+    if dtype is None:
+        raise ModelportError(f"graph value {vi.name!r} has an unsupported element type {tt.elem_type}.")
+    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+    return TensorSpec(vi.name, dtype, shape)
+
+
+def _assemble(
+    meta: dict[str, Any],
+    converted: Converted,
+    signature: Signature,
+    files: dict[str, bytes],
+    *,
+    parity: dict[str, Any] | None,
+    reference: dict[str, Any] | None,
+) -> Bundle:
+    m = converted.onnx_model
+    manifest = {
+        "format": mf.FORMAT,
+        **meta,
+        "task": converted.task,
+        "classes": converted.classes,
+        "signature": signature.to_dict(),
+        "onnx": {
+            "ir_version": int(m.ir_version),
+            "opsets": opsets(m),
+            "producer": f"{m.producer_name} {m.producer_version}".strip(),
+        },
+        "parity": parity,
+        "reference": reference,
+        "files": mf.files_table(files),
+    }
+    return Bundle({**files, "manifest.json": mf.dumps(manifest)}, origin=f"<pack {meta['name']}>")
+
+
+def _try(conv: Converter, model: Any, data: Any) -> dict[str, np.ndarray] | None:
+    try:
+        return conv.reference(model, data)
+    except Exception:  # the original refusing a value is the answer we are asking for
+        return None
+
+
+def _verify_tabular(
+    conv: Converter,
+    model: Any,
+    sample: Any,
+    converted: Converted,
+    signature: Signature,
+    bundle: Bundle,
+    tol: Tolerance,
+    reference_rows: int,
+    probe_rows: int,
+) -> tuple[ParityReport, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any], list[str], Signature]:
+    assert signature.columns is not None
+    if n_rows(sample) == 0:
+        raise InputError("the sample has no rows; pack needs at least one row of training-like data.")
+    all_cols = to_columns(sample)
+    cols = to_columns(head(sample, reference_rows))
+    columns = list(signature.columns)
+    first = {k: v[:1] for k, v in cols.items()}
+    notes: list[str] = []
+
+    def with_value(col: str, value: Any) -> dict[str, np.ndarray]:
+        r = {k: v.copy() if v.dtype != object else v.copy() for k, v in first.items()}
+        if r[col].dtype.kind in "iub" and isinstance(value, float):
+            r[col] = r[col].astype(np.float64)
+        if r[col].dtype.kind in "iubf" and not isinstance(value, (int, float)):
+            r[col] = r[col].astype(object)
+        r[col][0] = value
+        return r
+
+    # which columns the original model takes NaN / unseen categories in
+    nullable: dict[str, bool] = dict(converted.nullable or {})
+    unseen_ok: dict[str, bool] = {}
+    for c in columns:
+        if c.name not in nullable:
+            if c.dtype in ("str",):
+                nullable[c.name] = False
+            else:
+                nullable[c.name] = _try(conv, model, like(sample, with_value(c.name, None if c.dtype == "category" else np.nan))) is not None
+        if c.dtype in ("str", "category"):
+            unseen_ok[c.name] = _try(conv, model, like(sample, with_value(c.name, UNSEEN))) is not None
+    thresholds = {**tree_thresholds(converted.onnx_model, columns), **converted.thresholds}
+    probes = make_probes(cols, columns, thresholds=thresholds, nullable=nullable, unseen_ok=unseen_ok, max_rows=probe_rows)
+    # NaN probes the bundle cannot reproduce make the column non-nullable instead of failing the pack
+    nan_rows = {c.name: _nan_rows(probes[c.name]) for c in columns if nullable.get(c.name)}
+    for cname, idx in nan_rows.items():
+        if idx.size == 0:
+            continue
+        sub = {k: v[idx] for k, v in probes.items()}
+        exp = _try(conv, model, like(sample, sub))
+        got = bundle.runtime.run(bundle.runtime.feeds(sub)) if exp is not None else None
+        if exp is None or got is None or not compare(exp, {k: got[k] for k in exp}, task=converted.task, tolerance=tol).passed:
+            nullable[cname] = False
+            notes.append(
+                f"column {cname!r}: the bundle cannot reproduce the original's handling of missing values; "
+                "it refuses NaN in this column."
+            )
+    if notes:
+        keep = np.ones(len(next(iter(probes.values()))), dtype=bool)
+        for cname, idx in nan_rows.items():
+            if not nullable[cname]:
+                keep[idx] = False
+        probes = {k: v[keep] for k, v in probes.items()}
+    columns = [
+        Column(c.name, c.dtype, c.input, c.index, c.categories, nullable=bool(nullable.get(c.name, False)))
+        for c in columns
+    ]
+    signature = Signature(signature.inputs, signature.outputs, tuple(columns))
+    evaluation = concat_columns([cols, probes])
+    expected = conv.reference(model, like(sample, evaluation))
+    actual = bundle.runtime.run(bundle.runtime.feeds(evaluation))
+    report = compare(expected, {k: actual[k] for k in expected if k in actual}, task=converted.task, tolerance=tol)
+    stats = statistics(all_cols)
+    stats["probes"] = int(len(next(iter(probes.values()))))
+    stats["stored_rows"] = int(len(next(iter(evaluation.values()))))
+    return report, encode_columns(evaluation), actual, stats, notes, signature
+
+
+def _nan_rows(values: np.ndarray) -> np.ndarray:
+    if values.dtype == object:
+        return np.flatnonzero([v is None or (isinstance(v, float) and v != v) for v in values])
+    if values.dtype.kind == "f":
+        return np.flatnonzero(np.isnan(values))
+    return np.array([], dtype=int)
+
+
+def _verify_tensor(
+    conv: Converter, model: Any, sample: Any, bundle: Bundle, tol: Tolerance
+) -> tuple[ParityReport, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any], list[str]]:
+    feeds = conv.tensor_inputs(sample, bundle.signature)
+    expected = conv.reference(model, sample)
+    actual = bundle.runtime.run(bundle.runtime.feeds(feeds))
+    report = compare(expected, {k: actual[k] for k in expected if k in actual}, task=bundle.task, tolerance=tol)
+    # a batch of one must give the first row of the full batch
+    one = {k: v[:1] for k, v in feeds.items()}
+    single = bundle.runtime.run(bundle.runtime.feeds(one))
+    first = {k: v[:1] for k, v in actual.items()}
+    single_report = compare(first, single, task=bundle.task, tolerance=tol)
+    notes = [] if single_report.passed else ["a batch of one gives other answers than the same row in a batch"]
+    if not single_report.passed:
+        report.passed = False
+    stats = statistics({k: v for k, v in feeds.items() if v.ndim <= 2 and (v.ndim < 2 or v.shape[1] == 1)})
+    return report, feeds, actual, stats, notes

@@ -1,0 +1,161 @@
+"""The Bundle: an ONNX graph, its manifest and reference data, held in memory as files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelport.bundle import archive, graph, manifest as mf, npz
+from modelport.bundle.signature import Signature
+from modelport.errors import BundleError
+
+if TYPE_CHECKING:
+    import onnx
+    import pandas as pd
+
+    from modelport.runtime.session import Runtime
+
+MODEL_FILE = "model.onnx"
+REFERENCE_INPUTS = "reference/inputs.npz"
+REFERENCE_OUTPUTS = "reference/outputs.npz"
+
+
+class Bundle:
+    """A model as data. Build one with :func:`modelport.pack`, read one with :func:`modelport.load`.
+
+    Constructing a Bundle from files validates them: the manifest schema, every digest and size,
+    and the ONNX graph (checker, operator domains, no external data). Nothing is unpickled.
+    """
+
+    def __init__(self, files: Mapping[str, bytes], *, origin: str = "<bundle>") -> None:
+        if archive.MANIFEST not in files:
+            raise BundleError(f"{origin}: no manifest.json; this is not a modelport bundle.")
+        self.origin = origin
+        self.manifest: dict[str, Any] = mf.loads(files[archive.MANIFEST], origin=origin)
+        mf.check_files(self.manifest, files, origin=origin)
+        self._files = dict(files)
+        self.onnx_model: onnx.ModelProto = graph.parse(files[MODEL_FILE], origin=origin)
+        graph.check(self.onnx_model, origin=origin)
+        self.signature = Signature.from_dict(self.manifest["signature"])
+        self._check_signature_against_graph()
+        self._runtime: Runtime | None = None
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def read(cls, path: str | os.PathLike[str], *, limits: archive.Limits = archive.DEFAULT_LIMITS) -> Bundle:
+        return cls(archive.read(path, limits=limits), origin=str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, origin: str = "<bytes>") -> Bundle:
+        return cls(archive.read_mpk_bytes(data, origin=origin), origin=origin)
+
+    # ----------------------------------------------------------------- identity and metadata
+    @property
+    def digest(self) -> str:
+        return mf.identity(self.manifest)
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def version(self) -> str | None:
+        v = self.manifest.get("version")
+        return None if v is None else str(v)
+
+    @property
+    def task(self) -> str:
+        return str(self.manifest["task"])
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.manifest.get("classes")
+
+    @property
+    def files(self) -> Mapping[str, bytes]:
+        return dict(self._files)
+
+    @property
+    def model_bytes(self) -> bytes:
+        return self._files[MODEL_FILE]
+
+    @property
+    def size(self) -> int:
+        return sum(len(b) for b in self._files.values())
+
+    def __repr__(self) -> str:
+        return f"<Bundle {self.name!r} task={self.task} digest={self.digest[:19]}…>"
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+        """Write the bundle: a deterministic zip for ``*.mpk``, a directory otherwise."""
+        return archive.write(path, self._files, overwrite=overwrite)
+
+    def to_bytes(self) -> bytes:
+        """The bundle as ``.mpk`` bytes (deterministic)."""
+        return archive.write_mpk_bytes(self._files)
+
+    # ----------------------------------------------------------------- reference data
+    @cached_property
+    def reference_inputs(self) -> dict[str, np.ndarray]:
+        if REFERENCE_INPUTS not in self._files:
+            return {}
+        return npz.loads(self._files[REFERENCE_INPUTS], origin=f"{self.origin}:{REFERENCE_INPUTS}")
+
+    @cached_property
+    def reference_outputs(self) -> dict[str, np.ndarray]:
+        if REFERENCE_OUTPUTS not in self._files:
+            return {}
+        return npz.loads(self._files[REFERENCE_OUTPUTS], origin=f"{self.origin}:{REFERENCE_OUTPUTS}")
+
+    # ----------------------------------------------------------------- execution (runtime/)
+    @property
+    def runtime(self) -> Runtime:
+        """The ONNX Runtime session of this bundle, created on first use."""
+        if self._runtime is None:
+            from modelport.runtime.session import Runtime
+
+            self._runtime = Runtime(self)
+        return self._runtime
+
+    def predict(self, data: Any, *, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Score ``data`` (DataFrame, array, dict of columns or list of records).
+
+        Returns a dict of numpy arrays: ``label`` and ``probabilities`` for classifiers
+        (probabilities in manifest class order), ``prediction`` for regressors, the graph's own
+        output names otherwise.
+        """
+        return self.runtime.predict(data, outputs=outputs)
+
+    def predict_frame(self, data: Any) -> pd.DataFrame:
+        """Like :meth:`predict`, as a DataFrame with one column per class probability."""
+        return self.runtime.predict_frame(data)
+
+    # ----------------------------------------------------------------- internals
+    def _check_signature_against_graph(self) -> None:
+        graph_inputs = {i.name for i in self.onnx_model.graph.input} - {
+            t.name for t in self.onnx_model.graph.initializer
+        }
+        graph_outputs = {o.name for o in self.onnx_model.graph.output}
+        sig_in = {t.name for t in self.signature.inputs}
+        sig_out = {t.name for t in self.signature.outputs}
+        if sig_in != graph_inputs:
+            raise BundleError(
+                f"{self.origin}: the manifest signature names inputs {sorted(sig_in)} "
+                f"but the graph has {sorted(graph_inputs)}."
+            )
+        if not sig_out <= graph_outputs:
+            raise BundleError(
+                f"{self.origin}: the manifest signature names outputs {sorted(sig_out - graph_outputs)} "
+                "that the graph does not produce."
+            )
+
+
+def load(path: str | os.PathLike[str], *, limits: archive.Limits = archive.DEFAULT_LIMITS) -> Bundle:
+    """Read and validate a bundle directory or ``.mpk`` file."""
+    return Bundle.read(path, limits=limits)

@@ -1,0 +1,75 @@
+"""``verify`` (bundle vs original model on new data) and ``check`` (bundle vs its own recorded
+reference answers on this machine)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+from modelport.bundle.core import Bundle
+from modelport.bundle.reference import decode_columns
+from modelport.verify.parity import ParityReport, Tolerance, compare
+
+
+def verify(bundle: Bundle, model: Any, data: Any, *, tolerance: Tolerance | None = None) -> ParityReport:
+    """Compare the bundle with the original ``model`` on ``data`` (fresh rows, ideally)."""
+    from modelport.convert import find
+    from modelport.convert._sample import to_columns
+
+    conv = find(model)
+    expected = conv.reference(model, data)
+    if bundle.signature.is_tabular:
+        actual = bundle.predict(to_columns(data) if not isinstance(data, dict) else data)
+    else:
+        actual = bundle.predict(conv.tensor_inputs(data, bundle.signature))
+    return compare(expected, {k: v for k, v in actual.items() if k in expected}, task=bundle.task,
+                   tolerance=tolerance or tolerance_of(bundle))
+
+
+def tolerance_of(bundle: Bundle) -> Tolerance:
+    tol = (bundle.manifest.get("parity") or {}).get("tolerance") or {}
+    return Tolerance(**{k: float(v) for k, v in tol.items() if k in Tolerance.__dataclass_fields__})
+
+
+@dataclass
+class CheckReport:
+    digests_ok: bool
+    parity: ParityReport | None
+    rows: int
+
+    @property
+    def passed(self) -> bool:
+        return self.digests_ok and (self.parity is None or self.parity.passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pass": self.passed,
+            "digests_ok": self.digests_ok,
+            "rows": self.rows,
+            "parity": None if self.parity is None else self.parity.to_dict(),
+        }
+
+
+def check(bundle: Bundle, *, tolerance: Tolerance | None = None) -> CheckReport:
+    """Re-run the bundle's stored reference inputs here and compare with the recorded outputs.
+
+    Digests were already checked when the bundle was loaded (a mismatch raises IntegrityError).
+    """
+    inputs = bundle.reference_inputs
+    expected = bundle.reference_outputs
+    if not inputs or not expected:
+        return CheckReport(digests_ok=True, parity=None, rows=0)
+    feeds = decode_columns(inputs) if bundle.signature.is_tabular else inputs
+    actual = bundle.predict(feeds, outputs=[k for k in expected if k in bundle.signature.output_names])
+    report = compare(expected, actual, task=bundle.task, tolerance=tolerance or _strict(bundle))
+    rows = int(next(iter(expected.values())).shape[0]) if expected else 0
+    return CheckReport(digests_ok=True, parity=report, rows=rows)
+
+
+def _strict(bundle: Bundle) -> Tolerance:
+    # the same graph on another machine may differ by float rounding (other BLAS, other CPU),
+    # never by more than the tolerance the bundle was packed with
+    return tolerance_of(bundle)
+
+

@@ -6,8 +6,8 @@
     >>> b = mp.load("churn.mpk")
     >>> b.predict(X)
 
-Only the standard library, numpy and onnx are imported here; training libraries are imported
-when a model of theirs is converted.
+Importing modelport loads only its error classes; numpy, onnx and onnxruntime load on first use,
+and a training library only when a model of its framework is converted.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from modelport.bundle.core import Bundle
 from modelport.errors import (
     BundleError,
     CodegenError,
@@ -34,6 +33,7 @@ from modelport.errors import (
 )
 
 if TYPE_CHECKING:
+    from modelport.bundle.core import Bundle
     from modelport.verify import CheckReport, ParityReport, Tolerance
 
 __all__ = [
@@ -91,8 +91,13 @@ def check(bundle: Bundle, **kwargs: Any) -> CheckReport:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ParityReport", "Tolerance", "CheckReport"):
-        from modelport import verify as _v
+    # numpy, onnx and onnxruntime load on first use, so `import modelport` stays cheap
+    if name == "Bundle":
+        from modelport.bundle.core import Bundle
 
-        return getattr(_v, name)
+        return Bundle
+    if name in ("ParityReport", "Tolerance", "CheckReport"):
+        import importlib
+
+        return getattr(importlib.import_module("modelport.verify"), name)
     raise AttributeError(f"module 'modelport' has no attribute {name!r}")

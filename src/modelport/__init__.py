@@ -34,7 +34,7 @@ from modelport.errors import (
 
 if TYPE_CHECKING:
     from modelport.bundle.core import Bundle
-    from modelport.verify import CheckReport, ParityReport, Tolerance
+    from modelport.verification import CheckReport, ParityReport, Tolerance
 
 __all__ = [
     "Bundle",
@@ -78,14 +78,14 @@ def load(uri: Any, **kwargs: Any) -> Bundle:
 
 def verify(bundle: Bundle, model: Any, data: Any, **kwargs: Any) -> ParityReport:
     """Parity report of ``bundle`` against the original ``model`` on ``data``."""
-    from modelport.verify import verify as _verify
+    from modelport.verification import verify as _verify
 
     return _verify(bundle, model, data, **kwargs)
 
 
 def check(bundle: Bundle, **kwargs: Any) -> CheckReport:
     """Re-run the bundle's reference data on this machine and compare with the recorded answers."""
-    from modelport.verify import check as _check
+    from modelport.verification import check as _check
 
     return _check(bundle, **kwargs)
 
@@ -99,5 +99,5 @@ def __getattr__(name: str) -> Any:
     if name in ("ParityReport", "Tolerance", "CheckReport"):
         import importlib
 
-        return getattr(importlib.import_module("modelport.verify"), name)
+        return getattr(importlib.import_module("modelport.verification"), name)
     raise AttributeError(f"module 'modelport' has no attribute {name!r}")

@@ -18,8 +18,8 @@ from modelport.convert import registry
 from modelport.convert._sample import concat_columns, head, is_dataframe, like, n_rows, to_columns
 from modelport.convert.base import Converted, Converter
 from modelport.errors import InputError, ModelportError, VerificationError
-from modelport.verify.parity import ParityReport, Tolerance, compare
-from modelport.verify.probes import UNSEEN, make_probes, tree_thresholds
+from modelport.verification.parity import ParityReport, Tolerance, compare
+from modelport.verification.probes import UNSEEN, make_probes, tree_thresholds
 
 _ONNX_DTYPES = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64", onnx.TensorProto.FLOAT16: "float16",

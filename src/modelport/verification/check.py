@@ -9,7 +9,7 @@ from typing import Any
 
 from modelport.bundle.core import Bundle
 from modelport.bundle.reference import decode_columns
-from modelport.verify.parity import ParityReport, Tolerance, compare
+from modelport.verification.parity import ParityReport, Tolerance, compare
 
 
 def verify(bundle: Bundle, model: Any, data: Any, *, tolerance: Tolerance | None = None) -> ParityReport:

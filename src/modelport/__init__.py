@@ -10,9 +10,9 @@ Importing modelport loads only its error classes; numpy, onnx and onnxruntime lo
 and a training library only when a model of its framework is converted.
 """
 
-from __future__ import annotations
+from __future__ import annotations as _annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any
 
 __version__ = "0.1.0"
 
@@ -32,7 +32,7 @@ from modelport.errors import (
     VerificationError,
 )
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from modelport.bundle.core import Bundle
     from modelport.verification import CheckReport, ParityReport, Tolerance
 
@@ -62,35 +62,35 @@ __all__ = [
 ]
 
 
-def pack(model: Any, sample: Any, **kwargs: Any) -> Bundle:
+def pack(model: _Any, sample: _Any, **kwargs: _Any) -> Bundle:
     """Convert ``model`` into a verified bundle. See :func:`modelport._pack.pack`."""
     from modelport._pack import pack as _pack
 
     return _pack(model, sample, **kwargs)
 
 
-def load(uri: Any, **kwargs: Any) -> Bundle:
+def load(uri: _Any, **kwargs: _Any) -> Bundle:
     """Load a bundle from a directory, an ``.mpk`` file or a registry URI (``models:/name@alias``)."""
     from modelport._uri import load as _load
 
     return _load(uri, **kwargs)
 
 
-def verify(bundle: Bundle, model: Any, data: Any, **kwargs: Any) -> ParityReport:
+def verify(bundle: Bundle, model: _Any, data: _Any, **kwargs: _Any) -> ParityReport:
     """Parity report of ``bundle`` against the original ``model`` on ``data``."""
     from modelport.verification import verify as _verify
 
     return _verify(bundle, model, data, **kwargs)
 
 
-def check(bundle: Bundle, **kwargs: Any) -> CheckReport:
+def check(bundle: Bundle, **kwargs: _Any) -> CheckReport:
     """Re-run the bundle's reference data on this machine and compare with the recorded answers."""
     from modelport.verification import check as _check
 
     return _check(bundle, **kwargs)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     # numpy, onnx and onnxruntime load on first use, so `import modelport` stays cheap
     if name == "Bundle":
         from modelport.bundle.core import Bundle

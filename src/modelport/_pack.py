@@ -72,7 +72,7 @@ def pack(
         "lineage": {"parent": parent},
         "source": {**converted.source, "modelport_version": __version__},
     }
-    model_bytes = converted.onnx_model.SerializeToString()
+    model_bytes = _deterministic(converted.onnx_model).SerializeToString()
     provisional = _assemble(meta, converted, signature, {MODEL_FILE: model_bytes}, parity=None, reference=None)
 
     if signature.columns is not None:
@@ -101,6 +101,15 @@ def pack(
     parity = report.to_dict()
     parity["notes"] = [*converted.notes, *notes]
     return _assemble(meta, converted, signature, files, parity=parity, reference=stats)
+
+
+def _deterministic(model: onnx.ModelProto) -> onnx.ModelProto:
+    # converters stamp random graph names (uuid4) and dates; a bundle must be reproducible
+    model.graph.name = "model"
+    model.graph.doc_string = ""
+    model.doc_string = ""
+    del model.metadata_props[:]
+    return model
 
 
 def _signature(converted: Converted) -> Signature:

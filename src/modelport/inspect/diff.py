@@ -31,6 +31,7 @@ from modelport.bundle.core import MODEL_FILE, Bundle
 from modelport.bundle.graph import iter_nodes, operator_counts, parameter_count, tree_stats
 from modelport.bundle.reference import decode_columns
 from modelport.errors import ModelportError
+from modelport.inspect._json import jsonable as _jsonable
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -668,20 +669,6 @@ def _numeric_difference(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ rendering
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        return _jsonable(x.item())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    return x
 
 
 def _short(x: Any, limit: int = 48) -> str:

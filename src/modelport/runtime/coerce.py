@@ -54,6 +54,45 @@ def to_columns(data: Any) -> dict[str, Any] | None:
     return None
 
 
+class FeedBuilder:
+    """Feeds for one signature, with the checks planned once (the one-row path stays cheap)."""
+
+    def __init__(self, signature: Signature) -> None:
+        self.signature = signature
+        self._matrix: tuple[str, np.dtype[Any], np.ndarray | None] | None = None
+        cols = signature.columns
+        self._n_cols = len(cols) if cols is not None else 0
+        if cols is not None and len(signature.inputs) == 1:
+            spec = signature.inputs[0]
+            in_order = all(c.index == i and c.input == spec.name for i, c in enumerate(cols))
+            numeric = all(c.dtype not in ("str", "category") for c in cols) and spec.dtype != "str"
+            width_ok = len(spec.shape) == 2 and spec.shape[1] in (None, len(cols))
+            if in_order and numeric and width_ok:
+                strict: np.ndarray | None = np.array([i for i, c in enumerate(cols) if not c.nullable], dtype=np.intp)
+                if strict is not None and strict.size == len(cols):
+                    strict = _ALL
+                elif strict is not None and strict.size == 0:
+                    strict = None
+                self._matrix = (spec.name, numpy_dtype(spec.dtype), strict)
+
+    def __call__(self, data: Any) -> dict[str, np.ndarray]:
+        plan = self._matrix
+        if plan is not None and type(data) is np.ndarray and data.dtype.kind in "biuf":
+            name, dtype, strict = plan
+            arr = data.reshape(1, -1) if data.ndim == 1 else data
+            if arr.ndim == 2 and arr.shape[1] == self._n_cols:
+                # one sum finds any NaN cheaply (NaN propagates); only then look at which columns
+                if strict is not None and arr.dtype.kind == "f" and np.isnan(np.add.reduce(arr, axis=None)):
+                    sub = arr if strict is _ALL else arr[:, strict]
+                    if np.isnan(sub).any():
+                        return feeds(self.signature, data)  # the slow path names the column and rows
+                return {name: arr.astype(dtype, copy=False)}
+        return feeds(self.signature, data)
+
+
+_ALL = np.array([], dtype=np.intp)
+
+
 def feeds(signature: Signature, data: Any) -> dict[str, np.ndarray]:
     """Build the ONNX feeds for ``data`` under ``signature``."""
     cols = to_columns(data)

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from modelport.errors import InputError, ModelportError
-from modelport.runtime.coerce import feeds as build_feeds
+from modelport.runtime.coerce import FeedBuilder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,24 +48,32 @@ class Runtime:
                 hint="the bundle may need a newer onnxruntime: pip install -U onnxruntime",
             ) from exc
         self.output_names = self.signature.output_names
+        self._output_set = frozenset(self.output_names)
         self._classes = bundle.classes
+        self._feeds = FeedBuilder(self.signature)
+        # the session's own run() re-validates on every call; the bound C++ method is the same
+        # computation without that overhead (falls back to the public API if it ever moves)
+        self._run = getattr(getattr(self.session, "_sess", None), "run", None) or (
+            lambda names, feeds, _opts: self.session.run(names, feeds)
+        )
 
     def feeds(self, data: Any) -> dict[str, np.ndarray]:
-        return build_feeds(self.signature, data)
+        return self._feeds(data)
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run prepared feeds; ``outputs`` selects outputs by name (default: all in the signature)."""
         names = self.output_names if outputs is None else list(outputs)
-        unknown = [n for n in names if n not in self.output_names]
-        if unknown:
+        if outputs is not None and not self._output_set.issuperset(names):
+            unknown = [n for n in names if n not in self._output_set]
             raise InputError(
                 f"unknown output(s) {', '.join(unknown)}; this model produces {', '.join(self.output_names)}."
             )
-        first = next(iter(feeds.values()), None)
-        if first is not None and first.shape[0] == 0:
-            return self._empty(names)
+        for first in feeds.values():
+            if first.shape[0] == 0:
+                return self._empty(names)
+            break
         try:
-            results = self.session.run(names, feeds)
+            results = self._run(names, feeds, None)
         except Exception as exc:  # InvalidArgument, Fail, RuntimeException from onnxruntime
             kind = type(exc).__name__
             if kind in ("InvalidArgument", "InvalidGraph"):

@@ -96,7 +96,8 @@ def pack(
     files = {
         MODEL_FILE: model_bytes,
         REFERENCE_INPUTS: npz.dumps(ref_in),
-        REFERENCE_OUTPUTS: npz.dumps(ref_out),
+        # string labels come out of ONNX Runtime as object arrays; npz stores them as fixed-width text
+        REFERENCE_OUTPUTS: npz.dumps({k: v.astype(str) if v.dtype == object else v for k, v in ref_out.items()}),
     }
     parity = report.to_dict()
     parity["notes"] = [*converted.notes, *notes]

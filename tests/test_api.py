@@ -22,7 +22,7 @@ def test_public_api_is_exactly_all():
 
 
 def test_verify_is_the_function_even_after_submodule_import():
-    import modelport.verification  # noqa: F401
+    import modelport.verification
 
     assert callable(modelport.verify) and modelport.verify.__module__ == "modelport"
 

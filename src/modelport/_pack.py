@@ -9,13 +9,14 @@ import numpy as np
 import onnx
 
 from modelport import __version__
-from modelport.bundle import manifest as mf, npz
+from modelport.bundle import manifest as mf
+from modelport.bundle import npz
 from modelport.bundle.core import MODEL_FILE, REFERENCE_INPUTS, REFERENCE_OUTPUTS, Bundle
 from modelport.bundle.graph import opsets
 from modelport.bundle.reference import encode_columns, statistics
 from modelport.bundle.signature import Column, Signature, TensorSpec
 from modelport.convert import registry
-from modelport.convert._sample import concat_columns, head, is_dataframe, like, n_rows, to_columns
+from modelport.convert._sample import concat_columns, head, like, n_rows, to_columns
 from modelport.convert.base import Converted, Converter
 from modelport.errors import InputError, ModelportError, VerificationError
 from modelport.verification.parity import ParityReport, Tolerance, compare
@@ -190,7 +191,7 @@ def _verify_tabular(
     notes: list[str] = []
 
     def with_value(col: str, value: Any) -> dict[str, np.ndarray]:
-        r = {k: v.copy() if v.dtype != object else v.copy() for k, v in first.items()}
+        r = {k: v.copy() for k, v in first.items()}
         if r[col].dtype.kind in "iub" and isinstance(value, float):
             r[col] = r[col].astype(np.float64)
         if r[col].dtype.kind in "iubf" and not isinstance(value, (int, float)):
@@ -241,8 +242,8 @@ def _verify_tabular(
     actual = bundle.runtime.run(bundle.runtime.feeds(evaluation))
     report = compare(expected, {k: actual[k] for k in expected if k in actual}, task=converted.task, tolerance=tol)
     stats = statistics(all_cols)
-    stats["probes"] = int(len(next(iter(probes.values()))))
-    stats["stored_rows"] = int(len(next(iter(evaluation.values()))))
+    stats["probes"] = len(next(iter(probes.values())))
+    stats["stored_rows"] = len(next(iter(evaluation.values())))
     return report, encode_columns(evaluation), actual, stats, notes, signature
 
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelport.bundle import archive, graph, manifest as mf, npz
+from modelport.bundle import archive, graph, npz
+from modelport.bundle import manifest as mf
 from modelport.bundle.signature import Signature
 from modelport.errors import BundleError
 

@@ -87,9 +87,10 @@ class Converter(ABC):
         if result.task not in TASKS:
             raise ConversionError(f"{where}: unknown task {result.task!r}.")
         outputs = [o.name for o in result.onnx_model.graph.output]
-        if result.task == "classification":
-            if outputs[:2] != ["label", "probabilities"] or not result.classes:
-                raise ConversionError(f"{where}: classifier outputs must be ['label', 'probabilities'] with classes; got {outputs}.")
+        if result.task == "classification" and (outputs[:2] != ["label", "probabilities"] or not result.classes):
+            raise ConversionError(
+                f"{where}: classifier outputs must be ['label', 'probabilities'] with classes; got {outputs}."
+            )
         if result.task == "regression" and "prediction" not in outputs:
             raise ConversionError(f"{where}: a regressor must output 'prediction'; got {outputs}.")
         for key in ("framework", "framework_version", "estimator", "converter", "converter_version"):

@@ -214,9 +214,8 @@ def _column_values(col: Column, raw: Any, spec: TensorSpec) -> np.ndarray:
                 "and this model cannot take missing values.",
                 hint="impute them first, or pack a pipeline that includes an imputer",
             )
-    if spec.dtype.startswith("int") and arr.dtype.kind == "f":
-        if np.isnan(arr).any() or not np.all(np.mod(arr, 1) == 0):
-            raise InputError(f"column {col.name!r} must hold whole numbers; got fractional or missing values.")
+    if spec.dtype.startswith("int") and arr.dtype.kind == "f" and (np.isnan(arr).any() or not np.all(np.mod(arr, 1) == 0)):
+        raise InputError(f"column {col.name!r} must hold whole numbers; got fractional or missing values.")
     return arr
 
 

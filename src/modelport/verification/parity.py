@@ -117,10 +117,7 @@ def compare(
         out_rel = float(rel.max()) if rel.size else 0.0
         max_abs = max(max_abs, out_abs)
         max_rel = max(max_rel, out_rel)
-        if task == "regression":
-            ok_elem = rel <= tol.regression_rel
-        else:
-            ok_elem = diff <= tol.probability_abs
+        ok_elem = rel <= tol.regression_rel if task == "regression" else diff <= tol.probability_abs
         if not ok_elem.all():
             passed = False
             bad_rows = np.flatnonzero(~ok_elem.reshape(ok_elem.shape[0], -1).all(axis=1))

@@ -152,7 +152,11 @@ def diff(
     report.graph = graph_summary
     report.changes.extend(graph_changes)
     if behaviour:
-        report.behaviour = _behaviour(ba, bb, max_rows=max_rows)
+        # a renamed column is still the same data: feed A's rows to B under the new name, and back
+        renames = list(dict.fromkeys(
+            (c.old, c.new) for c in report.changes if c.section == "signature" and c.kind == "renamed"
+        ))
+        report.behaviour = _behaviour(ba, bb, max_rows=max_rows, renames=renames)
     return report
 
 
@@ -554,35 +558,48 @@ def _row_keys(data: Mapping[str, np.ndarray], names: Sequence[str], n: int) -> l
     return list(zip(*cols, strict=True)) if cols else [() for _ in range(n)]
 
 
-def _behaviour(a: Bundle, b: Bundle, *, max_rows: int) -> dict[str, Any]:
+def _behaviour(
+    a: Bundle, b: Bundle, *, max_rows: int, renames: Sequence[tuple[str, str]] = ()
+) -> dict[str, Any]:
     need_a, need_b = _needed(a), _needed(b)
-    union_names = list(dict.fromkeys([*need_a, *need_b]))
+    alias: dict[str, str] = {}
+    for old, new in renames:
+        alias[old], alias[new] = new, old
+    # rows are keyed by A's names; a column B renamed is looked up under its old name
+    b_to_a = {n: (n if n in need_a or n not in alias else alias[n]) for n in need_b}
+    union_names = list(dict.fromkeys([*need_a, *b_to_a.values()]))
     notes: list[str] = []
     seen: set[Any] = set()
     parts_a: list[dict[str, np.ndarray]] = []
     parts_b: list[dict[str, np.ndarray]] = []
     taken = {"a": 0, "b": 0}
     skipped = {"a": 0, "b": 0}
+    duplicates = 0
     for label, owner in (("a", a), ("b", b)):
-        rows = _reference_rows(owner)
-        if not rows:
+        raw = _reference_rows(owner)
+        if not raw:
             notes.append(f"bundle {label.upper()} stores no reference inputs")
             continue
-        n = min(int(np.asarray(next(iter(rows.values()))).shape[0]), max_rows)
+        n = min(int(np.asarray(next(iter(raw.values()))).shape[0]), max_rows)
+        rows = {k: np.asarray(v)[:n] for k, v in raw.items()}
+        for name in union_names:
+            if name not in rows and alias.get(name) in rows:
+                rows[name] = rows[alias[name]]
         missing = [c for c in union_names if c not in rows]
         if missing:
             skipped[label] = n
             notes.append(f"{label.upper()}'s reference rows lack {', '.join(missing[:10])}; the other bundle "
                          "cannot score them")
             continue
-        rows = {k: np.asarray(rows[k])[:n] for k in union_names}
+        rows = {k: rows[k] for k in union_names}
         keys = _row_keys(rows, union_names, n)
         fresh = np.array([k not in seen for k in keys], dtype=bool)
         seen.update(keys)
+        duplicates += int((~fresh).sum())
         idx = np.flatnonzero(fresh)
         sub = {k: v[idx] for k, v in rows.items()}
         ok_a = _scorable(a, {k: sub[k] for k in need_a}, idx.size)
-        ok_b = _scorable(b, {k: sub[k] for k in need_b}, idx.size)
+        ok_b = _scorable(b, {k: sub[b_to_a[k]] for k in need_b}, idx.size)
         both = ok_a & ok_b
         skipped[label] = int(idx.size - both.sum())
         if skipped[label]:
@@ -592,12 +609,15 @@ def _behaviour(a: Bundle, b: Bundle, *, max_rows: int) -> dict[str, Any]:
         taken[label] = int(keep.size)
         if keep.size:
             parts_a.append({k: rows[k][keep] for k in need_a})
-            parts_b.append({k: rows[k][keep] for k in need_b})
+            parts_b.append({k: rows[b_to_a[k]][keep] for k in need_b})
+    if renames:
+        notes.append("renamed columns were matched by position: " + ", ".join(f"{o} -> {n}" for o, n in renames))
     result: dict[str, Any] = {
         "rows": taken["a"] + taken["b"],
         "rows_from_a": taken["a"],
         "rows_from_b": taken["b"],
         "skipped": skipped,
+        "duplicates": duplicates,
         "label_agreement": None,
         "max_abs_difference": None,
         "outputs": {},

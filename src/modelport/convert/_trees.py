@@ -68,6 +68,8 @@ class Ensemble:
     derived: list[tuple[str, int]] = field(default_factory=list)
     #: a value the library treats as missing besides NaN (XGBoost's ``missing=``), or None
     missing_value: float | None = None
+    #: read |x| <= ZERO_BAND as exactly 0 first (LightGBM's predictor drops such values as zeros)
+    zero_band: bool = False
 
     def derived_index(self, kind: str, feature: int) -> int:
         """The input slot of a derived column, added on first use."""
@@ -82,7 +84,8 @@ class Ensemble:
 
 def f32_down(value: float) -> float:
     """The largest float32 <= ``value``: for float32 x, ``x <= value`` iff ``x <= f32_down(value)``."""
-    v = np.float32(value)
+    with np.errstate(over="ignore"):  # beyond float32 range: the nearest float32 is +-inf, stepped back below
+        v = np.float32(value)
     if float(v) > value:
         v = np.nextafter(v, np.float32(-np.inf))
     return float(v)
@@ -90,7 +93,8 @@ def f32_down(value: float) -> float:
 
 def f32_up(value: float) -> float:
     """The smallest float32 >= ``value``: for float32 x, ``x < value`` iff ``x < f32_up(value)``."""
-    v = np.float32(value)
+    with np.errstate(over="ignore"):
+        v = np.float32(value)
     if float(v) < value:
         v = np.nextafter(v, np.float32(np.inf))
     return float(v)
@@ -246,6 +250,9 @@ def build_model(
         nan = g.const("nan", np.array(np.nan, dtype=np.float32))
         is_missing = g.op("Equal", [x, g.const("missing", np.array(ensemble.missing_value, dtype=np.float32))])
         x = g.op("Where", [is_missing, nan, x], "X_missing_as_nan")
+    if ensemble.zero_band:
+        band = g.op("LessOrEqual", [g.op("Abs", [x]), g.const("zero_band", np.array(ZERO_BAND, dtype=np.float32))])
+        x = g.op("Where", [band, g.const("zero", np.array(0.0, dtype=np.float32)), x], "X_zero_band")
     tree_input = x
     if ensemble.derived:
         kinds = [k for k, _ in ensemble.derived]

@@ -1,0 +1,1 @@
+"""SVMRegressor and SVMClassifier (ai.onnx.ml) with linear, polynomial, RBF and sigmoid kernels."""

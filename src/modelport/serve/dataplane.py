@@ -1,0 +1,244 @@
+"""The transport-agnostic data plane: health, metadata, inference, records and the repository.
+
+REST (:mod:`modelport.serve.http`) and gRPC (:mod:`modelport.serve.grpc`) decode their wire
+format into :class:`~modelport.serve.codec.InferRequest`, call this object, and encode what it
+returns. Errors are raised from the :mod:`modelport.errors` tree; each transport maps them to
+its own statuses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from modelport import __version__
+from modelport.bundle.core import Bundle
+from modelport.errors import ModelNotFoundError, ModelportError
+from modelport.serve.batching import BatchStats
+from modelport.serve.codec import InferOutput, InferRequest, InferResponse
+from modelport.serve.errors import NotReadyError, OverloadedError, PayloadTooLargeError
+from modelport.serve.metrics import Metrics
+from modelport.serve.model import PLATFORM, BatchingConfig, ServedModel
+from modelport.serve.repository import ModelRepository, Source, VersionPolicy
+
+SERVER_NAME = "modelport"
+EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters", "records", "metrics"]
+
+
+class DataPlane:
+    """Everything a server does, independent of how requests arrive."""
+
+    def __init__(
+        self,
+        sources: Sequence[str | Source],
+        *,
+        policy: VersionPolicy = VersionPolicy(),
+        default_versions: dict[str, str] | None = None,
+        batching: BatchingConfig = BatchingConfig(),
+        max_rows: int | None = None,
+        request_timeout: float | None = None,
+        intra_op_threads: int | None = None,
+        registry_url: str | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics or Metrics()
+        self.batching = batching
+        self.max_rows = max_rows
+        self.request_timeout = request_timeout
+        self.intra_op_threads = intra_op_threads
+        # large batches leave the event loop; one thread per core is what ONNX Runtime can use
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelport-score")
+        self.repository = ModelRepository(
+            sources, self._make_model, policy=policy, default_versions=default_versions, registry_url=registry_url
+        )
+        self.draining = False
+        self.started = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+    def load(self) -> None:
+        """Load every source (blocking). Errors here stop the server before it listens."""
+        self.repository.load_all()
+
+    def _make_model(self, bundle: Bundle, name: str, version: str, origin: str) -> ServedModel:
+        model = ServedModel(
+            bundle, name=name, version=version, source=origin, batching=self.batching,
+            intra_op_threads=self.intra_op_threads, executor=self.executor, on_batch=self._on_batch,
+        )
+        m = self.metrics
+        model.stats = {  # type: ignore[attr-defined]
+            "queue": m.queue.labels(name, version),
+            "compute": m.compute.labels(name, version),
+            "rows": m.batch_rows.labels(name, version),
+            "requests": m.batch_requests.labels(name, version),
+        }
+        model.children = {}  # type: ignore[attr-defined]
+        m.loaded.labels(name, version).set(1)
+        return model
+
+    def _on_batch(self, model: ServedModel, stats: BatchStats) -> None:
+        s = model.stats  # type: ignore[attr-defined]
+        for w in stats.queue_seconds:
+            s["queue"].observe(w)
+        s["compute"].observe(stats.compute_seconds)
+        s["rows"].observe(stats.rows)
+        s["requests"].observe(stats.requests)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ health and metadata
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return not self.draining and bool(self.repository.names())
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def model(self, name: str, version: str | None = None) -> ServedModel:
+        return self.repository.get(name, version)
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        self.repository.get(name, version)  # 404 for what is not served
+        return not self.draining
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        model = self.repository.get(name, version)
+        inputs, outputs = model.tensor_metadata()
+        return {
+            "name": name,
+            "versions": self.repository.versions(name),
+            "platform": PLATFORM,
+            "inputs": inputs,
+            "outputs": outputs,
+            "parameters": {"version": model.version, **model.properties()},
+        }
+
+    # ------------------------------------------------------------------ inference
+    async def infer(self, request: InferRequest, protocol: str = "rest") -> InferResponse:
+        """Score one V2 request. Raises InputError (400), ModelNotFoundError (404), ... ."""
+        try:
+            model = self.repository.get(request.model, request.version)
+        except ModelNotFoundError:
+            self.metrics.failure.labels("", "", protocol, "not_found").inc()
+            raise
+        ch = self._children(model, protocol)
+        ch["requests"].inc()
+        ch["inflight"].inc()
+        t0 = time.perf_counter()
+        try:
+            if self.draining:
+                raise NotReadyError("the server is shutting down; request refused.", hint="retry on another replica")
+            wanted = model.check_outputs([o.name for o in request.outputs] if request.outputs else None)
+            feeds, rows = model.feeds_from_v2(request.inputs)
+            self._check_rows(rows)
+            result = await self._submit(model, feeds, rows, wanted)
+        except ModelportError as exc:
+            self.metrics.failure.labels(model.name, model.version, protocol, _reason(exc)).inc()
+            raise
+        finally:
+            ch["inflight"].dec()
+        outputs = [
+            InferOutput(name, model.output_datatypes[name], result[name].shape, result[name]) for name in wanted
+        ]
+        ch["success"].inc()
+        ch["latency"].observe(time.perf_counter() - t0)
+        return InferResponse(model.name, model.version, outputs, id=request.id)
+
+    async def records(self, name: str, version: str | None, records: Any, protocol: str = "records") -> dict[str, Any]:
+        """Score ``{"records": [...]}``: one prediction per record, with class names and probabilities."""
+        try:
+            model = self.repository.get(name, version)
+        except ModelNotFoundError:
+            self.metrics.failure.labels("", "", protocol, "not_found").inc()
+            raise
+        ch = self._children(model, protocol)
+        ch["requests"].inc()
+        ch["inflight"].inc()
+        t0 = time.perf_counter()
+        try:
+            if not isinstance(records, list):
+                from modelport.errors import InputError
+
+                raise InputError(
+                    "the body must be an object with a list under 'records', e.g. "
+                    '{"records": [{"f0": 1.0, ...}]}. ' + model.expected(records=True)
+                )
+            feeds, rows = model.feeds_from_records(records)
+            self._check_rows(rows)
+            result = await self._submit(model, feeds, rows, model.output_names)
+        except ModelportError as exc:
+            self.metrics.failure.labels(model.name, model.version, protocol, _reason(exc)).inc()
+            raise
+        finally:
+            ch["inflight"].dec()
+        preds = _records_out(result, model.bundle.classes, rows)
+        ch["success"].inc()
+        ch["latency"].observe(time.perf_counter() - t0)
+        return {"model_name": model.name, "model_version": model.version, "predictions": preds}
+
+    async def _submit(self, model: ServedModel, feeds: dict[str, np.ndarray], rows: int, wanted: list[str]) -> dict[str, np.ndarray]:
+        return await model.batcher().submit(feeds, rows, wanted, timeout=self.request_timeout)
+
+    def _check_rows(self, rows: int) -> None:
+        if self.max_rows is not None and rows > self.max_rows:
+            raise PayloadTooLargeError(
+                f"the request has {rows} rows; this server accepts at most {self.max_rows} per request.",
+                hint="split the request, or use `modelport score` for batch files",
+            )
+
+    def _children(self, model: ServedModel, protocol: str) -> dict[str, Any]:
+        ch = model.children.get(protocol)  # type: ignore[attr-defined]
+        if ch is None:
+            ch = model.children[protocol] = self.metrics.model_children(model.name, model.version, protocol)  # type: ignore[attr-defined]
+        return ch
+
+    # ------------------------------------------------------------------ repository extension
+    def repository_index(self) -> list[dict[str, Any]]:
+        return self.repository.index()
+
+    async def load_model(self, name: str) -> list[str]:
+        return await self.repository.load(name)
+
+    async def unload_model(self, name: str) -> None:
+        versions = self.repository.versions(name)
+        await self.repository.unload(name)
+        for v in versions:
+            self.metrics.loaded.labels(name, v).set(0)
+
+
+def _reason(exc: ModelportError) -> str:
+    if isinstance(exc, PayloadTooLargeError):
+        return "too_large"
+    if isinstance(exc, OverloadedError):
+        return "overloaded"
+    if isinstance(exc, NotReadyError):
+        return "not_ready"
+    from modelport.errors import InputError
+
+    if isinstance(exc, InputError):
+        return "bad_input"
+    return "error"
+
+
+def _records_out(result: dict[str, np.ndarray], classes: list[Any] | None, rows: int) -> list[dict[str, Any]]:
+    from modelport.runtime.session import output_columns
+
+    if classes is not None and "label" in result and "probabilities" in result:
+        labels = result["label"].tolist()
+        probs = result["probabilities"].tolist()
+        names = [str(c) for c in classes]
+        return [
+            {"label": _plain(labels[i]), "probabilities": dict(zip(names, probs[i]))} for i in range(rows)
+        ]
+    cols = {k: v.tolist() for k, v in output_columns(result, classes).items()}
+    return [{k: _plain(v[i]) for k, v in cols.items()} for i in range(rows)]
+
+
+def _plain(v: Any) -> Any:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v

@@ -1,0 +1,242 @@
+"""The gRPC transport: ``inference.GRPCInferenceService`` (KServe V2) on grpc.aio.
+
+It shares the event loop, data plane and batchers with the REST server. Tensors come either as
+typed ``contents`` or as ``raw_input_contents``; a response uses ``raw_output_contents`` when the
+request used raw inputs (as tritonclient does) and typed ``contents`` otherwise. The mapping of
+the error tree to gRPC status codes lives here.
+
+The generated modules are imported lazily: they register the ``inference`` protobuf package,
+which collides with other copies of the same protocol (tritonclient's) in one process.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelport._deps import require
+from modelport.errors import BundleError, InputError, ModelNotFoundError, ModelportError
+from modelport.serve import codec
+from modelport.serve.codec import InferInput, InferRequest, RequestedOutput
+from modelport.serve.errors import NotReadyError, OverloadedError, PayloadTooLargeError, UnauthorizedError
+
+if TYPE_CHECKING:
+    from modelport.serve.dataplane import DataPlane
+
+log = logging.getLogger("modelport.serve")
+
+_CONTENTS = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}
+OPEN_METHODS = frozenset({"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"})
+
+
+def status_code(exc: BaseException) -> Any:
+    """The gRPC status code of an error."""
+    grpc = require("grpc", purpose="the gRPC server")
+    if isinstance(exc, PayloadTooLargeError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, ModelNotFoundError):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, InputError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, UnauthorizedError):
+        return grpc.StatusCode.UNAUTHENTICATED
+    if isinstance(exc, (OverloadedError, NotReadyError)):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, BundleError):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    return grpc.StatusCode.INTERNAL
+
+
+def _param_value(p: Any) -> Any:
+    kind = p.WhichOneof("parameter_choice")
+    return None if kind is None else getattr(p, kind)
+
+
+def _params(m: Any) -> dict[str, Any]:
+    return {k: _param_value(v) for k, v in m.items()}
+
+
+def decode_request(request: Any) -> InferRequest:
+    """An InferRequest from a ``ModelInferRequest`` message."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InputError(
+            f"raw_input_contents has {len(raw)} entries but the request has {len(request.inputs)} inputs; "
+            "give one entry per input, in order."
+        )
+    inputs = []
+    for i, t in enumerate(request.inputs):
+        shape = tuple(int(d) for d in t.shape)
+        if any(d < 0 for d in shape):
+            raise InputError(f"input {t.name!r}: shape {list(shape)} has negative dimensions.")
+        if t.datatype not in codec.V2_TO_NUMPY:
+            raise InputError(codec._bad_datatype(t.name, t.datatype))
+        if raw:
+            data = codec.from_raw(t.name, t.datatype, shape, raw[i])
+        else:
+            field = _CONTENTS.get(t.datatype)
+            if field is None:
+                raise InputError(f"input {t.name!r}: {t.datatype} can only be sent in raw_input_contents.")
+            values = getattr(t.contents, field)
+            count = int(np.prod(shape)) if shape else 1
+            if len(values) != count:
+                raise InputError(
+                    f"input {t.name!r}: shape {list(shape)} needs {count} elements but contents.{field} holds {len(values)}."
+                )
+            if t.datatype == "BYTES":
+                data = np.empty(count, dtype=object)
+                data[:] = list(values)
+            else:
+                data = np.asarray(values, dtype=codec.V2_TO_NUMPY[t.datatype])
+            data = data.reshape(shape)
+        inputs.append(InferInput(t.name, t.datatype, shape, data, _params(t.parameters)))
+    if not inputs:
+        raise InputError("the request has no inputs.")
+    outputs = [RequestedOutput(o.name, _params(o.parameters)) for o in request.outputs] or None
+    return InferRequest(
+        request.model_name, request.model_version or None, inputs, outputs, request.id or None,
+        _params(request.parameters),
+    )
+
+
+def add_service(server: Any, dataplane: DataPlane) -> None:
+    """Register the V2 service on a grpc.aio server."""
+    from modelport.serve.proto import grpc_predict_v2_pb2 as pb
+    from modelport.serve.proto import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    grpc = require("grpc", purpose="the gRPC server")
+    dp = dataplane
+
+    async def guarded(context: Any, fn: Any) -> Any:
+        try:
+            return await fn()
+        except ModelportError as exc:
+            code = status_code(exc)
+            if code == grpc.StatusCode.INTERNAL:
+                log.error("gRPC request failed: %s", exc)
+            text = exc.message if not exc.hint else f"{exc.message} (hint: {exc.hint})"
+            await context.abort(code, text)
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            log.exception("unexpected error in a gRPC request")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal server error; see the server log.")
+
+    def tensor_meta(items: list[dict[str, Any]]) -> list[Any]:
+        return [pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+                for t in items]
+
+    class Servicer(pb_grpc.GRPCInferenceServiceServicer):
+        async def ServerLive(self, request: Any, context: Any) -> Any:
+            return pb.ServerLiveResponse(live=dp.live())
+
+        async def ServerReady(self, request: Any, context: Any) -> Any:
+            return pb.ServerReadyResponse(ready=dp.ready())
+
+        async def ModelReady(self, request: Any, context: Any) -> Any:
+            async def run() -> Any:
+                return pb.ModelReadyResponse(ready=dp.model_ready(request.name, request.version or None))
+            return await guarded(context, run)
+
+        async def ServerMetadata(self, request: Any, context: Any) -> Any:
+            meta = dp.server_metadata()
+            return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
+
+        async def ModelMetadata(self, request: Any, context: Any) -> Any:
+            async def run() -> Any:
+                meta = dp.model_metadata(request.name, request.version or None)
+                return pb.ModelMetadataResponse(
+                    name=meta["name"], versions=meta["versions"], platform=meta["platform"],
+                    inputs=tensor_meta(meta["inputs"]), outputs=tensor_meta(meta["outputs"]),
+                    properties={k: str(v) for k, v in meta["parameters"].items()},
+                )
+            return await guarded(context, run)
+
+        async def ModelInfer(self, request: Any, context: Any) -> Any:
+            async def run() -> Any:
+                req = decode_request(request)
+                resp = await dp.infer(req, "grpc")
+                use_raw = bool(request.raw_input_contents)
+                out = pb.ModelInferResponse(model_name=resp.model_name, model_version=resp.model_version,
+                                            id=resp.id or "")
+                for o in resp.outputs:
+                    t = out.outputs.add(name=o.name, datatype=o.datatype, shape=list(o.shape))
+                    if use_raw or o.datatype not in _CONTENTS:
+                        out.raw_output_contents.append(codec.to_raw(o.data, o.datatype))
+                    elif o.datatype == "BYTES":
+                        t.contents.bytes_contents.extend(
+                            v if isinstance(v, bytes) else str(v).encode() for v in o.data.ravel().tolist()
+                        )
+                    else:
+                        getattr(t.contents, _CONTENTS[o.datatype]).extend(o.data.ravel().tolist())
+                return out
+            return await guarded(context, run)
+
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(), server)
+
+
+def make_auth_interceptor(tokens: Sequence[str]) -> Any:
+    """A grpc.aio interceptor that requires ``authorization: Bearer <token>`` (health stays open)."""
+    grpc = require("grpc", purpose="the gRPC server")
+    wanted = [t.encode() for t in tokens]
+
+    async def deny(request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unauthorized: send 'authorization: Bearer <token>'.")
+
+    denied = grpc.unary_unary_rpc_method_handler(deny)
+
+    class BearerAuth(grpc.aio.ServerInterceptor):
+        async def intercept_service(self, continuation: Any, details: Any) -> Any:
+            if details.method in OPEN_METHODS:
+                return await continuation(details)
+            for key, value in details.invocation_metadata or ():
+                if key == "authorization":
+                    scheme, _, token = (value if isinstance(value, str) else value.decode()).partition(" ")
+                    if scheme.lower() == "bearer" and any(hmac.compare_digest(token.strip().encode(), t) for t in wanted):
+                        return await continuation(details)
+            return denied
+
+    return BearerAuth()
+
+
+async def start(
+    dataplane: DataPlane,
+    *,
+    host: str,
+    port: int,
+    tokens: Sequence[str] = (),
+    max_message_bytes: int = 64 << 20,
+    tls: tuple[bytes, bytes, bytes | None] | None = None,
+) -> Any:
+    """Start a grpc.aio server on the running loop; returns it (stop with ``await server.stop(grace)``)."""
+    grpc = require("grpc", purpose="the gRPC server")
+    interceptors = [make_auth_interceptor(tokens)] if tokens else []
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 1),  # several worker processes share the port
+        ],
+    )
+    add_service(server, dataplane)
+    address = f"{host}:{port}"
+    if tls is not None:
+        key, cert, ca = tls
+        creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+        bound = server.add_secure_port(address, creds)
+    else:
+        bound = server.add_insecure_port(address)
+    if bound == 0:
+        raise ModelportError(f"cannot listen for gRPC on {address}.", hint="pick a free port with --grpc-port")
+    await server.start()
+    server.bound_port = bound
+    return server

@@ -1,0 +1,277 @@
+"""Putting a server together: configuration, the ASGI app with its lifespan (gRPC, polling,
+drain), and running it under uvicorn with one or several worker processes.
+
+    >>> from modelport.serve import ServeConfig, serve
+    >>> serve(ServeConfig(sources=["churn.mpk", "fraud/"], port=8080, grpc_port=8081))
+
+SIGTERM (or Ctrl-C) drains: the listening sockets close, in-flight HTTP and gRPC requests finish
+(up to ``drain_timeout`` seconds), then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelport._deps import require
+from modelport.errors import ServingError
+from modelport.serve.dataplane import DataPlane
+from modelport.serve.model import BatchingConfig
+from modelport.serve.repository import VersionPolicy
+
+log = logging.getLogger("modelport.serve")
+
+CONFIG_ENV = "MODELPORT_SERVE_CONFIG"
+DEFAULT_TOKEN_ENV = "MODELPORT_SERVE_TOKENS"
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``modelport serve`` can be told. Sizes are bytes, times seconds."""
+
+    sources: list[str]
+    host: str = "127.0.0.1"
+    port: int = 8080
+    grpc_port: int | None = None
+    workers: int = 1
+    # models
+    version_policy: str = "all"
+    default_versions: dict[str, str] = field(default_factory=dict)
+    poll_interval: float | None = None
+    registry_url: str | None = None
+    # batching and runtime
+    max_batch_size: int = 64
+    max_queue_delay: float = 0.0
+    max_queue: int = 2048
+    intra_op_threads: int | None = 1
+    # limits
+    max_body_bytes: int | None = 64 << 20
+    max_rows: int | None = 1_000_000
+    request_timeout: float | None = 30.0
+    drain_timeout: float = 30.0
+    # security and operations
+    token_env: str | None = None
+    token_file: str | None = None
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_ca_certs: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
+    access_log: bool = False
+    log_level: str = "info"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        return cls(**json.loads(text))
+
+    def tokens(self) -> list[str]:
+        """Bearer tokens from the environment variable and/or file; [] means auth is off."""
+        tokens: list[str] = []
+        if self.token_env:
+            raw = os.environ.get(self.token_env)
+            if raw is None:
+                raise ServingError(
+                    f"authentication was asked for with tokens in ${self.token_env}, but it is not set.",
+                    hint=f"export {self.token_env}=token1,token2",
+                )
+            tokens += [t.strip() for t in raw.split(",") if t.strip()]
+        if self.token_file:
+            try:
+                lines = Path(self.token_file).read_text().splitlines()
+            except OSError as exc:
+                raise ServingError(f"cannot read the token file {self.token_file}: {exc}.") from exc
+            tokens += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        if (self.token_env or self.token_file) and not tokens:
+            raise ServingError("authentication is on but no tokens were found.", hint="give at least one token")
+        return tokens
+
+    def tls(self) -> tuple[bytes, bytes, bytes | None] | None:
+        if not (self.tls_certfile or self.tls_keyfile):
+            return None
+        if not (self.tls_certfile and self.tls_keyfile):
+            raise ServingError("TLS needs both --tls-certfile and --tls-keyfile.")
+        try:
+            key = Path(self.tls_keyfile).read_bytes()
+            cert = Path(self.tls_certfile).read_bytes()
+            ca = Path(self.tls_ca_certs).read_bytes() if self.tls_ca_certs else None
+        except OSError as exc:
+            raise ServingError(f"cannot read a TLS file: {exc}.") from exc
+        return key, cert, ca
+
+
+class Server:
+    """One worker's server: data plane, ASGI app and, optionally, gRPC and pollers."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.tokens = config.tokens()
+        self.dataplane = DataPlane(
+            config.sources,
+            policy=VersionPolicy.parse(config.version_policy),
+            default_versions=config.default_versions,
+            batching=BatchingConfig(
+                max_batch_size=config.max_batch_size, max_queue_delay=config.max_queue_delay, max_queue=config.max_queue
+            ),
+            max_rows=config.max_rows,
+            request_timeout=config.request_timeout,
+            intra_op_threads=config.intra_op_threads,
+            registry_url=config.registry_url,
+        )
+        self.grpc_server: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        from modelport.serve.http import build_app
+
+        self.app = build_app(
+            self.dataplane,
+            tokens=self.tokens,
+            max_body_bytes=config.max_body_bytes,
+            access_log_enabled=config.access_log,
+            cors_origins=config.cors_origins,
+            on_startup=[self.startup],
+            on_shutdown=[self.shutdown],
+        )
+
+    def load(self) -> None:
+        self.dataplane.load()
+        for name in self.dataplane.repository.names():
+            log.info("serving %s versions %s", name, ", ".join(self.dataplane.repository.versions(name)))
+
+    async def startup(self) -> None:
+        if not self.dataplane.repository.names():
+            await asyncio.to_thread(self.load)
+        cfg = self.config
+        if cfg.grpc_port is not None:
+            from modelport.serve import grpc as grpc_transport
+
+            self.grpc_server = await grpc_transport.start(
+                self.dataplane, host=cfg.host, port=cfg.grpc_port, tokens=self.tokens,
+                max_message_bytes=cfg.max_body_bytes or (1 << 31) - 1, tls=cfg.tls(),
+            )
+            log.info("gRPC listening on %s:%s", cfg.host, self.grpc_server.bound_port)
+        if cfg.poll_interval:
+            self._tasks.append(asyncio.create_task(self._poll(cfg.poll_interval)))
+
+    async def _poll(self, every: float) -> None:
+        repo = self.dataplane.repository
+        follow = bool(repo.following())
+        scan = any(s.path is not None for s in repo.sources)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if scan:
+                    changed = await repo.refresh()
+                    if changed:
+                        log.info("reloaded from disk: %s", ", ".join(changed))
+                if follow:
+                    await repo.follow_once()
+            except Exception:
+                log.exception("polling the model sources failed; will retry")
+
+    async def shutdown(self) -> None:
+        self.dataplane.draining = True
+        for t in self._tasks:
+            t.cancel()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(self.config.drain_timeout)
+        self.dataplane.close()
+
+
+def uvicorn_config(config: ServeConfig, app: Any) -> Any:
+    uvicorn = require("uvicorn", purpose="the HTTP server")
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level,
+        access_log=False,  # ours is JSON and optional (--access-log)
+        lifespan="on",
+        timeout_graceful_shutdown=config.drain_timeout,
+        ssl_certfile=config.tls_certfile,
+        ssl_keyfile=config.tls_keyfile,
+        ssl_ca_certs=config.tls_ca_certs,
+        ssl_cert_reqs=2 if config.tls_ca_certs else 0,  # ssl.CERT_REQUIRED when a client CA is given
+        server_header=False,
+        http="httptools" if _has("httptools") else "h11",
+        loop="uvloop" if _has("uvloop") else "asyncio",
+    )
+
+
+def serve(config: ServeConfig) -> None:
+    """Run a server until SIGTERM/SIGINT; with ``workers > 1`` uvicorn supervises worker processes."""
+    _setup_logging(config)
+    config.tls()
+    config.tokens()  # fail now, not in every worker
+    if config.workers > 1:
+        _serve_workers(config)
+        return
+    server = Server(config)
+    server.load()  # bad bundles stop us before we listen
+    uvicorn = require("uvicorn", purpose="the HTTP server")
+    uvicorn.Server(uvicorn_config(config, server.app)).run()
+
+
+def _serve_workers(config: ServeConfig) -> None:
+    import tempfile
+
+    uvicorn = require("uvicorn", purpose="the HTTP server")
+    # validate the sources once in the supervisor, so a bad bundle fails before workers start
+    DataPlane(config.sources, policy=VersionPolicy.parse(config.version_policy),
+              registry_url=config.registry_url).load()
+    os.environ[CONFIG_ENV] = config.to_json()
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelport-metrics-")
+    ucfg = uvicorn_config(config, "modelport.serve.server:worker_app")
+    ucfg.factory = True
+    ucfg.workers = config.workers
+    ucfg.app = "modelport.serve.server:worker_app"
+    sock = ucfg.bind_socket()
+    from uvicorn.supervisors import Multiprocess
+
+    Multiprocess(ucfg, target=uvicorn.Server(ucfg).run, sockets=[sock]).run()
+
+
+def worker_app() -> Any:
+    """The app of one worker process (uvicorn factory); the config travels in an env variable."""
+    text = os.environ.get(CONFIG_ENV)
+    if not text:
+        raise ServingError(f"{CONFIG_ENV} is not set; worker_app is started by `modelport serve --workers N`.")
+    config = ServeConfig.from_json(text)
+    _setup_logging(config)
+    server = Server(config)
+    server.load()
+    return server.app
+
+
+def _setup_logging(config: ServeConfig) -> None:
+    level = getattr(logging, config.log_level.upper(), logging.INFO)
+    logger = logging.getLogger("modelport.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level)
+    access = logging.getLogger("modelport.serve.access")
+    if config.access_log and not access.handlers:
+        h = logging.StreamHandler(sys.stdout)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(h)
+        access.propagate = False
+        access.setLevel(logging.INFO)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    with contextlib.suppress(ValueError):
+        return importlib.util.find_spec(module) is not None
+    return False

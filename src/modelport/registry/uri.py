@@ -72,6 +72,7 @@ def parse(uri: str, *, bare: bool = False) -> ModelRef:
         raise InputError(f"{uri!r} is not a registry URI; expected {FORMS}.")
     if "@" in text:
         name, _, alias = text.partition("@")
+        _name(name, uri)
         if alias == "latest":
             return ModelRef(_name(name, uri))
         if not alias or not ALIAS_RE.fullmatch(alias):
@@ -79,8 +80,9 @@ def parse(uri: str, *, bare: bool = False) -> ModelRef:
         return ModelRef(_name(name, uri), alias=alias)
     if "/" in text:
         name, _, version = text.partition("/")
+        _name(name, uri)
         if version == "latest":
-            return ModelRef(_name(name, uri))
+            return ModelRef(name)
         if not version.isdigit() or int(version) < 1:
             raise InputError(
                 f"{uri!r}: the version must be a positive whole number (or 'latest'), got {version!r}.",

@@ -1,0 +1,596 @@
+"""Target: C99 (libm only, no allocation).
+
+``<prefix>_predict(const float *x, long n_rows, float *out)`` scores a row-major float32
+matrix. Rows are processed in blocks: tree ensembles whose splits can all be written as
+``x <= t`` (after swapping branches and moving thresholds to the float32 grid, which covers
+LEQ, LT, GTE and GT) are stored as node arrays and walked branch-free, level by level, for all
+rows of a block at once, which keeps the CPU busy while nodes load. Ensembles with EQ, NEQ or
+MEMBER splits are written as nested ``if``s. Everything else is straight-line code per row.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelport.codegen._render import Numbering
+from modelport.codegen.ir import (
+    ArgMax,
+    Bin,
+    Call,
+    Cmp,
+    Col,
+    Dot,
+    Ensemble,
+    Expr,
+    IsNaN,
+    Leaf,
+    Logic,
+    Num,
+    Program,
+    Round32,
+    Select,
+    Split,
+    Switch,
+    Text,
+    ToFloat,
+    ToInt,
+    TreeOut,
+    f32,
+    floor32,
+    next_down32,
+    split_condition,
+)
+from modelport.errors import CodegenError
+
+_CTYPE = {"f": "float", "i": "long long", "b": "int", "s": "const char *"}
+
+
+def flit(v: float) -> str:
+    """A float32 literal, exact (hex float)."""
+    v = f32(v)
+    if v != v:
+        return "NAN"
+    if math.isinf(v):
+        return "INFINITY" if v > 0 else "-INFINITY"
+    return float(v).hex() + "f"
+
+
+def dlit(v: float) -> str:
+    if v != v:
+        return "(double)NAN"
+    if math.isinf(v):
+        return "(double)INFINITY" if v > 0 else "-(double)INFINITY"
+    return float(v).hex()
+
+
+def cstr(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 32 <= o < 127:
+            out.append(ch)
+        else:
+            out.extend(f"\\{b:03o}" for b in ch.encode("utf-8"))
+    out.append('"')
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- canonical trees
+
+
+@dataclass
+class FlatEnsemble:
+    """Nodes as (threshold, feature | missing<<31, first child, leaf slot); children adjacent."""
+
+    thr: list[float]
+    fm: list[int]
+    nxt: list[int]
+    leaf: list[int]
+    roots: list[int]
+    depths: list[int]
+    leaf_values: list[float]  # n_leaves * n_targets
+
+
+def canonical(s: Split) -> tuple[float, bool, bool] | None:
+    """(t, swap, missing) such that 'x <= t' (float32 x) decides the split, or None if impossible."""
+    t = s.threshold
+    if s.mode == "LEQ":
+        return floor32(t), False, s.missing_true
+    if s.mode == "LT":
+        lo = floor32(t)
+        return (next_down32(lo) if lo == t else lo), False, s.missing_true
+    if s.mode == "GT":
+        return floor32(t), True, not s.missing_true
+    if s.mode == "GTE":
+        lo = floor32(t)
+        return (next_down32(lo) if lo == t else lo), True, not s.missing_true
+    return None
+
+
+def flatten(ens: Ensemble) -> FlatEnsemble | None:
+    for tree in ens.trees:
+        stack: list[Leaf | Split] = [tree]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, Split):
+                if canonical(n) is None:
+                    return None
+                stack.extend((n.true, n.false))
+    k = ens.n_targets
+    fe = FlatEnsemble([], [], [], [], [], [], [])
+    missing_fill = float("nan") if ens.aggregate in ("MIN", "MAX") else 0.0
+
+    def alloc() -> int:
+        fe.thr.append(0.0)
+        fe.fm.append(0)
+        fe.nxt.append(0)
+        fe.leaf.append(0)
+        return len(fe.thr) - 1
+
+    for tree in ens.trees:
+        root = alloc()
+        fe.roots.append(root)
+        fe.depths.append(ens.depth(tree))
+        queue: list[tuple[int, Leaf | Split]] = [(root, tree)]
+        while queue:
+            pos, node = queue.pop(0)
+            if isinstance(node, Leaf):
+                # a leaf loops on itself: +inf with 'missing goes true' is always true
+                fe.thr[pos], fe.fm[pos], fe.nxt[pos] = math.inf, 1 << 31, pos
+                fe.leaf[pos] = len(fe.leaf_values) // k
+                fe.leaf_values.extend(node.weights.get(j, missing_fill) for j in range(k))
+                continue
+            canon = canonical(node)
+            assert canon is not None
+            t, swap, missing = canon
+            first = alloc()
+            alloc()
+            fe.thr[pos], fe.fm[pos], fe.nxt[pos] = t, node.feature | (int(missing) << 31), first
+            a, b = (node.false, node.true) if swap else (node.true, node.false)
+            queue.append((first, a))
+            queue.append((first + 1, b))
+    return fe
+
+
+# --------------------------------------------------------------------------- expressions
+
+
+class _CWriter:
+    def __init__(self, roots: Sequence[Expr], p: str, row: str = "xr") -> None:
+        self.num = Numbering(roots)
+        self.p = p
+        self.row = row
+
+    def ref(self, e: Expr) -> str:
+        if isinstance(e, Num):
+            if e.kind == "i":
+                return f"{int(e.value)}LL"
+            return flit(e.value)
+        if isinstance(e, Text):
+            return cstr(e.value)
+        if isinstance(e, Col):
+            if e.kind == "s":
+                raise CodegenError(
+                    "the C target takes a float matrix and cannot read string columns.",
+                    hint="compile to --target sql or --target python, which handle strings",
+                )
+            return f"(long long){self.row}[{e.index}]" if e.kind == "i" else f"{self.row}[{e.index}]"
+        return self.num.name(e)
+
+    def statements(self) -> list[str]:
+        out = []
+        for e in self.num.order:
+            out.extend(self.define(e))
+        return out
+
+    def define(self, e: Expr) -> list[str]:
+        r, name, ty = self.ref, self.num.name(e), _CTYPE[e.kind]
+        p = self.p
+        if isinstance(e, Bin):
+            return [f"const {ty} {name} = {r(e.a)} {e.op} {r(e.b)};"]
+        if isinstance(e, Dot):
+            terms = "".join(f" + {dlit(w)} * (double){r(x)}" for w, x in e.terms)
+            return [f"const float {name} = (float)({dlit(e.bias)}{terms});"]
+        if isinstance(e, Call):
+            if e.fn == "max":
+                lines = [f"float {name} = -FLT_MAX;"]
+                lines += [f"if ({r(a)} > {name}) {name} = {r(a)};" for a in e.args]
+                return lines
+            fn = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "abs": "fabsf",
+                  "sigmoid": f"{p}_sigmoid"}.get(e.fn)
+            if fn is None:
+                raise CodegenError(f"the C target has no function {e.fn!r}.")
+            return [f"const float {name} = {fn}({', '.join(r(a) for a in e.args)});"]
+        if isinstance(e, Cmp):
+            if e.a.kind == "s" or e.b.kind == "s":
+                op = "==" if e.op == "==" else "!="
+                return [f"const int {name} = strcmp({r(e.a)}, {r(e.b)}) {op} 0;"]
+            return [f"const int {name} = {r(e.a)} {e.op} {r(e.b)};"]
+        if isinstance(e, IsNaN):
+            return [f"const int {name} = isnan({r(e.a)}) != 0;"]
+        if isinstance(e, Logic):
+            if e.op == "not":
+                return [f"const int {name} = !{r(e.args[0])};"]
+            if not e.args:
+                return [f"const int {name} = {0 if e.op == 'or' else 1};"]
+            j = " || " if e.op == "or" else " && "
+            return [f"const int {name} = {j.join(r(a) for a in e.args)};"]
+        if isinstance(e, Select):
+            return [f"const {ty} {name} = {r(e.cond)} ? {r(e.a)} : {r(e.b)};"]
+        if isinstance(e, ArgMax):
+            lines = [f"long long {name} = 0;", f"float {name}_v = {r(e.items[0])};"]
+            for i, a in enumerate(e.items[1:], 1):
+                lines.append(f"if ({r(a)} > {name}_v) {{ {name} = {i}; {name}_v = {r(a)}; }}")
+            return lines
+        if isinstance(e, Switch):
+            expr = r(e.default)
+            for i in reversed(range(len(e.values))):
+                expr = f"{r(e.index)} == {i} ? {r(e.values[i])} : ({expr})"
+            return [f"const {ty} {name} = {expr};"]
+        if isinstance(e, Round32):
+            return [f"const float {name} = (float){r(e.a)};"]
+        if isinstance(e, ToInt):
+            return [f"const long long {name} = {p}_toint({r(e.a)});"]
+        if isinstance(e, ToFloat):
+            return [f"const float {name} = (float){r(e.a)};"]
+        if isinstance(e, TreeOut):
+            ens = e.ensemble
+            return [f"const float {name} = (float)acc{ens.index}[r * {ens.n_targets} + {e.target}];"]
+        raise CodegenError(f"the C target cannot render {type(e).__name__}.")
+
+
+# --------------------------------------------------------------------------- ensembles
+
+
+def _flat_arrays(p: str, ens: Ensemble, fe: FlatEnsemble) -> list[str]:
+    i = ens.index
+    acc_t = "double" if ens.double else "float"
+    nodes = ",".join(f"{{{flit(t)},{fm}u,{n},{lf}}}" for t, fm, n, lf in zip(fe.thr, fe.fm, fe.nxt, fe.leaf))
+    leaves = ",".join((dlit(v) if ens.double else flit(v)) for v in fe.leaf_values)
+    depth_t = "uint8_t" if max(fe.depths, default=0) < 256 else "uint16_t"
+    return [
+        f"static const {p}_node_t {p}_e{i}_nodes[{len(fe.thr)}] = {{",
+        *textwrap.wrap(nodes, 2000, break_long_words=False, break_on_hyphens=False),
+        "};",
+        f"static const int32_t {p}_e{i}_roots[{len(fe.roots)}] = {{{','.join(map(str, fe.roots))}}};",
+        f"static const {depth_t} {p}_e{i}_depth[{len(fe.depths)}] = {{{','.join(map(str, fe.depths))}}};",
+        f"static const {acc_t} {p}_e{i}_leaves[{len(fe.leaf_values)}] = {{",
+        *textwrap.wrap(leaves, 2000, break_long_words=False, break_on_hyphens=False),
+        "};",
+    ]
+
+
+def _flat_eval(p: str, ens: Ensemble, fe: FlatEnsemble) -> list[str]:
+    i, k = ens.index, ens.n_targets
+    acc_t = "double" if ens.double else "float"
+    agg = ens.aggregate
+    init = {"MIN": "INFINITY", "MAX": "-INFINITY"}.get(agg, "0")
+    if agg in ("MIN", "MAX"):
+        op = "<" if agg == "MIN" else ">"
+        update = f"if (w[j] {op} a[j]) a[j] = w[j];"
+        final = "for (long q = 0; q < nb * K; ++q) if (isinf(acc[q])) acc[q] = 0;"
+    else:
+        update = "a[j] += w[j];"
+        final = ""
+    return [
+        f"static void {p}_e{i}_eval(const float *feat, long stride, long nb, {acc_t} *acc) {{",
+        f"    enum {{ K = {k}, NT = {len(fe.roots)} }};",
+        f"    int32_t idx[{p.upper()}_BLOCK];",
+        f"    for (long q = 0; q < nb * K; ++q) acc[q] = {init};",
+        "    for (long t = 0; t < NT; ++t) {",
+        f"        const int32_t root = {p}_e{i}_roots[t];",
+        f"        const int depth = {p}_e{i}_depth[t];",
+        "        for (long r = 0; r < nb; ++r) idx[r] = root;",
+        "        for (int level = 0; level < depth; ++level) {",
+        "            for (long r = 0; r < nb; ++r) {",
+        f"                const {p}_node_t *nd = &{p}_e{i}_nodes[idx[r]];",
+        "                const float v = feat[r * stride + (nd->fm & 0x7fffffffu)];",
+        "                const int c = (v <= nd->thr) | ((v != v) & (int)(nd->fm >> 31));",
+        "                idx[r] = nd->next + 1 - c;",
+        "            }",
+        "        }",
+        "        for (long r = 0; r < nb; ++r) {",
+        f"            const {acc_t} *w = &{p}_e{i}_leaves[(long){p}_e{i}_nodes[idx[r]].leaf * K];",
+        f"            {acc_t} *a = &acc[r * K];",
+        f"            for (int j = 0; j < K; ++j) {{ {update} }}",
+        "        }",
+        "    }",
+        f"    {final}",
+        "}",
+    ]
+
+
+def _branchy_eval(p: str, ens: Ensemble) -> list[str]:
+    """Ensembles with EQ / NEQ / MEMBER splits: nested ifs, one row at a time."""
+    i, k = ens.index, ens.n_targets
+    acc_t = "double" if ens.double else "float"
+    agg = ens.aggregate
+    init = {"MIN": "INFINITY", "MAX": "-INFINITY"}.get(agg, "0")
+    lines = [
+        f"static void {p}_e{i}_eval(const float *feat, long stride, long nb, {acc_t} *acc) {{",
+        f"    for (long q = 0; q < nb * {k}; ++q) acc[q] = {init};",
+        "    for (long r = 0; r < nb; ++r) {",
+        "        const float *f = feat + r * stride;",
+        f"        {acc_t} *a = &acc[r * {k}];",
+    ]
+
+    def cond(s: Split) -> str:
+        x = f"f[{s.feature}]"
+        lit = (lambda v: dlit(v)) if ens.double else flit
+        xv = f"(double){x}" if ens.double else x
+
+        def t(e: Expr) -> str:
+            if isinstance(e, Cmp):
+                assert isinstance(e.b, Num)
+                return f"({xv} {e.op} {lit(e.b.value)})"
+            if isinstance(e, IsNaN):
+                return f"isnan({x})"
+            if isinstance(e, Logic):
+                return "(" + (" || ".join(t(a) for a in e.args) if e.args else "0") + ")"
+            raise CodegenError(f"unexpected split condition {type(e).__name__}.")
+
+        return t(split_condition(Num(0.0), s))
+
+    def walk(node: Leaf | Split, depth: int) -> None:
+        pad = "    " * depth
+        if isinstance(node, Leaf):
+            for j, w in sorted(node.weights.items()):
+                v = dlit(w) if ens.double else flit(w)
+                if agg in ("MIN", "MAX"):
+                    op = "<" if agg == "MIN" else ">"
+                    lines.append(f"{pad}if ({v} {op} a[{j}]) a[{j}] = {v};")
+                else:
+                    lines.append(f"{pad}a[{j}] += {v};")
+            return
+        lines.append(f"{pad}if {cond(node)} {{")
+        walk(node.true, depth + 1)
+        lines.append(f"{pad}}} else {{")
+        walk(node.false, depth + 1)
+        lines.append(f"{pad}}}")
+
+    for tree in ens.trees:
+        walk(tree, 2)
+    lines.append("    }")
+    if agg in ("MIN", "MAX"):
+        lines.append(f"    for (long q = 0; q < nb * {k}; ++q) if (isinf(acc[q])) acc[q] = 0;")
+    lines.append("}")
+    return lines
+
+
+# --------------------------------------------------------------------------- the program
+
+
+def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
+    """(source, header) for ``program``."""
+    p = prefix
+    P = p.upper()
+    nf, no = program.n_features, program.n_outputs
+    for c in program.columns:
+        if c.kind == "s":
+            raise CodegenError(
+                f"column {c.name!r} holds strings; the C target takes a float matrix only.",
+                hint="compile to --target sql or --target python, which handle string columns",
+            )
+    ens_list = program.ensembles
+    # which ensembles read the input matrix directly (no per-row feature computation)
+    direct = {
+        e.index: all(isinstance(f, Col) and f.index == j for j, f in enumerate(e.inputs)) for e in ens_list
+    }
+    widest = max([nf, *[len(e.inputs) for e in ens_list], *[e.n_targets for e in ens_list], 1])
+    block = max(1, min(64, 16384 // widest))
+    src: list[str] = [
+        f"/* {p}.c: model {program.name!r} compiled by modelport. C99, libm only, no allocation. */",
+        "#include <float.h>",
+        "#include <math.h>",
+        "#include <stdint.h>",
+        "#include <string.h>",
+        f'#include "{p}.h"',
+        "",
+        f"#define {P}_BLOCK {block}",
+        f"typedef struct {{ float thr; uint32_t fm; int32_t next; int32_t leaf; }} {p}_node_t;",
+        "",
+        f"static float {p}_sigmoid(float x) {{",
+        "    const float v = 1.0f / (1.0f + expf(-fabsf(x)));",
+        "    return x < 0 ? 1.0f - v : v;",
+        "}",
+        f"static long long {p}_toint(float x) {{",
+        "    if (isnan(x) || x >= 9.2233720368547758e18f || x < -9.2233720368547758e18f) return INT64_MIN;",
+        "    return (long long)x;",
+        "}",
+        "",
+        f"const char *const {p}_feature_names[{max(nf, 1)}] = {{{', '.join(cstr(c.name) for c in program.columns) or '0'}}};",
+        f"const char *const {p}_output_names[{max(no, 1)}] = {{{', '.join(cstr(s) for s in program.score_names) or '0'}}};",
+    ]
+    if program.classes is not None:
+        src.append(
+            f"const char *const {p}_class_names[{len(program.classes)}] = {{{', '.join(cstr(str(c)) for c in program.classes)}}};"
+        )
+        if all(isinstance(c, int) and not isinstance(c, bool) for c in program.classes):
+            src.append(
+                f"const long long {p}_class_labels[{len(program.classes)}] = {{{', '.join(f'{c}LL' for c in program.classes)}}};"
+            )
+    src.append("")
+    for ens in ens_list:
+        fe = flatten(ens)
+        if fe is not None:
+            src.extend(_flat_arrays(p, ens, fe))
+            src.extend(_flat_eval(p, ens, fe))
+        else:
+            src.extend(_branchy_eval(p, ens))
+        src.append("")
+    src += [
+        f"long {p}_n_features(void) {{ return {nf}; }}",
+        f"long {p}_n_outputs(void) {{ return {no}; }}",
+        "",
+        f"int {p}_predict_labels(const float *x, long n_rows, float *out, long *labels) {{",
+        "    if (n_rows < 0 || (n_rows > 0 && x == 0)) return -1;",
+        f"    for (long b0 = 0; b0 < n_rows; b0 += {P}_BLOCK) {{",
+        f"        const long nb = n_rows - b0 < {P}_BLOCK ? n_rows - b0 : {P}_BLOCK;",
+        f"        const float *xb = x + b0 * {nf};",
+    ]
+    for ens in ens_list:
+        acc_t = "double" if ens.double else "float"
+        i = ens.index
+        src.append(f"        {acc_t} acc{i}[{P}_BLOCK * {ens.n_targets}];")
+        if direct[ens.index]:
+            src.append(f"        {p}_e{i}_eval(xb, {nf}, nb, acc{i});")
+            continue
+        nfe = len(ens.inputs)
+        w = _CWriter(ens.inputs, p)
+        if any(isinstance(e, TreeOut) for e in w.num.order):
+            raise CodegenError("a tree ensemble reads the output of another ensemble; the C target does not support stacking.")
+        src += [
+            f"        float fb{i}[{P}_BLOCK * {nfe}];",
+            "        for (long r = 0; r < nb; ++r) {",
+            f"            const float *xr = xb + r * {nf};",
+            *[f"            {s}" for s in w.statements()],
+            *[f"            fb{i}[r * {nfe} + {j}] = {w.ref(f) if f.kind == 'f' else '(float)' + w.ref(f)};" for j, f in enumerate(ens.inputs)],
+            "        }",
+            f"        {p}_e{i}_eval(fb{i}, {nfe}, nb, acc{i});",
+        ]
+    w = _CWriter(program.outputs(), p)
+    src += [
+        "        for (long r = 0; r < nb; ++r) {",
+        f"            const float *xr = xb + r * {nf};",
+        "            (void)xr;",
+        *[f"            {s}" for s in w.statements()],
+        "            if (out) {",
+        *[f"                out[(b0 + r) * {no} + {j}] = {w.ref(s) if s.kind == 'f' else '(float)' + w.ref(s)};" for j, s in enumerate(program.scores)],
+        "            }",
+    ]
+    if program.label is not None:
+        src.append(f"            if (labels) labels[b0 + r] = (long){w.ref(program.label)};")
+    else:
+        src.append("            if (labels) labels[b0 + r] = -1;")
+    src += [
+        "        }",
+        "    }",
+        "    return 0;",
+        "}",
+        "",
+        f"int {p}_predict(const float *x, long n_rows, float *out) {{",
+        f"    return {p}_predict_labels(x, n_rows, out, 0);",
+        "}",
+    ]
+    return "\n".join(src) + "\n", _header(program, p)
+
+
+def _header(program: Program, p: str) -> str:
+    P = p.upper()
+    lines = [
+        f"/* {p}.h: model {program.name!r} compiled by modelport. */",
+        f"#ifndef {P}_H",
+        f"#define {P}_H",
+        "#ifdef __cplusplus",
+        'extern "C" {',
+        "#endif",
+        "",
+        f"#define {P}_N_FEATURES {program.n_features}",
+        f"#define {P}_N_OUTPUTS {program.n_outputs}",
+        "",
+        "/* x: n_rows x N_FEATURES float32, row-major, columns in the order of _feature_names (NaN = missing).",
+        "   out: n_rows x N_OUTPUTS; for a classifier the class probabilities in _class_names order,",
+        "   for a regressor the predictions. Returns 0 on success, -1 on bad arguments. */",
+        f"int {p}_predict(const float *x, long n_rows, float *out);",
+        "/* Like _predict; also writes each row's predicted class as an index into _class_names",
+        "   (out or labels may be NULL). */",
+        f"int {p}_predict_labels(const float *x, long n_rows, float *out, long *labels);",
+        f"long {p}_n_features(void);",
+        f"long {p}_n_outputs(void);",
+        f"extern const char *const {p}_feature_names[];",
+        f"extern const char *const {p}_output_names[];",
+    ]
+    for c in program.columns:
+        if c.kind == "c":
+            lines.append(f"/* column {c.name!r} is categorical: pass the category's index in {list(c.categories or ())!r} */")
+    if program.classes is not None:
+        lines += [
+            f"#define {P}_N_CLASSES {len(program.classes)}",
+            f"extern const char *const {p}_class_names[{len(program.classes)}];",
+        ]
+        if all(isinstance(c, int) and not isinstance(c, bool) for c in program.classes):
+            lines.append(f"extern const long long {p}_class_labels[{len(program.classes)}];")
+    lines += ["", "#ifdef __cplusplus", "}", "#endif", f"#endif /* {P}_H */", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def compiler() -> str:
+    cc = os.environ.get("CC", "cc")
+    path = shutil.which(cc) or shutil.which("gcc") or shutil.which("clang")
+    if path is None:
+        raise CodegenError(
+            "no C compiler found (looked for $CC, cc, gcc, clang).",
+            hint="install one (apt-get install gcc) or build the generated .c file yourself",
+        )
+    return path
+
+
+def build_shared(directory: str | os.PathLike[str], prefix: str, *, opt: str = "-O2", timeout: float = 600) -> Path:
+    """Compile ``<prefix>.c`` in ``directory`` into ``lib<prefix>.so``; returns its path."""
+    d = Path(directory)
+    lib = d / f"lib{prefix}.so"
+    cmd = [compiler(), opt, "-std=c99", "-fPIC", "-shared", "-o", str(lib), str(d / f"{prefix}.c"), "-lm"]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise CodegenError(f"the C compiler took longer than {timeout:.0f} s on {prefix}.c.") from exc
+    if res.returncode != 0:
+        raise CodegenError(
+            f"the C compiler failed on {d / (prefix + '.c')} (exit {res.returncode}): {res.stderr.strip()[:2000]}",
+            hint=f"command: {' '.join(cmd)}",
+        )
+    return lib
+
+
+def wrapper(program: Program, prefix: str) -> str:
+    """A small ctypes wrapper for the shared library (numpy in, numpy out)."""
+    return f'''"""ctypes wrapper for lib{prefix}.so, generated by modelport for model {program.name!r}.
+
+    from {prefix}_ctypes import predict
+    scores, labels = predict(x)   # x: (n_rows, {program.n_features}) array-like of float32
+"""
+
+import ctypes
+import os
+
+import numpy as np
+
+FEATURES = {[c.name for c in program.columns]!r}
+OUTPUTS = {program.score_names!r}
+CLASSES = {program.classes!r}
+
+_lib = ctypes.CDLL(os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib{prefix}.so"))
+_fn = _lib.{prefix}_predict_labels
+_fn.restype = ctypes.c_int
+_fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+
+
+def predict(x):
+    """(scores, labels): scores (n_rows, {program.n_outputs}) float32; labels: class values, or None."""
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    if x.ndim != 2 or x.shape[1] != {program.n_features}:
+        raise ValueError(f"expected an array of shape (n_rows, {program.n_features}); got {{x.shape}}")
+    n = x.shape[0]
+    out = np.empty((n, {program.n_outputs}), dtype=np.float32)
+    idx = np.empty(n, dtype=np.int_)
+    rc = _fn(x.ctypes.data, n, out.ctypes.data, idx.ctypes.data)
+    if rc != 0:
+        raise RuntimeError(f"{prefix}_predict_labels returned {{rc}}")
+    if CLASSES is None:
+        return out, None
+    return out, np.asarray(CLASSES, dtype=object)[idx]
+'''

@@ -112,11 +112,12 @@ def push(bundle: str, name: str | None, tags: tuple[str, ...], aliases: tuple[st
     """
     reg = _open(registry_url)
     info = reg.push(bundle, name=name, tags=_kv(tags, "tag"))
+    new = info.is_new
     for alias in aliases:
         info = reg.set_alias(info.name, alias, info.version)
     if as_json:
-        _dump({**info.to_dict(), "new": info.is_new})
-    elif info.is_new:
+        _dump({**info.to_dict(), "new": new})
+    elif new:
         click.echo(f"pushed {info.name} version {info.version} ({info.digest})")
     else:
         click.echo(f"{info.name} version {info.version} already holds {info.digest}; nothing new stored")

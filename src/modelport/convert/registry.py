@@ -15,6 +15,7 @@ _BUILTIN: dict[str, str] = {
     "lightgbm": "modelport.convert.lightgbm:LightGBMConverter",
     "catboost": "modelport.convert.catboost:CatBoostConverter",
     "torch": "modelport.convert.torch:TorchConverter",
+    "onnx": "modelport.convert.passthrough:OnnxConverter",
 }
 #: module prefixes per converter, so matching needs no import of the converter module
 _PREFIXES: dict[str, tuple[str, ...]] = {
@@ -23,6 +24,7 @@ _PREFIXES: dict[str, tuple[str, ...]] = {
     "lightgbm": ("lightgbm",),
     "catboost": ("catboost", "_catboost"),
     "torch": ("torch",),
+    "onnx": ("modelport.convert.passthrough", "onnx"),
 }
 _instances: dict[str, Converter] = {}
 _extra: dict[str, Converter] = {}

@@ -1,0 +1,294 @@
+"""``score_file``: score a file of any size with a bundle, in chunks, resumably, on one machine or an engine.
+
+    >>> from modelport.batch import score_file
+    >>> score_file("churn.mpk", "input.parquet", "scored.parquet", workers=2)
+
+The input is streamed in chunks of ``chunk_rows`` rows (memory does not grow with the file); each
+chunk's result is committed to a work directory next to the output (see :mod:`.resume`), and the
+output is assembled from those parts and renamed into place at the end, so it never exists half
+written and ``resume=True`` continues an interrupted job. ``engine="dask"`` / ``"spark"`` runs the
+scoring on a cluster instead and assembles the same output.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from modelport._deps import require
+from modelport.batch.io import format_of, open_source
+from modelport.batch.resume import WorkDir, workdir_for
+from modelport.batch.score import (
+    ON_ERROR,
+    ArrowChunkScorer,
+    OnError,
+    check_columns,
+    input_columns,
+    resolve_keep,
+)
+from modelport.bundle.core import Bundle
+from modelport.errors import InputError
+
+Engine = Literal["local", "dask", "spark"]
+DEFAULT_CHUNK_ROWS = 131_072
+
+
+@dataclass
+class ScoreResult:
+    """What a scoring job did."""
+
+    output: Path
+    rows_in: int
+    rows_out: int
+    rejected: int
+    rejects_path: Path | None
+    seconds: float
+    resumed_chunks: int = 0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_in / self.seconds if self.seconds > 0 else float("inf")
+
+
+def score_file(
+    bundle: Bundle | str | os.PathLike[str],
+    input: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    keep: str | Sequence[str] | None = None,
+    on_error: OnError = "fail",
+    rejects: str | os.PathLike[str] | None = None,
+    prefix: str = "",
+    workers: int = 1,
+    threads: int | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    resume: bool = False,
+    overwrite: bool = False,
+    engine: Engine = "local",
+    address: str | None = None,
+    input_format: str | None = None,
+    output_format: str | None = None,
+    progress: bool = False,
+) -> ScoreResult:
+    """Score ``input`` (Parquet file / directory / glob, CSV, JSON lines) into ``output``.
+
+    ``keep``: input columns copied to the output (default: those that are not model inputs).
+    ``on_error``: ``fail`` stops at the first row that cannot be scored; ``skip`` leaves such rows
+    out and ``null`` gives them null predictions, both listing them in ``rejects`` (default
+    ``<output>.rejects.csv``) as ``row`` (0-based input row) and ``reason``. ``workers`` processes
+    score in parallel, each with ``threads`` ONNX Runtime threads (default: cores / workers).
+    ``resume`` continues an interrupted job; an existing output is replaced only with ``overwrite``.
+    ``engine``: ``local``, ``dask`` (``address`` of a scheduler, default a LocalCluster) or ``spark``
+    (``address`` is the master URL, default ``local[*]``).
+    """
+    from modelport._uri import load
+
+    started = time.perf_counter()
+    if on_error not in ON_ERROR:
+        raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}; got {on_error!r}.")
+    if workers < 1:
+        raise InputError(f"workers must be at least 1; got {workers}.")
+    if engine not in ("local", "dask", "spark"):
+        raise InputError(f"unknown engine {engine!r}; expected local, dask or spark.")
+    if engine != "local" and (resume or workers != 1):
+        raise InputError(
+            f"--resume and --workers apply to local scoring; the {engine} engine schedules and retries its own tasks.",
+            hint=f"drop --resume/--workers with --engine {engine}",
+        )
+    b = load(bundle)
+    out = Path(output)
+    out_fmt = format_of(out, output_format, what="output")
+    rej_path = None if on_error == "fail" else Path(rejects) if rejects else out.with_name(out.name + ".rejects.csv")
+    if rej_path is not None:
+        format_of(rej_path, what="rejects")
+    if out.is_dir():
+        raise InputError(f"{out} is a directory; the output must be a file path (.parquet, .csv or .jsonl).")
+    if not out.parent.exists():
+        raise InputError(f"{out.parent}: the output directory does not exist.", hint="create it first")
+
+    source = open_source(input, format=input_format)
+    check_columns(b, source.column_names, where=f"the input {source.files[0]}" if len(source.files) == 1 else "the input")
+    kept = resolve_keep(b, source.column_names, keep)
+    # CSV model columns are read as text and converted per chunk, so bad values become row errors
+    source.set_text_columns(input_columns(b))
+    columns = list(dict.fromkeys([*input_columns(b), *kept]))
+
+    work = WorkDir(workdir_for(out))
+    job = {
+        "bundle": b.digest,
+        "input": source.fingerprint(),
+        "input_format": source.format,
+        "chunk_rows": chunk_rows,
+        "keep": kept,
+        "on_error": on_error,
+        "prefix": prefix,
+        "output_format": out_fmt,
+    }
+    resuming = False
+    if work.exists:
+        if resume:
+            work.check_same_job(job)
+            resuming = True
+        elif overwrite:
+            work.remove()
+        else:
+            raise InputError(
+                f"an earlier run of this job was interrupted; its finished chunks are in {work.path}.",
+                hint="pass --resume to continue it, or --overwrite to start over",
+            )
+    if out.exists() and not resuming and not overwrite:
+        raise InputError(f"{out} already exists.", hint="pass --overwrite to replace it, or choose another output path")
+    if rej_path is not None and rej_path.exists() and not resuming and not overwrite:
+        raise InputError(f"the rejects file {rej_path} already exists.", hint="pass --overwrite to replace it")
+    if not resuming:
+        work.create(job)
+
+    scorer = ArrowChunkScorer(b, source.schema, keep=kept, on_error=on_error, prefix=prefix)
+    if engine != "local":
+        from modelport.batch.engines import run_engine
+
+        rows_in, rows_out, n_rej = run_engine(
+            engine, b, source, out, out_fmt, scorer, work, kept=kept, on_error=on_error, prefix=prefix,
+            address=address, rejects_path=rej_path, progress=progress,
+        )
+        work.remove()
+        return ScoreResult(out, rows_in, rows_out, n_rej, rej_path, time.perf_counter() - started)
+
+    done = work.done() if resuming else set()
+    end = work.end() if resuming else None
+    total = source.num_rows if source.num_rows is not None else _estimate_rows(source)
+    n_chunks_known = math.ceil(source.num_rows / chunk_rows) if source.num_rows is not None else None
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    runtime = None
+    if threads is not None and workers == 1:
+        from modelport.runtime.session import Runtime
+
+        runtime = Runtime(b, intra_op_threads=threads)
+        scorer = ArrowChunkScorer(b, source.schema, keep=kept, on_error=on_error, prefix=prefix, runtime=runtime)
+
+    with _Progress(progress, total, f"scoring {source.files[0].name}") as bar:
+        if end is None or len(done) < end["chunks"]:
+            first_missing = min(set(range(max(done, default=-1) + 2)) - done)
+            skipped_rows = 0
+            state = {"rows": 0, "chunks": first_missing}
+
+            def chunks() -> Any:
+                for index, batch in source.batches(chunk_rows, columns=columns, start_chunk=first_missing):
+                    state["chunks"] = index + 1
+                    state["rows"] = index * chunk_rows + batch.num_rows
+                    if index in done:
+                        bar.advance(batch.num_rows)
+                        continue
+                    yield index, index * chunk_rows, batch
+
+            skipped_rows = first_missing * chunk_rows
+            bar.advance(min(skipped_rows, total or skipped_rows))
+            if workers == 1:
+                for index, first_row, batch in chunks():
+                    scored, rej = scorer.score(batch, first_row)
+                    work.write_part(index, scored, rej)
+                    bar.advance(batch.num_rows)
+            else:
+                from modelport.batch.parallel import run_workers
+
+                run_workers(
+                    workers=workers, bundle_bytes=b.to_bytes(), schema=source.schema, keep=kept,
+                    on_error=on_error, prefix=prefix, threads=threads, workdir=work.path, chunks=chunks(),
+                    on_done=lambda i, n_in, n_out, n_rej: bar.advance(n_in),
+                )
+            n_chunks = state["chunks"] if n_chunks_known is None else n_chunks_known
+            rows_in = state["rows"] if state["rows"] else (source.num_rows or 0)
+            if n_chunks_known is not None:
+                rows_in = source.num_rows or 0
+            work.mark_end(n_chunks, rows_in)
+        else:
+            n_chunks, rows_in = end["chunks"], end["rows"]
+        bar.status("writing output")
+        rows_out, n_rej = work.assemble(out, out_fmt, scorer.schema, n_chunks, rejects_path=rej_path,
+                                        delimiter=source.delimiter if out_fmt == "csv" and source.format == "csv" else ",")
+    work.remove()
+    return ScoreResult(out, rows_in, rows_out, n_rej, rej_path, time.perf_counter() - started,
+                       resumed_chunks=len(done))
+
+
+def _estimate_rows(source: Any) -> int | None:
+    """Lines in a CSV / JSON-lines file: a cheap total for the progress bar (never used for results)."""
+    f = source.files[0]
+    if f.suffix in (".gz", ".bz2", ".zst"):
+        return None
+    n = 0
+    try:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(8 * 1024 * 1024):
+                n += chunk.count(b"\n")
+    except OSError:
+        return None
+    return max(n - (1 if source.format == "csv" else 0), 0)
+
+
+class _Progress:
+    """A rich progress bar on stderr (rows, rows/s, ETA), or nothing."""
+
+    def __init__(self, enabled: bool, total: int | None, label: str) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.label = label
+        self._p: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._p = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                MofNCompleteColumn(),
+                TextColumn("rows"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(file=sys.stderr),
+                transient=False,
+            )
+            self._p.__enter__()
+            self._task = self._p.add_task(self.label, total=self.total, rate="")
+            self._t0 = time.perf_counter()
+            self._n = 0
+        return self
+
+    def advance(self, n: int) -> None:
+        if self._p is not None:
+            self._n += n
+            dt = time.perf_counter() - self._t0
+            rate = f"{self._n / dt:,.0f} rows/s" if dt > 0 else ""
+            self._p.update(self._task, advance=n, rate=rate)
+
+    def status(self, text: str) -> None:
+        if self._p is not None:
+            self._p.update(self._task, description=text)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)
+
+
+def _pa() -> Any:
+    return require("pyarrow", purpose="batch scoring")

@@ -1,0 +1,226 @@
+"""The durable state of a file-scoring job, so that a crash or ``kill -9`` can be resumed.
+
+A job works in a hidden sibling of its output, ``.<output name>.modelport-partial/``:
+
+* ``job.json``: what the job is (bundle digest, input files with sizes and mtimes, chunk size,
+  kept columns, error policy, output format). A resume with anything different is refused.
+* ``parts/<chunk>.parquet``: the scored rows of one input chunk. Each is written to a temporary
+  name, flushed to disk and renamed, so a part either exists complete or not at all; its
+  existence is the journal entry "chunk done". ``parts/<chunk>.rejects.parquet`` (row, reason)
+  is written *before* its part, so a present part always has its rejects beside it.
+* ``end.json``: written once the input has been read to its end (number of chunks and rows).
+
+When every chunk is done the parts are streamed, in order, into a temporary output file, which is
+flushed and renamed onto the output (and the rejects file likewise); then the work directory is
+removed. Killed at any point, a resumed job redoes only chunks without a part, and the output
+ends with every input row exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from modelport._deps import require
+from modelport.batch.io import Writer, fsync_path
+from modelport.batch.score import ERROR_COLUMN, Rejects
+from modelport.errors import InputError
+
+JOB_FILE = "job.json"
+END_FILE = "end.json"
+
+
+def workdir_for(output: Path) -> Path:
+    return output.parent / f".{output.name}.modelport-partial"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_path(path.parent)
+
+
+class WorkDir:
+    """Parts, journal and final assembly of one job."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.parts = path / "parts"
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def exists(self) -> bool:
+        return (self.path / JOB_FILE).exists()
+
+    def create(self, job: dict[str, Any]) -> None:
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.parts.mkdir(parents=True)
+        _atomic_write_bytes(self.path / JOB_FILE, json.dumps(job, indent=1, sort_keys=True).encode())
+
+    def check_same_job(self, job: dict[str, Any]) -> None:
+        try:
+            old = json.loads((self.path / JOB_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"{self.path}: the journal of the interrupted run is unreadable ({exc}).",
+                hint="start over with --overwrite",
+            ) from exc
+        diff = [k for k in sorted(set(job) | set(old)) if job.get(k) != old.get(k)]
+        if diff:
+            raise InputError(
+                f"cannot resume: the interrupted run in {self.path} was started with a different "
+                f"{', '.join(diff)} (the input file, the bundle or the options changed).",
+                hint="run with the same bundle, input and options, or start over with --overwrite",
+            )
+        self.parts.mkdir(parents=True, exist_ok=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    # ------------------------------------------------------------------ parts
+    def part_path(self, index: int) -> Path:
+        return self.parts / f"{index:09d}.parquet"
+
+    def rejects_path(self, index: int) -> Path:
+        return self.parts / f"{index:09d}.rejects.parquet"
+
+    def done(self) -> set[int]:
+        out = set()
+        for p in self.parts.glob("*.parquet"):
+            stem = p.name.split(".")[0]
+            if p.name.count(".") == 1 and stem.isdigit():
+                out.add(int(stem))
+        return out
+
+    def write_part(self, index: int, batch: Any, rejects: Rejects) -> None:
+        """Durably record chunk ``index``: rejects first, then the part (its rename is the commit)."""
+        pa = require("pyarrow", purpose="batch scoring")
+        pq = require("pyarrow.parquet", purpose="batch scoring")
+        rp = self.rejects_path(index)
+        if len(rejects):
+            table = pa.table({"row": pa.array(rejects.rows, pa.int64()), "reason": pa.array(rejects.reasons, pa.string())})
+            self._write_table(pq, table, rp)
+        elif rp.exists():
+            rp.unlink()
+        self._write_table(pq, pa.Table.from_batches([batch], schema=batch.schema), self.part_path(index))
+
+    def _write_table(self, pq: Any, table: Any, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        pq.write_table(table, tmp, compression="lz4")
+        fsync_path(tmp)
+        os.replace(tmp, path)
+        fsync_path(path.parent)
+
+    def mark_end(self, chunks: int, rows: int) -> None:
+        _atomic_write_bytes(self.path / END_FILE, json.dumps({"chunks": chunks, "rows": rows}).encode())
+
+    def end(self) -> dict[str, int] | None:
+        try:
+            return json.loads((self.path / END_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------ assembly
+    def assemble(
+        self,
+        output: Path,
+        fmt: str,
+        schema: Any,
+        chunks: int,
+        *,
+        rejects_path: Path | None,
+        delimiter: str = ",",
+    ) -> tuple[int, int]:
+        """Stream parts 0..chunks-1 into ``output`` (atomically); returns (rows written, rejects)."""
+        missing = sorted(set(range(chunks)) - self.done())
+        if missing:
+            raise InputError(f"{self.path}: chunk(s) {missing[:10]} have no results; cannot assemble the output.")
+        pq = require("pyarrow.parquet", purpose="batch scoring")
+        paths = [self.part_path(i) for i in range(chunks)]
+        rej_paths = [self.rejects_path(i) for i in range(chunks)]
+
+        def batches() -> Iterator[Any]:
+            for p in paths:
+                yield from pq.ParquetFile(p).iter_batches(batch_size=65_536)
+
+        rows = write_atomic(output, fmt, schema, batches(), delimiter=delimiter)
+
+        def rejects() -> Iterator[Any]:
+            for p in rej_paths:
+                if p.exists():
+                    yield from pq.ParquetFile(p).iter_batches()
+
+        n_rej = 0
+        if rejects_path is not None:
+            n_rej = write_rejects(rejects_path, rejects())
+        return rows, n_rej
+
+
+def write_atomic(output: Path, fmt: str, schema: Any, batches: Iterator[Any], *, delimiter: str = ",") -> int:
+    """Write batches to a temporary sibling of ``output``, flush it, and rename it onto ``output``."""
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    writer = Writer(tmp, fmt, schema, delimiter=delimiter)
+    try:
+        for b in batches:
+            writer.write(b)
+        writer.close()
+        fsync_path(tmp)
+        os.replace(tmp, output)
+        fsync_path(output.parent)
+    except BaseException:
+        writer.abort()
+        tmp.unlink(missing_ok=True)
+        raise
+    return writer.rows
+
+
+def write_rejects(path: Path, batches: Iterator[Any]) -> int:
+    """The rejects file: ``row`` (0-based input row) and ``reason``, in the format of its suffix."""
+    from modelport.batch.io import format_of
+
+    pa = require("pyarrow", purpose="batch scoring")
+    schema = pa.schema([pa.field("row", pa.int64()), pa.field("reason", pa.string())])
+    fmt = format_of(path, what="rejects")
+    return write_atomic(path, fmt, schema, (b.select(["row", "reason"]) for b in batches))
+
+
+def split_errors(batches: Iterator[Any], on_error: str, sink: list[Any], first_row: int = 0) -> Iterator[Any]:
+    """Engine parts carry an error column per row: turn it into rejects with global row numbers.
+
+    Rows are numbered as they stream by in input order; rows with an error are dropped
+    (``skip``) or kept with their null predictions (``null``); rejects batches go to ``sink``.
+    """
+    pa = require("pyarrow", purpose="batch scoring")
+    pc = require("pyarrow.compute", purpose="batch scoring")
+    row = first_row
+    for b in batches:
+        err = b.column(ERROR_COLUMN)
+        body = b.drop_columns([ERROR_COLUMN]) if hasattr(b, "drop_columns") else b.select(
+            [n for n in b.schema.names if n != ERROR_COLUMN]
+        )
+        if err.null_count < len(err):
+            is_err = pc.is_valid(err)
+            idx = pc.indices_nonzero(is_err) if hasattr(pc, "indices_nonzero") else pa.array(
+                [i for i, v in enumerate(is_err.to_pylist()) if v], pa.uint64()
+            )
+            rows = pc.add(idx.cast(pa.int64()), row)
+            sink.append(pa.record_batch({"row": rows, "reason": err.take(idx)}))
+            if on_error == "fail":
+                first = sink[-1]
+                raise InputError(
+                    f"row {first.column(0)[0].as_py()} cannot be scored: {first.column(1)[0].as_py()}",
+                    hint="fix the row, or pass --on-error skip or --on-error null",
+                )
+            if on_error == "skip":
+                body = body.filter(pc.invert(is_err))
+        row += b.num_rows
+        yield body

@@ -1,0 +1,224 @@
+"""Scoring Spark DataFrames: a pandas UDF, or a ``mapInPandas`` function over whole rows.
+
+The bundle is distributed once, as a broadcast of its ``.mpk`` bytes; each executor Python
+process opens it and its ONNX Runtime session on first use and keeps them in a process-wide cache
+keyed by the bundle digest (Spark reuses its Python workers, so this is once per process, not
+per task or batch). The functions shipped to executors close over the broadcast handle and the
+digest only.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelport._deps import require
+from modelport.batch.score import (
+    ChunkScorer,
+    OnError,
+    check_clash,
+    check_columns,
+    input_columns,
+    resolve_keep,
+    score_frame,
+)
+from modelport.errors import InputError, ModelportError
+
+if TYPE_CHECKING:
+    from modelport.bundle.core import Bundle
+
+_CACHE: dict[str, Bundle] = {}
+_LOCK = threading.Lock()
+
+
+def _bundle(digest: str, broadcast: Any) -> Bundle:
+    b = _CACHE.get(digest)
+    if b is None:
+        from modelport.bundle.core import Bundle
+
+        with _LOCK:
+            b = _CACHE.get(digest)
+            if b is None:
+                b = Bundle.from_bytes(broadcast.value, origin=f"<spark bundle {digest[:19]}>")
+                _ = b.runtime  # the executor process's one ONNX Runtime session
+                _CACHE[digest] = b
+    return b
+
+
+def _session(spark: Any | None) -> Any:
+    require("pyspark", purpose="scoring on Spark")
+    from pyspark.sql import SparkSession
+
+    s = spark or SparkSession.getActiveSession()
+    if s is None:
+        raise ModelportError(
+            "no active SparkSession.",
+            hint="create one first (SparkSession.builder.getOrCreate()) or pass spark=...",
+        )
+    return s
+
+
+def _spark_type(T: Any, dtype: np.dtype[Any]) -> Any:
+    if dtype.kind in "OUS":
+        return T.StringType()
+    if dtype.kind == "b":
+        return T.BooleanType()
+    if dtype.kind in "iu":
+        return T.IntegerType() if dtype.itemsize <= 4 and dtype.kind == "i" else T.LongType()
+    if dtype.kind == "f":
+        return T.FloatType() if dtype.itemsize <= 4 else T.DoubleType()
+    raise InputError(f"cannot map prediction dtype {dtype} to a Spark type.")
+
+
+def prediction_fields(core: ChunkScorer) -> list[Any]:
+    from pyspark.sql import types as T
+
+    return [T.StructField(n, _spark_type(T, d), True) for n, d in core.output_layout]
+
+
+def _broadcast(bundle: Bundle, spark: Any) -> tuple[str, Any]:
+    return bundle.digest, spark.sparkContext.broadcast(bundle.to_bytes())
+
+
+def predict_udf(
+    bundle: Bundle | str, *, spark: Any | None = None, on_error: OnError = "fail", prefix: str = ""
+) -> Any:
+    """A pandas UDF returning a struct of the prediction columns (``label``, ``proba_<class>`` ...).
+
+    Call it with the model's input columns in the bundle's order (``udf.input_columns``)::
+
+        udf = modelport.spark.predict_udf(bundle)
+        df = df.withColumn("pred", udf(*udf.input_columns)).select("id", "pred.*")
+
+    With ``on_error="null"`` rows that cannot be scored get a null struct's fields; ``"skip"`` is
+    not possible for a column expression and is refused (use :func:`predict`).
+    """
+    from modelport._uri import load
+
+    if on_error == "skip":
+        raise InputError(
+            "a UDF column cannot drop rows, so on_error='skip' is not available here.",
+            hint="use on_error='null' and filter, or modelport.spark.predict(bundle, df, on_error='skip')",
+        )
+    b = load(bundle)
+    s = _session(spark)
+    pd = require("pandas", purpose="scoring on Spark")
+    from pyspark.sql import types as T
+    from pyspark.sql.functions import pandas_udf
+
+    core = ChunkScorer(b, on_error=on_error, prefix=prefix)
+    return_type = T.StructType(prediction_fields(core))
+    digest, bc = _broadcast(b, s)
+    names = input_columns(b)
+
+    def _score(batches: Any) -> Any:
+        from pyspark import TaskContext
+
+        scorer = ChunkScorer(_bundle(digest, bc), on_error=on_error, prefix=prefix)  # type: ignore[arg-type]
+        ctx = TaskContext.get()
+        offset = 0
+        for series in batches:
+            cols = [series] if len(names) == 1 else list(series)
+            frame = pd.concat([c.rename(n).reset_index(drop=True) for c, n in zip(cols, names)], axis=1)
+            try:
+                out, _ = score_frame(scorer, frame, [], first_row=offset)
+            except InputError as exc:
+                raise _in_partition(exc, ctx) from exc
+            offset += len(frame)
+            yield out.reset_index(drop=True)
+
+    arg = Iterator[pd.Series] if len(names) == 1 else Iterator[tuple[(pd.Series,) * len(names)]]  # type: ignore[misc]
+    _score.__annotations__ = {"batches": arg, "return": Iterator[pd.DataFrame]}
+    udf = pandas_udf(_score, returnType=return_type)  # type: ignore[call-overload]
+    udf.input_columns = names
+    udf.output_columns = core.output_names
+    return udf
+
+
+def _in_partition(exc: InputError, ctx: Any) -> InputError:
+    where = f"partition {ctx.partitionId()}" if ctx is not None else "a partition"
+    return InputError(f"{where}: {exc.message} (row numbers count from the partition's start)", hint=exc.hint)
+
+
+def predict_map(
+    bundle: Bundle | str,
+    schema: Any,
+    *,
+    spark: Any | None = None,
+    keep: str | Sequence[str] | None = None,
+    on_error: OnError = "fail",
+    prefix: str = "",
+    error_column: str | None = None,
+) -> tuple[Any, Any]:
+    """``(function, output schema)`` for ``df.mapInPandas(function, schema)`` over an input ``schema``.
+
+    The output holds the kept input columns (default: those that are not model inputs) and the
+    prediction columns; ``error_column`` adds the reason a row could not be scored.
+    """
+    from modelport._uri import load
+
+    b = load(bundle)
+    s = _session(spark)
+    from pyspark.sql import types as T
+
+    names = list(schema.names)
+    check_columns(b, names, where="the Spark DataFrame")
+    kept = resolve_keep(b, names, keep)
+    core = ChunkScorer(b, on_error=on_error, prefix=prefix)
+    check_clash(core, kept)
+    fields = [schema[c] for c in kept] + prediction_fields(core)
+    if error_column is not None:
+        fields.append(T.StructField(error_column, T.StringType(), True))
+    out_schema = T.StructType(fields)
+    digest, bc = _broadcast(b, s)
+
+    def _map(frames: Iterator[Any]) -> Iterator[Any]:
+        from pyspark import TaskContext
+
+        scorer = ChunkScorer(_bundle(digest, bc), on_error=on_error, prefix=prefix)  # type: ignore[arg-type]
+        ctx = TaskContext.get()
+        offset = 0
+        for frame in frames:
+            try:
+                out, _ = score_frame(scorer, frame, kept, first_row=offset, error_column=error_column)
+            except InputError as exc:
+                raise _in_partition(exc, ctx) from exc
+            offset += len(frame)
+            yield out
+
+    return _map, out_schema
+
+
+def predict(
+    bundle: Bundle | str,
+    df: Any,
+    *,
+    keep: str | Sequence[str] | None = None,
+    on_error: OnError = "fail",
+    prefix: str = "",
+    error_column: str | None = None,
+) -> Any:
+    """Score a Spark DataFrame (lazily): kept input columns + prediction columns, via ``mapInPandas``."""
+    fn, schema = predict_map(
+        bundle, df.schema, spark=df.sparkSession, keep=keep, on_error=on_error, prefix=prefix,
+        error_column=error_column,
+    )
+    return df.mapInPandas(fn, schema)
+
+
+def translate(exc: BaseException) -> ModelportError | None:
+    """An InputError raised on an executor arrives wrapped in a Spark exception: unwrap its message."""
+    text = str(exc)
+    marker = "modelport.errors.InputError: "
+    if marker in text:
+        msg = text.split(marker, 1)[1].strip().split("\n\n")[0]
+        first = msg.splitlines()[0] if msg else msg
+        hint = None
+        for line in msg.splitlines()[1:]:
+            if line.strip().startswith("hint:"):
+                hint = line.strip()[5:].strip()
+        return InputError(first, hint=hint)
+    return None

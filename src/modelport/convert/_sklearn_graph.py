@@ -7,6 +7,7 @@ preprocessing prefix to a separately converted final estimator.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -144,3 +145,52 @@ def _aligned(model: onnx.ModelProto) -> onnx.ModelProto:
     out.opset_import.extend(helper.make_opsetid(d, v) for d, v in TARGET_OPSET.items())
     out.ir_version = max(out.ir_version, 10)
     return out
+
+
+def canonical_names(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rename every intermediate tensor and node by its position, in place.
+
+    Parts of skl2onnx (KNN, for one) name tensors from a process-wide counter, so converting the
+    same model twice gives different names and different bytes. Numbering names in graph order
+    makes the bytes a function of the model alone; the stem of each old name is kept so that the
+    graph stays readable.
+    """
+    graph = model.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    mapping: dict[str, str] = {}
+    counter = [0, 0]
+
+    def new(name: str) -> str:
+        if not name or name in keep:
+            return name
+        if name not in mapping:
+            counter[0] += 1
+            stem = re.sub(r"[0-9]+", "", name).strip("_") or "t"
+            mapping[name] = f"{stem[:40]}_{counter[0]}"
+        return mapping[name]
+
+    def visit(g: onnx.GraphProto) -> None:
+        for t in g.initializer:
+            t.name = new(t.name)
+        for v in g.input:
+            v.name = new(v.name)
+        for node in g.node:
+            for i, name in enumerate(node.input):
+                node.input[i] = new(name)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    visit(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for sub in attr.graphs:
+                        visit(sub)
+            for i, name in enumerate(node.output):
+                node.output[i] = new(name)
+            counter[1] += 1
+            node.name = f"{node.op_type}_{counter[1]}"
+        for v in g.output:
+            v.name = new(v.name)
+        for v in g.value_info:
+            v.name = new(v.name)
+
+    visit(graph)
+    return model

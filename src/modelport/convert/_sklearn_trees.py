@@ -92,7 +92,10 @@ def _take(candidates: list[Any], values: np.ndarray, leaf: np.ndarray) -> Any | 
     best, best_err = None, np.inf
     split = ~leaf
     for i, t in enumerate(candidates):
-        err = float(np.max(np.abs(t.threshold[split] - values[split]) / np.maximum(1.0, np.abs(values[split])), initial=0.0))
+        a, b = t.threshold[split], values[split]
+        with np.errstate(invalid="ignore"):  # inf thresholds (NaN-only splits) compare equal
+            diff = np.where(a == b, 0.0, np.abs(a - b) / np.maximum(1.0, np.abs(b)))
+        err = float(np.max(diff, initial=0.0))
         if err < best_err:
             best, best_err = i, err
             if err == 0.0:

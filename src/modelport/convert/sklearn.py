@@ -126,6 +126,8 @@ class SklearnConverter(Converter):
             rename_outputs(onx, {f"est_{n}": n for n in plan.outputs})
 
         keep_outputs(onx, list(plan.outputs))
+        _fix_output_shapes(onx, final, plan)
+        sg.canonical_names(onx)
         onx.graph.name = _graph_name(model)
         onx.doc_string = ""
         thresholds = _hgb_thresholds(final, columns) if prefix is None and not per_column else {}
@@ -438,7 +440,14 @@ def _hard_outputs(onx: onnx.ModelProto, final: Any, outs: list[str], plan: _Plan
     rename_outputs(onx, {outs[0]: "label", **({outs[1]: "hard_scores"} if len(outs) > 1 else {})})
     b = sg.GraphBuilder("hard_")
     unsq = b.op1("Unsqueeze", ["label", b.const([1], "axis1", np.int64)])
-    hit = b.op1("Equal", [unsq, b.const(sg.label_constant(classes).reshape(1, -1), "classes")])
+    label_type = next(o.type.tensor_type.elem_type for o in onx.graph.output if o.name == "label")
+    if label_type == TensorProto.STRING:
+        row = np.array([str(c) for c in classes], dtype=object)
+    elif label_type == TensorProto.INT64:  # skl2onnx gives bool classes as 0/1
+        row = classes.astype(np.int64)
+    else:
+        row = sg.label_constant(classes)
+    hit = b.op1("Equal", [unsq, b.const(row.reshape(1, -1), "classes")])
     b.rename(b.op1("Cast", [hit], to=TensorProto.DOUBLE), "probabilities")
     new_outputs = [sg.value_info("probabilities", TensorProto.DOUBLE, [None, len(classes)])]
     if "decision_function" in plan.outputs:
@@ -454,6 +463,18 @@ def _hard_outputs(onx: onnx.ModelProto, final: Any, outs: list[str], plan: _Plan
     onx.graph.node.extend(b.nodes)
     onx.graph.initializer.extend(b.initializers)
     onx.graph.output.extend(new_outputs)
+
+
+def _fix_output_shapes(onx: onnx.ModelProto, final: Any, plan: _Plan) -> None:
+    """Declare the width of a multi-target prediction (skl2onnx declares [N, 1] for some)."""
+    if plan.task != "regression":
+        return
+    k = max(int(getattr(final, "n_outputs_", 1)), _coef_targets(final))
+    for o in onx.graph.output:
+        dims = o.type.tensor_type.shape.dim
+        if o.name == "prediction" and len(dims) == 2 and k > 1:
+            dims[1].ClearField("dim_param")
+            dims[1].dim_value = k
 
 
 def _coef_targets(final: Any) -> int:

@@ -130,7 +130,7 @@ def thresholds(ensemble: Ensemble) -> dict[int, list[float]]:
         if node.mode != "BRANCH_EQ" and math.isfinite(node.value):
             feature = ensemble.source_feature(node.feature)
             kind = ensemble.derived[node.feature - ensemble.n_features][0] if node.feature >= ensemble.n_features else ""
-            if kind == "zero_missing":
+            if kind in ("", "zero_missing"):  # not the integer codes of categorical splits
                 out.setdefault(feature, set()).add(node.value)
         stack.extend((node.true, node.false))
     return {k: sorted(v) for k, v in out.items()}
@@ -331,7 +331,17 @@ def column_names_for(sample: Any, model_names: Sequence[str] | None, n_features:
 
 
 def converted_thresholds(ensemble: Ensemble, names: Sequence[str]) -> dict[str, list[float]]:
-    return {names[f]: values for f, values in thresholds(ensemble).items() if f < len(names)}
+    """Split values per column name for edge-case probes.
+
+    +-FLT_MAX splits (CatBoost's NaN borders, LightGBM's open-ended ones) are left out: their float32
+    neighbours overflow to infinity. A column keeps its (possibly empty) entry so that it replaces what
+    the generic graph scan finds.
+    """
+    limit = float(np.finfo(np.float32).max)
+    return {
+        names[f]: [v for v in values if abs(v) < limit]
+        for f, values in thresholds(ensemble).items() if f < len(names)
+    }
 
 
 __all__ = [

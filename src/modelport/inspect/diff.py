@@ -593,8 +593,11 @@ def _behaviour(
             continue
         rows = {k: rows[k] for k in union_names}
         keys = _row_keys(rows, union_names, n)
-        fresh = np.array([k not in seen for k in keys], dtype=bool)
-        seen.update(keys)
+        fresh = np.zeros(n, dtype=bool)
+        for i, key in enumerate(keys):  # the union holds each distinct row once
+            if key not in seen:
+                seen.add(key)
+                fresh[i] = True
         duplicates += int((~fresh).sum())
         idx = np.flatnonzero(fresh)
         sub = {k: v[idx] for k, v in rows.items()}

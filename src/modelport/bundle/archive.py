@@ -14,6 +14,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -116,6 +117,13 @@ def read(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> di
     if not src.exists():
         raise BundleError(f"{src}: no such bundle file or directory.")
     if not zipfile.is_zipfile(src):
+        with open(src, "rb") as fh:
+            head = fh.read(4)
+        if head == b"PK\x03\x04":  # starts like a zip but has no central directory: cut short
+            raise IntegrityError(
+                f"{src}: corrupt or truncated archive (a zip without its end-of-archive record).",
+                hint="copy or download the bundle again",
+            )
         raise BundleError(
             f"{src}: not a modelport bundle (neither a directory nor a zip archive).",
             hint="pass a bundle directory or an .mpk file written by modelport",
@@ -156,7 +164,7 @@ def read_mpk_bytes(data: bytes, *, origin: str = "<bytes>", limits: Limits = DEF
                 with zf.open(info) as fh:
                     # read at most one byte past the declared size: headers can lie
                     blob = fh.read(info.file_size + 1)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as exc:
                 raise IntegrityError(f"{origin}: entry {name!r} is corrupt or truncated ({exc}).") from exc
             if len(blob) != info.file_size:
                 raise IntegrityError(f"{origin}: entry {name!r} is not the size its header declares.")

@@ -89,6 +89,7 @@ def write(path: str | os.PathLike[str], files: Mapping[str, bytes], *, overwrite
         raise BundleError(f"{target} exists and is not a directory.")
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        os.chmod(tmpdir, 0o755)  # mkdtemp makes it private; a saved bundle is as readable as a saved .mpk
         for name in sorted(files):
             check_member_name(name, "write")
             dest = tmpdir / name

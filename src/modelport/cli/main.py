@@ -79,6 +79,14 @@ class LazyGroup(click.Group):
         mod_name, attr = target.split(":")
         return getattr(importlib.import_module(mod_name), attr)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        # the same mapping as main(), so that commands run in-process (CliRunner) exit with the error's code
+        try:
+            return super().invoke(ctx)
+        except ModelportError as exc:
+            _error(str(exc))
+            ctx.exit(exc.exit_code)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
         if rows:

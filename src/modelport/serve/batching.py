@@ -8,8 +8,11 @@ when more requests are likely on their way. Each request keeps its own requested
 request's rows never reach another request. If a batch fails, its requests are re-run one by one
 so that only the faulty one gets the error.
 
-Small batches run on the event loop itself (a thread hop costs more than a tree ensemble on a
-few rows); large ones run in a worker thread so that health checks stay answered.
+Where a call runs adapts to the model: small calls of a fast model (a moving average under
+``inline_seconds``) run on the event loop itself, because a thread hop costs more than a tree
+ensemble on a few rows, and an idle model then adds nothing to a request's latency. Larger or
+slower calls run in a worker thread; requests arriving meanwhile queue and form the next batch,
+and health checks stay answered.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 
 from modelport.serve.errors import OverloadedError
 
+_NO_WAIT = [0.0]
 RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
 
@@ -61,6 +65,7 @@ class Batcher:
         max_queue_delay: float = 0.0,
         max_queue: int = 2048,
         inline_rows: int = 256,
+        inline_seconds: float = 0.002,
         executor: Executor | None = None,
         on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
@@ -70,6 +75,8 @@ class Batcher:
         self.max_queue_delay = max(0.0, float(max_queue_delay))
         self.max_queue = max(1, int(max_queue))
         self.inline_rows = inline_rows
+        self.inline_seconds = inline_seconds
+        self._call_seconds = 0.0  # moving average of one small scoring call
         self._executor = executor
         self._on_batch = on_batch
         self._queue: deque[_Item] = deque()
@@ -94,6 +101,20 @@ class Batcher:
                 f"the model's queue is full ({self.max_queue} requests waiting); request shed.",
                 hint="retry after a short back-off, or run more workers / raise --max-queue",
             )
+        if (
+            self._task is None
+            and not self._queue
+            and rows <= self.inline_rows
+            and self._call_seconds <= self.inline_seconds
+        ):
+            # idle, small and fast: score right here, no queue, no future, no thread hop
+            started = time.perf_counter()
+            result = self._run(feeds, outputs)
+            elapsed = time.perf_counter() - started
+            self._call_seconds += 0.1 * (elapsed - self._call_seconds)
+            if self._on_batch is not None:
+                self._on_batch(BatchStats(rows, 1, _NO_WAIT, elapsed))
+            return result
         loop = asyncio.get_running_loop()
         item = _Item(feeds, rows, outputs, loop.create_future(), time.perf_counter(), _key(feeds))
         self._queue.append(item)
@@ -188,10 +209,15 @@ class Batcher:
             self._on_batch(BatchStats(rows, len(batch), waits, compute))
 
     async def _call(self, feeds: dict[str, np.ndarray], outputs: list[str], rows: int) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        if rows <= self.inline_rows and self._call_seconds <= self.inline_seconds:
+            result = self._run(feeds, outputs)
+        else:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._executor, self._run, feeds, outputs)
         if rows <= self.inline_rows:
-            return self._run(feeds, outputs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run, feeds, outputs)
+            self._call_seconds += 0.1 * (time.perf_counter() - started - self._call_seconds)
+        return result
 
     async def idle(self) -> None:
         """Wait until nothing is queued or running (used when draining a swapped-out version)."""

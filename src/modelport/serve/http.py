@@ -99,14 +99,14 @@ def header(scope: Scope, name: bytes) -> bytes | None:
 
 # ============================================================================ middleware
 class Observability:
-    """HTTP request metrics, and one JSON line per request on ``modelport.serve.access`` if enabled."""
+    """HTTP request counts by route and status, and one JSON line per request on
+    ``modelport.serve.access`` if enabled (latency per model is measured by the data plane)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, *, access_log_enabled: bool = False) -> None:
         self.app = app
         self.metrics = metrics
         self.log = access_log_enabled
         self._children: dict[tuple[str, str, int], Any] = {}
-        self._latency: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,15 +124,13 @@ class Observability:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            elapsed = time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0 if self.log else 0.0
             route = scope.get("modelport.route", "other")
             key = (scope["method"], route, state["status"])
             child = self._children.get(key)
             if child is None:
-                child = self._children[key] = self.metrics.http_requests.labels(*map(str, key))
-                self._latency.setdefault(route, self.metrics.http_latency.labels(route))
+                child = self._children[key] = self.metrics.http_requests.labels(*key)
             child.inc()
-            self._latency[route].observe(elapsed)
             if self.log:
                 client = scope.get("client") or ("", 0)
                 access_log.info(json.dumps({

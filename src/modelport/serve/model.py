@@ -41,6 +41,7 @@ class BatchingConfig:
     max_queue_delay: float = 0.0
     max_queue: int = 2048
     inline_rows: int = 256
+    inline_seconds: float = 0.002
 
 
 class ServedModel:
@@ -94,6 +95,7 @@ class ServedModel:
                 max_queue_delay=b.max_queue_delay,
                 max_queue=b.max_queue,
                 inline_rows=b.inline_rows,
+                inline_seconds=b.inline_seconds,
                 executor=self._executor,
                 on_batch=(lambda stats: hook(self, stats)) if hook is not None else None,
             )

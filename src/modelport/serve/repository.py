@@ -139,6 +139,7 @@ class ModelRepository:
         self.default_versions = dict(default_versions or {})
         self.registry_url = registry_url
         self._models: dict[str, dict[str, ServedModel]] = {}
+        self._defaults: dict[str, str] = {}  # resolved default version per model (hot path)
         self._known: dict[str, list[Candidate]] = {}
         self._cache: dict[str, tuple[Any, Bundle]] = {}
         self._unloaded: set[str] = set()
@@ -150,7 +151,7 @@ class ModelRepository:
         if versions is None:
             raise ModelNotFoundError(f"unknown model {name!r}. {self.describe()}")
         if version is None or version == "":
-            version = self.default_version(name)
+            version = self._defaults[name]
         model = versions.get(version)
         if model is None:
             raise ModelNotFoundError(
@@ -190,6 +191,7 @@ class ModelRepository:
             models[name] = self._build(name, cands, {})
         self._known = known
         self._models = models
+        self._defaults = {n: self.default_version(n) for n in models}
         if not models:
             raise ServingError(
                 "no bundles found in the given sources: " + ", ".join(s.spec for s in self.sources) + ".",
@@ -292,11 +294,16 @@ class ModelRepository:
     # ------------------------------------------------------------------ internals
     def _install(self, name: str, versions: dict[str, ServedModel] | None) -> None:
         models = dict(self._models)  # copy-on-write: readers see the old or the new table, never half
+        defaults = dict(self._defaults)
         if versions:
             models[name] = versions
         else:
             models.pop(name, None)
+            defaults.pop(name, None)
         self._models = models
+        if versions:
+            defaults[name] = self.default_version(name)
+        self._defaults = defaults
 
     def _selected(self, cands: list[Candidate]) -> list[Candidate]:
         by_version = {c.version: c for c in cands}

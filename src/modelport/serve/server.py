@@ -159,6 +159,8 @@ class Server:
             log.info("gRPC listening on %s:%s", cfg.host, self.grpc_server.bound_port)
         if cfg.poll_interval:
             self._tasks.append(asyncio.create_task(self._poll(cfg.poll_interval)))
+        if self.dataplane.metrics.share_dir is not None:
+            self._tasks.append(asyncio.create_task(self.dataplane.metrics.share_forever()))
 
     async def _poll(self, every: float) -> None:
         repo = self.dataplane.repository
@@ -227,8 +229,10 @@ def _serve_workers(config: ServeConfig) -> None:
     DataPlane(config.sources, policy=VersionPolicy.parse(config.version_policy),
               registry_url=config.registry_url).load()
     os.environ[CONFIG_ENV] = config.to_json()
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelport-metrics-")
+    from modelport.serve.metrics import METRICS_DIR_ENV
+
+    if not os.environ.get(METRICS_DIR_ENV):
+        os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="modelport-metrics-")
     ucfg = uvicorn_config(config, "modelport.serve.server:worker_app")
     ucfg.factory = True
     ucfg.workers = config.workers

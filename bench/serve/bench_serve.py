@@ -1,0 +1,270 @@
+"""Serving benchmark: modelport vs the bare reference endpoint (bench/serve/bare.py), same run.
+
+Model: a 100-tree, depth-10 RandomForest over 20 float features. Load: ``wrk`` on loopback,
+single-row V2 JSON requests, one server worker pinned to CPU 0 and the load generator to CPU 1.
+
+    python bench/serve/bench_serve.py                 # all parts, ~2 minutes
+    python bench/serve/bench_serve.py --duration 5 --parts throughput
+
+Parts: ``throughput`` (concurrency 8 and 32: throughput ratio and p99 ratio vs bare),
+``overload`` (concurrency 256 against modelport: status codes, p99 vs the timeout),
+``binary`` (one 10,000-row request, binary tensor extension vs JSON, end to end).
+Needs ``wrk`` (Debian: apt-get install wrk) for the first two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = Path(tempfile.gettempdir()) / "modelport-bench-serve"
+
+LUA_STATUS = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = io.open("%s"):read("*a")
+local counts = {}
+response = function(status, headers, body)
+  counts[status] = (counts[status] or 0) + 1
+end
+done = function(summary, latency, requests)
+end
+"""
+
+LUA_COUNTS = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = io.open("%s"):read("*a")
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+init = function(args) counts = {} end
+response = function(status, headers, body)
+  counts[status] = (counts[status] or 0) + 1
+end
+done = function(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    local c = t:get("counts")
+    for k, v in pairs(c) do io.write(string.format("STATUS %d %d\\n", k, v)) end
+  end
+end
+"""
+
+
+def build_model() -> tuple[Path, Path, np.ndarray]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    mpk, onnx_path, xs = WORK / "rf.mpk", WORK / "rf.onnx", WORK / "X.npy"
+    if not mpk.exists():
+        from sklearn.datasets import make_classification
+        from sklearn.ensemble import RandomForestClassifier
+
+        import modelport as mp
+
+        X, y = make_classification(n_samples=4000, n_features=20, n_informative=12, random_state=0)
+        model = RandomForestClassifier(n_estimators=100, max_depth=10, random_state=0, n_jobs=2).fit(X, y)
+        bundle = mp.pack(model, X, name="rf", version="1")
+        bundle.save(mpk)
+        onnx_path.write_bytes(bundle.model_bytes)
+        np.save(xs, X.astype(np.float32))
+    return mpk, onnx_path, np.load(xs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(port: int, path: str = "/v2/health/ready", timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1)
+            return  # any answer: it listens (the bare endpoint answers GETs with an error)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} did not come up")
+
+
+def start_bare(onnx_path: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "BARE_MODEL": str(onnx_path), "PYTHONPATH": str(ROOT)}
+    cmd = ["taskset", "-c", "0", sys.executable, "-m", "uvicorn", "bench.serve.bare:app", "--port", str(port),
+           "--log-level", "warning", "--no-access-log", "--http", "httptools", "--loop", "uvloop"]
+    return subprocess.Popen(cmd, env=env, cwd=ROOT)
+
+
+def start_modelport(mpk: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    cmd = ["taskset", "-c", "0", sys.executable, "-m", "modelport", "serve", str(mpk), "--port", str(port),
+           "--log-level", "warning", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT)
+
+
+def wrk(port: int, body: Path, conns: int, duration: float, *, counts: bool = False) -> dict[str, float]:
+    script = WORK / ("counts.lua" if counts else "post.lua")
+    script.write_text((LUA_COUNTS if counts else LUA_STATUS) % body)
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s",
+           "-s", str(script), f"http://127.0.0.1:{port}/v2/models/rf/infer"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+    result = {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    result["non2xx"] = float(non2xx.group(1)) if non2xx else 0.0
+    errors = re.search(r"Socket errors: (.*)", out)
+    result["socket_errors"] = errors.group(1) if errors else "none"  # type: ignore[assignment]
+    for code, n in re.findall(r"STATUS (\d+) (\d+)", out):
+        result[f"status_{code}"] = float(n)
+    return result
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    assert m, text
+    v = float(m.group(1))
+    return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+
+
+def single_row_body(X: np.ndarray) -> Path:
+    import orjson
+
+    body = {"inputs": [{"name": "X", "shape": [1, 20], "datatype": "FP32", "data": X[0].tolist()}]}
+    path = WORK / "one_row.json"
+    path.write_bytes(orjson.dumps(body))
+    return path
+
+
+def part_throughput(mpk: Path, onnx_path: Path, X: np.ndarray, duration: float) -> None:
+    body = single_row_body(X)
+    bp, mp_port = free_port(), free_port()
+    bare, ours = start_bare(onnx_path, bp), start_modelport(mpk, mp_port)
+    try:
+        wait_up(bp, "/"), wait_up(mp_port)
+        for port in (bp, mp_port):  # warm both
+            wrk(port, body, 8, 2)
+        for conns in (8, 32):
+            b = wrk(bp, body, conns, duration)
+            m = wrk(mp_port, body, conns, duration)
+            print(
+                f"concurrency {conns:>3}: bare {b['rps']:8.0f} req/s p99 {b['p99_ms']:6.2f} ms | "
+                f"modelport {m['rps']:8.0f} req/s p99 {m['p99_ms']:6.2f} ms | "
+                f"throughput ratio {m['rps'] / b['rps']:.2f} (target >= 0.9), p99 ratio {m['p99_ms'] / b['p99_ms']:.2f} "
+                f"(target <= 1.5); non-2xx {int(m['non2xx'])}"
+            )
+    finally:
+        for p in (bare, ours):
+            p.terminate()
+            p.wait(10)
+
+
+def part_overload(mpk: Path, X: np.ndarray, duration: float, timeout: float) -> None:
+    body = single_row_body(X)
+    port = free_port()
+    ours = start_modelport(mpk, port, "--request-timeout", str(timeout), "--max-queue", "512")
+    try:
+        wait_up(port)
+        r = wrk(port, body, 256, duration, counts=True)
+        statuses = {k: int(v) for k, v in r.items() if k.startswith("status_")}
+        other = {k: v for k, v in statuses.items() if k not in ("status_200", "status_503")}
+        print(
+            f"concurrency 256: {r['rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms "
+            f"(timeout {timeout * 1000:.0f} ms); statuses {statuses}; socket errors: {r['socket_errors']}; "
+            f"{'OK: only 200 and deliberate 503' if not other else 'UNEXPECTED statuses ' + str(other)}"
+        )
+    finally:
+        ours.terminate()
+        ours.wait(10)
+
+
+def part_binary(mpk: Path, X: np.ndarray, repeats: int) -> None:
+    import httpx
+    import orjson
+
+    rows = np.resize(X, (10_000, 20)).astype(np.float32)
+    port = free_port()
+    ours = start_modelport(mpk, port, "--max-batch-size", "1")
+    try:
+        wait_up(port)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        url = "/v2/models/rf/infer"
+
+        def json_call() -> np.ndarray:
+            body = orjson.dumps({"inputs": [{"name": "X", "shape": [10_000, 20], "datatype": "FP32",
+                                             "data": rows}]}, option=orjson.OPT_SERIALIZE_NUMPY)
+            r = client.post(url, content=body, headers={"content-type": "application/json"})
+            r.raise_for_status()
+            out = orjson.loads(r.content)["outputs"]
+            return np.asarray(next(o for o in out if o["name"] == "probabilities")["data"], dtype=np.float32)
+
+        def binary_call() -> np.ndarray:
+            raw = rows.tobytes()
+            head = orjson.dumps({
+                "inputs": [{"name": "X", "shape": [10_000, 20], "datatype": "FP32",
+                            "parameters": {"binary_data_size": len(raw)}}],
+                "parameters": {"binary_data_output": True}})
+            r = client.post(url, content=head + raw, headers={
+                "inference-header-content-length": str(len(head)), "content-type": "application/octet-stream"})
+            r.raise_for_status()
+            n = int(r.headers["inference-header-content-length"])
+            meta = orjson.loads(r.content[:n])
+            offset = n
+            for o in meta["outputs"]:
+                size = o["parameters"]["binary_data_size"]
+                if o["name"] == "probabilities":
+                    return np.frombuffer(r.content[offset:offset + size], dtype="<f4")
+                offset += size
+            raise AssertionError("no probabilities")
+
+        assert np.allclose(json_call(), binary_call())
+        tj, tb = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            json_call()
+            tj.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            binary_call()
+            tb.append(time.perf_counter() - t)
+        mj, mb = statistics.median(tj), statistics.median(tb)
+        print(f"10,000 rows end to end (median of {repeats}): JSON {mj * 1000:.1f} ms, binary {mb * 1000:.1f} ms, "
+              f"binary is {mj / mb:.1f}x faster (target >= 3x)")
+    finally:
+        ours.terminate()
+        ours.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    ap.add_argument("--parts", default="throughput,overload,binary")
+    ap.add_argument("--timeout", type=float, default=0.5, help="request timeout for the overload part (s)")
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args()
+    parts = args.parts.split(",")
+    if {"throughput", "overload"} & set(parts) and shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+    mpk, onnx_path, X = build_model()
+    print(f"model: 100 trees, depth 10, 20 features ({mpk.stat().st_size / 1e6:.1f} MB bundle); {os.cpu_count()} CPUs")
+    if "throughput" in parts:
+        part_throughput(mpk, onnx_path, X, args.duration)
+    if "overload" in parts:
+        part_overload(mpk, X, args.duration, args.timeout)
+    if "binary" in parts:
+        part_binary(mpk, X, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -84,7 +84,11 @@ def like(sample: Any, columns: dict[str, np.ndarray]) -> Any:
             s = sample[name]
             values = columns[str(name)]
             if str(s.dtype) == "category":
-                data[name] = pd.Categorical(list(values), categories=s.cat.categories)
+                # a value outside the categories is missing in a Categorical; say so explicitly, since
+                # pandas >= 3 warns (and will raise) when it has to do that itself
+                known = set(s.cat.categories)
+                data[name] = pd.Categorical([v if _known(v, known) else None for v in values],
+                                            categories=s.cat.categories)
             elif s.dtype.kind in "biuf":
                 data[name] = np.asarray(values, dtype=s.dtype) if s.dtype.kind != "b" else np.asarray(values)
             else:
@@ -93,6 +97,13 @@ def like(sample: Any, columns: dict[str, np.ndarray]) -> Any:
     arr = np.asarray(sample)
     names = default_column_names(arr.shape[1])
     return np.column_stack([np.asarray(columns[n], dtype=arr.dtype) for n in names]) if names else arr[:0]
+
+
+def _known(value: Any, known: set[Any]) -> bool:
+    try:
+        return value in known
+    except TypeError:  # unhashable
+        return False
 
 
 def concat_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ from modelport.bundle.signature import Column
 from modelport.convert._sample import column_kinds
 from modelport.convert._trees import Ensemble, Leaf, Node, Split, build_model, converted_thresholds
 from modelport.convert.base import Converted, Converter
-from modelport.errors import ConversionError, InputError, UnsupportedModelError
+from modelport.errors import ConversionError, UnsupportedModelError
 
 _BINARY = {"Logloss", "CrossEntropy"}
 _EXP = {"Poisson", "Tweedie"}
@@ -178,11 +178,11 @@ def _tree(tree: dict[str, Any], dims: int, scale: float, flat_of: dict[int, int]
 def _columns(sample: Any, n_features: int) -> list[Column]:
     kinds = column_kinds(sample)
     if len(kinds) != n_features:
-        raise InputError(f"the sample has {len(kinds)} columns but the CatBoost model was trained on {n_features}.")
+        raise ConversionError(f"the sample has {len(kinds)} columns but the CatBoost model was trained on {n_features}.")
     columns = []
     for i, (name, kind, _) in enumerate(kinds):
         if kind in ("str", "category"):
-            raise InputError(
+            raise ConversionError(
                 f"column {name!r} is not numeric ({kind}); modelport converts CatBoost models with numeric features only."
             )
         columns.append(Column(name, kind, "X", i))

@@ -35,7 +35,7 @@ from modelport.convert._trees import (
     member_chain,
 )
 from modelport.convert.base import Converted, Converter
-from modelport.errors import InputError, UnsupportedModelError
+from modelport.errors import ConversionError, UnsupportedModelError
 
 _IDENTITY = {"regression", "regression_l1", "huber", "fair", "quantile", "mape", "lambdarank", "rank_xendcg", "custom"}
 _EXP = {"poisson", "gamma", "tweedie"}
@@ -196,14 +196,14 @@ def _columns(sample: Any, dump: dict[str, Any], booster: Any, n_features: int) -
     if not is_dataframe(sample):
         width = np.asarray(sample).shape[1] if np.ndim(sample) == 2 else None
         if width != n_features:
-            raise InputError(f"the sample has {width} columns but the LightGBM model was trained on {n_features}.")
+            raise ConversionError(f"the sample has {width} columns but the LightGBM model was trained on {n_features}.")
         kinds = column_kinds(sample)
         return [Column(n, k, "X", i) for i, (n, k, _) in enumerate(kinds)] if kinds else [
             Column(n, "float64", "X", i) for i, n in enumerate(default_column_names(n_features))
         ]
     kinds = column_kinds(sample)
     if len(kinds) != n_features:
-        raise InputError(
+        raise ConversionError(
             f"the sample has {len(kinds)} columns ({', '.join(n for n, _, _ in kinds)}) "
             f"but the LightGBM model was trained on {n_features}."
         )
@@ -212,7 +212,7 @@ def _columns(sample: Any, dump: dict[str, Any], booster: Any, n_features: int) -
     pandas_categorical = dump.get("pandas_categorical") or booster.pandas_categorical or []
     n_cat = sum(1 for _, k, _ in kinds if k == "category")
     if n_cat != len(pandas_categorical):
-        raise InputError(
+        raise ConversionError(
             f"the sample has {n_cat} categorical column(s) but the LightGBM model was trained with "
             f"{len(pandas_categorical)}.",
             hint="pass a sample with the same columns and dtypes as the training data",
@@ -225,7 +225,7 @@ def _columns(sample: Any, dump: dict[str, Any], booster: Any, n_features: int) -
             k += 1
             columns.append(Column(name, "category", "X", i, cats))
         elif kind == "str":
-            raise InputError(
+            raise ConversionError(
                 f"column {name!r} holds strings; LightGBM takes numbers or pandas categoricals.",
                 hint="convert it with df[col].astype('category') before fitting",
             )

@@ -28,7 +28,7 @@ from modelport.convert._trees import (
     member_chain,
 )
 from modelport.convert.base import Converted, Converter
-from modelport.errors import ConversionError, InputError, UnsupportedModelError
+from modelport.errors import ConversionError, UnsupportedModelError
 
 # objective -> (task, link); the intercept is stored in the link's output space
 _OBJECTIVES: dict[str, tuple[str, str]] = {
@@ -266,16 +266,16 @@ def _column_names(sample: Any, booster: Any, n_features: int) -> list[str]:
     if not is_dataframe(sample):
         width = np.asarray(sample).shape[1] if np.ndim(sample) == 2 else None
         if width != n_features:
-            raise InputError(f"the sample has {width} columns but the XGBoost model was trained on {n_features}.")
+            raise ConversionError(f"the sample has {width} columns but the XGBoost model was trained on {n_features}.")
         return default_column_names(n_features)
     cols = [str(c) for c in sample.columns]
     if len(cols) != n_features:
-        raise InputError(
+        raise ConversionError(
             f"the sample has {len(cols)} columns ({', '.join(cols)}) but the XGBoost model was trained on {n_features}."
         )
     model_names = list(booster.feature_names or [])
     if model_names and sorted(model_names) != sorted(cols):
-        raise InputError(
+        raise ConversionError(
             f"the sample's columns {cols} are not the model's features {model_names}.",
             hint="pass a sample with the columns the model was trained on",
         )
@@ -308,7 +308,7 @@ def _columns(sample: Any, names: list[str], categorical: set[int],
         kind, cats = kinds.get(name, ("float64", None))
         if kind == "category":
             if i not in categorical:
-                raise InputError(
+                raise ConversionError(
                     f"column {name!r} is categorical in the sample but the XGBoost model treats it as numeric.",
                     hint="fit with enable_categorical=True, or pass the column as numbers",
                 )
@@ -316,7 +316,7 @@ def _columns(sample: Any, names: list[str], categorical: set[int],
             cats = categories.get(i, cats)
             columns.append(Column(name, "category", "X", i, tuple(cats or ())))
         elif kind == "str":
-            raise InputError(
+            raise ConversionError(
                 f"column {name!r} holds strings; XGBoost takes numbers or pandas categoricals.",
                 hint="convert it with df[col].astype('category') before fitting",
             )

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-
 from modelport.bundle.core import Bundle
 from modelport.bundle.reference import decode_columns
 from modelport.verification.parity import ParityReport, Tolerance, compare

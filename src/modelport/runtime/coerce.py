@@ -95,6 +95,12 @@ _ALL = np.array([], dtype=np.intp)
 
 def feeds(signature: Signature, data: Any) -> dict[str, np.ndarray]:
     """Build the ONNX feeds for ``data`` under ``signature``."""
+    if isinstance(data, (list, tuple)) and not data and signature.columns is not None:
+        # an empty list of records is an empty batch (it names no columns to check)
+        return {
+            t.name: np.empty((0, *(d or 0 for d in t.shape[1:])), dtype=numpy_dtype(t.dtype))
+            for t in signature.inputs
+        }
     cols = to_columns(data)
     if cols is not None:
         if signature.columns is None:

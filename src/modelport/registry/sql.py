@@ -3,15 +3,17 @@
 Metadata lives in the database; bundle archives live in an artifact store (``store.py``),
 content-addressed by the sha256 of their bytes. How pushes stay correct under concurrency:
 
-- A push locks its model first (PostgreSQL: ``SELECT ... FOR UPDATE`` on the model's row;
-  SQLite: ``BEGIN IMMEDIATE``, the database's single write lock), then looks for the digest,
-  writes the blob and inserts the version in the same transaction. Version numbers are
-  ``max + 1`` under that lock, so they are unique and gapless per model, and a digest pushed
-  twice at once gets one version.
-- The blob is written before the version row commits. A push killed in between leaves an
-  unreferenced blob, never a version without its blob; ``gc()`` removes such blobs, and a retry
-  simply reuses it. On PostgreSQL a transaction-scoped advisory lock per blob keeps ``gc`` and
-  pushes of the same bytes from racing.
+- A push writes its blob first, outside any lock (the slow part: compression is done, the
+  write and its fsyncs run in parallel with other pushes). Then, in one transaction, it locks
+  its model (PostgreSQL: ``SELECT ... FOR UPDATE`` on the model's row; SQLite: ``BEGIN
+  IMMEDIATE``, the database's single write lock), looks for the digest, makes sure the blob is
+  still there and inserts the version. Version numbers are ``max + 1`` under that lock, so
+  they are unique and gapless per model, and a digest pushed twice at once gets one version.
+- A version never commits without its blob. A push killed after writing its blob leaves it
+  unreferenced; ``gc()`` removes such blobs and a retry simply reuses it. Deleting a blob and
+  checking that it is there happen only under the blob's lock (SQLite: the write lock;
+  PostgreSQL: a transaction-scoped advisory lock per blob), so gc never removes a blob that a
+  committing push relies on.
 - ``created`` timestamps are the registry's (UTC); bundles carry none of their own.
 """
 
@@ -104,6 +106,9 @@ class SQLRegistry:
                 cur.execute("PRAGMA busy_timeout = 60000")
                 cur.execute("PRAGMA journal_mode = WAL")
                 cur.execute("PRAGMA foreign_keys = ON")
+                # in WAL mode NORMAL never corrupts and survives a killed process; a power cut may
+                # lose the last commits, which only leaves blobs for gc (blobs are fsynced first)
+                cur.execute("PRAGMA synchronous = NORMAL")
                 cur.close()
 
             @sa.event.listens_for(engine, "begin")
@@ -200,42 +205,43 @@ class SQLRegistry:
         metrics = _check_metrics(manifest.get("metrics") or {})
         parent = (manifest.get("lineage") or {}).get("parent")
         t, sa = self._t, self._sa
+        # the slow part (compression done, now the write and its fsyncs) runs before any lock,
+        # in parallel with other pushes; under the lock the blob is only checked for presence
+        wrote = self.store.put(key, data)
         with self._tx(write=True) as conn:
             model_id = self._lock_model(conn, model, create=True)
             row = conn.execute(
                 sa.select(t.versions).where(t.versions.c.model_id == model_id, t.versions.c.digest == b.digest)
             ).mappings().first()
+            self._lock_blob(conn, key)
             if row is not None:
                 if row["blob"] == key:
-                    self._lock_blob(conn, key)
-                    self.store.put(key, data)  # repairs a missing or damaged copy, else a no-op
+                    self.store.put(key, data)  # gc may have taken it if it was missing; put it back
+                elif wrote and not self._blob_used(conn, key):
+                    # same digest, other manifest bytes: the version keeps its own archive
+                    self.store.delete(key)
                 if row["deleted"] is not None:
                     conn.execute(t.versions.update().where(t.versions.c.id == row["id"]).values(deleted=None))
                 self._upsert_tags(conn, row["id"], extra_tags)
                 return self._infos(conn, [row["id"]])[0]
-            self._lock_blob(conn, key)
-            created_blob = self.store.put(key, data)
-            try:
-                latest = conn.execute(
-                    sa.select(sa.func.max(t.versions.c.version)).where(t.versions.c.model_id == model_id)
-                ).scalar()
-                number = int(latest or 0) + 1
-                vid = conn.execute(
-                    t.versions.insert().values(
-                        model_id=model_id, version=number, digest=b.digest, blob=key, size=len(data),
-                        task=b.task, description=manifest.get("description"), parent=parent,
-                        manifest=json.dumps(manifest, sort_keys=True), created=_now(), deleted=None,
-                    ).returning(t.versions.c.id)
-                ).scalar_one()
-                self._upsert_tags(conn, vid, {**manifest_tags, **extra_tags})
-                if metrics:
-                    conn.execute(t.metrics.insert(), [{"version_id": vid, "key": k, "value": v} for k, v in metrics.items()])
-                info = self._infos(conn, [vid])[0]
-            except BaseException:
-                # still under the lock: nobody else can have started to use the blob we just wrote
-                if created_blob:
-                    self.store.delete(key)
-                raise
+            if not self.store.exists(key):
+                self.store.put(key, data)  # gc ran between our write and our lock
+            latest = conn.execute(
+                sa.select(sa.func.max(t.versions.c.version)).where(t.versions.c.model_id == model_id)
+            ).scalar()
+            number = int(latest or 0) + 1
+            vid = conn.execute(
+                t.versions.insert().values(
+                    model_id=model_id, version=number, digest=b.digest, blob=key, size=len(data),
+                    task=b.task, description=manifest.get("description"), parent=parent,
+                    manifest=json.dumps(manifest, sort_keys=True), created=_now(), deleted=None,
+                ).returning(t.versions.c.id)
+            ).scalar_one()
+            self._upsert_tags(conn, vid, {**manifest_tags, **extra_tags})
+            if metrics:
+                conn.execute(t.metrics.insert(), [{"version_id": vid, "key": k, "value": v} for k, v in metrics.items()])
+            info = self._infos(conn, [vid])[0]
+        # a push that fails or dies after writing its blob leaves it unreferenced: gc() removes it
         return _replace(info, is_new=True)
 
     def _lock_model(self, conn: sa.Connection, name: str, *, create: bool) -> int:
@@ -250,6 +256,10 @@ class SQLRegistry:
         if model_id is None:
             raise self._unknown_model(conn, name)
         return int(model_id)
+
+    def _blob_used(self, conn: sa.Connection, key: str) -> bool:
+        t, sa = self._t, self._sa
+        return bool(conn.execute(sa.select(sa.func.count()).where(t.versions.c.blob == key)).scalar())
 
     def _lock_blob(self, conn: sa.Connection, key: str) -> None:
         if self.dialect == "postgresql":
@@ -627,8 +637,7 @@ class SQLRegistry:
         for key in candidates:
             with self._tx(write=True) as conn:
                 self._lock_blob(conn, key)  # waits for a push of these bytes to commit or die
-                referenced = conn.execute(sa.select(sa.func.count()).where(t.versions.c.blob == key)).scalar()
-                if not referenced and self.store.exists(key):
+                if not self._blob_used(conn, key) and self.store.exists(key):
                     self.store.delete(key)
                     removed.append(key)
                 for tmp in self.store.stale_temporaries(key):

@@ -88,3 +88,20 @@ def frame_bundle(frame_model):
 
     model, df = frame_model
     return mp.pack(model, df, name="people")
+
+
+@pytest.fixture(scope="session")
+def lr_iris(iris):
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    return LogisticRegression(max_iter=1000).fit(X, y)
+
+
+@pytest.fixture(scope="session")
+def lr_bundle(iris, lr_iris):
+    """A logistic regression on iris: it cannot take NaN, so every column refuses missing values."""
+    import modelport as mp
+
+    X, _ = iris
+    return mp.pack(lr_iris, X, name="lr")

@@ -91,10 +91,3 @@ def test_descriptive_fields_do_not_change_the_identity(iris, iris_forest, iris_b
     assert renamed.digest == iris_bundle.digest  # same files, signature, task and classes
     assert renamed.to_bytes() != iris_bundle.to_bytes()  # but the manifest differs
 
-
-@pytest.fixture(scope="module")
-def lr_bundle(iris):
-    from sklearn.linear_model import LogisticRegression
-
-    X, y = iris
-    return mp.pack(LogisticRegression(max_iter=1000).fit(X, y), X, name="lr")

@@ -303,11 +303,7 @@ def test_reference_data_with_pickled_objects_is_refused(iris_files, with_manifes
         _ = bundle.reference_inputs
 
 
-@pytest.fixture(scope="module")
-def lr_iris_files(iris):
-    from sklearn.linear_model import LogisticRegression
 
-    import modelport as mp
-
-    X, y = iris
-    return dict(mp.pack(LogisticRegression(max_iter=1000).fit(X, y), X, name="lr").files)
+@pytest.fixture
+def lr_iris_files(lr_bundle):
+    return dict(lr_bundle.files)

@@ -162,7 +162,11 @@ def add_service(server: Any, dataplane: DataPlane) -> None:
 
         async def ModelInfer(self, request: Any, context: Any) -> Any:
             async def run() -> Any:
-                req = decode_request(request)
+                try:
+                    req = decode_request(request)
+                except InputError as exc:
+                    model = dp.model(request.model_name, request.model_version or None)
+                    raise InputError(f"{exc.message} {model.expected()}", hint=exc.hint) from None
                 resp = await dp.infer(req, "grpc")
                 use_raw = bool(request.raw_input_contents)
                 out = pb.ModelInferResponse(model_name=resp.model_name, model_version=resp.model_version,

@@ -357,7 +357,7 @@ class Router:
 
     # ------------------------------------------------------------------ V2 inference
     async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
-        self.dp.model(name, version)  # an unknown model is a 404 whatever the body holds
+        model = self.dp.model(name, version)  # an unknown model is a 404 whatever the body holds
         body = await _read_body(scope, receive)
         hlen = header(scope, HEADER_LENGTH)
         binary: memoryview | None = None
@@ -373,8 +373,12 @@ class Router:
                 )
             binary = memoryview(body)[n:]
             body = body[:n]
-        doc = _json(body)
-        request, binary_out = decode_request(doc, name, version, binary)
+        try:
+            request, binary_out = decode_request(_json(body), name, version, binary)
+        except PayloadTooLargeError:
+            raise
+        except InputError as exc:  # say what the model expects, whatever was malformed
+            raise InputError(f"{exc.message} {model.expected()}", hint=exc.hint) from None
         scope["modelport.request_id"] = request.id
         response = await self.dp.infer(request, "rest")
         payload, headers, ctype = encode_response(response, request, binary_out)

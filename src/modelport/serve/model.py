@@ -212,7 +212,7 @@ class ServedModel:
                 bad_rows = np.flatnonzero(np.isnan(part.reshape(part.shape[0], -1)).any(axis=1))
                 raise InputError(
                     f"input {inp.name!r} has missing values (NaN) in row(s) {_few(bad_rows.tolist())} "
-                    f"where the model cannot take them{self._nan_columns(inp.name, part)}.",
+                    f"where the model cannot take them{self._nan_columns(inp.name, part)}. {self.expected()}",
                     hint="impute missing values before sending, or pack a pipeline with an imputer",
                 )
         return arr

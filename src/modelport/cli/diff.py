@@ -39,5 +39,5 @@ def diff(ctx: click.Context, a: str, b: str, as_json: bool, skip_behaviour: bool
     else:
         from rich.console import Console
 
-        Console(highlight=False).print(render(report))
+        Console(highlight=False, soft_wrap=True).print(render(report))
     ctx.exit(report.exit_code)

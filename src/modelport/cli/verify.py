@@ -81,7 +81,7 @@ def _render(result: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # messages stay on one line for grep
     head = Text(result.get("name") or result["bundle"], style="bold")
     if result.get("version"):
         head.append(f"  version {result['version']}", style="cyan")
@@ -130,9 +130,12 @@ def _render(result: dict[str, Any]) -> None:
     if result["pass"]:
         console.print(Text("verdict: PASS: digests match and the bundle gives its recorded answers on this "
                            "machine.", style="bold green"))
+    elif bad:
+        console.print(Text(f"verdict: FAIL: damaged files ({', '.join(f['path'] for f in bad)}); do not use "
+                           "this bundle.", style="bold red"))
     elif not result["digests_ok"]:
-        console.print(Text("verdict: FAIL: the bundle's files are damaged or unsafe; do not use it.",
-                           style="bold red"))
+        console.print(Text("verdict: FAIL: the bundle cannot be loaded safely (see the error above); do not use "
+                           "it.", style="bold red"))
     else:
         console.print(Text("verdict: FAIL: the files are intact but the bundle does not give its recorded "
                            "answers on this machine.", style="bold red"))

@@ -697,7 +697,7 @@ def _numeric_difference(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 def _short(x: Any, limit: int = 48) -> str:
     if x is None:
         return "-"
-    text = f"{x:.6g}" if isinstance(x, float) else str(x)
+    text = f"{x:.4g}" if isinstance(x, float) else str(x)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -723,14 +723,14 @@ def render(report: DiffReport) -> RenderableType:
         t = Table(title="Changes", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD)
         t.add_column("", no_wrap=True)
         t.add_column("section", no_wrap=True)
-        t.add_column("what", no_wrap=True, overflow="fold")
+        t.add_column("what", overflow="fold", min_width=14, ratio=3)
         t.add_column("change", no_wrap=True)
-        t.add_column("A", overflow="fold", max_width=28)
-        t.add_column("B", overflow="fold", max_width=28)
-        t.add_column("note", overflow="fold", min_width=20)
+        t.add_column("A", overflow="fold", min_width=8, max_width=28, ratio=2)
+        t.add_column("B", overflow="fold", min_width=8, max_width=28, ratio=2)
+        t.add_column("note", overflow="fold", min_width=12, ratio=3)
         order = {"signature": 0, "metadata": 1, "files": 2, "graph": 3}
         for c in sorted(report.changes, key=lambda c: (not c.breaking, order.get(c.section, 9))):
-            t.add_row(Text("BREAKING", style="bold red") if c.breaking else "", c.section, c.path, c.kind,
+            t.add_row(Text("BREAK", style="bold red") if c.breaking else "", c.section, c.path, c.kind,
                       _short(c.old), _short(c.new), c.reason)
         parts.append(t)
 

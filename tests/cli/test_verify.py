@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from modelport.bundle import manifest as mf, npz
+from modelport.bundle import manifest as mf
+from modelport.bundle import npz
 from modelport.bundle.core import Bundle
 from modelport.cli.main import cli
 

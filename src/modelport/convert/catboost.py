@@ -29,8 +29,7 @@ _BINARY = {"Logloss", "CrossEntropy"}
 _EXP = {"Poisson", "Tweedie"}
 _IDENTITY = {
     "RMSE", "MAE", "Quantile", "MAPE", "Huber", "Expectile", "LogLinQuantile", "Lq", "LogCosh", "MultiRMSE",
-    "YetiRank", "YetiRankPairwise", "PairLogit", "PairLogitPairwise", "QueryRMSE", "QuerySoftMax", "Cox",
-    "SurvivalAft", "FairLoss", "NumErrors",
+    "YetiRank", "YetiRankPairwise", "PairLogit", "PairLogitPairwise", "QueryRMSE",
 }
 
 

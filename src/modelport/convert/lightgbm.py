@@ -135,8 +135,9 @@ def _task(objective: str, n_class: int, wrapper: Any) -> tuple[str, str, int]:
 
         is_classifier = _is_classifier(wrapper)
     if objective in _LOGISTIC:
-        return ("classification" if (wrapper is None or is_classifier) and objective == "binary" else "regression",
-                "logistic", 1)
+        # a raw booster is a classifier for 'binary'; cross_entropy fits probabilities, a regression
+        classifier = is_classifier if wrapper is not None else objective == "binary"
+        return ("classification" if classifier else "regression"), "logistic", 1
     if objective == "multiclass":
         return "classification", "softmax", n_class
     if objective == "multiclassova":

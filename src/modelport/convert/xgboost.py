@@ -134,12 +134,7 @@ class XGBoostConverter(Converter):
             task = _wrapper_task(wrapper, task)
             if task == "regression":
                 return {"prediction": np.asarray(wrapper.predict(data))}
-            if objective != "multi:softmax":
-                proba = np.asarray(wrapper.predict_proba(data))
-                return {"label": np.asarray(wrapper.predict(data)), "probabilities": proba}
-            margin = np.asarray(wrapper.predict(data, output_margin=True))
-            proba = _softmax(margin)
-            return {"label": wrapper.classes_[np.argmax(proba, axis=1)], "probabilities": proba}
+            return {"label": np.asarray(wrapper.predict(data)), "probabilities": np.asarray(wrapper.predict_proba(data))}
         dmatrix = _dmatrix(xgb, booster, data)
         if task == "regression":
             return {"prediction": np.asarray(booster.predict(dmatrix))}

@@ -532,7 +532,7 @@ def score_frame(
             errs = np.full(len(part), None, dtype=object)
             for r, why in zip(rejects.rows, rejects.reasons):
                 errs[r - first_row] = why
-            pred_frame[error_column] = pd.Series(errs, index=base.index, dtype=object)
+            pred_frame[error_column] = pd.Series(errs, index=base.index, dtype="string")
     return (pd.concat([base, pred_frame], axis=1) if kept else pred_frame), rejects
 
 

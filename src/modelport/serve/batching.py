@@ -105,7 +105,7 @@ class Batcher:
             self._task is None
             and not self._queue
             and rows <= self.inline_rows
-            and self._call_seconds <= self.inline_seconds
+            and self._call_seconds < self.inline_seconds
         ):
             # idle, small and fast: score right here, no queue, no future, no thread hop
             started = time.perf_counter()
@@ -210,7 +210,7 @@ class Batcher:
 
     async def _call(self, feeds: dict[str, np.ndarray], outputs: list[str], rows: int) -> dict[str, np.ndarray]:
         started = time.perf_counter()
-        if rows <= self.inline_rows and self._call_seconds <= self.inline_seconds:
+        if rows <= self.inline_rows and self._call_seconds < self.inline_seconds:
             result = self._run(feeds, outputs)
         else:
             loop = asyncio.get_running_loop()

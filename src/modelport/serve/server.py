@@ -50,6 +50,9 @@ class ServeConfig:
     max_batch_size: int = 64
     max_queue_delay: float = 0.0
     max_queue: int = 2048
+    # calls of a model averaging under this run on the event loop (no thread hop); 0 sends every
+    # call to a scoring thread, so that concurrent requests always queue and batch
+    inline_seconds: float = 0.002
     intra_op_threads: int | None = 1
     # limits
     max_body_bytes: int | None = 64 << 20
@@ -119,7 +122,8 @@ class Server:
             policy=VersionPolicy.parse(config.version_policy),
             default_versions=config.default_versions,
             batching=BatchingConfig(
-                max_batch_size=config.max_batch_size, max_queue_delay=config.max_queue_delay, max_queue=config.max_queue
+                max_batch_size=config.max_batch_size, max_queue_delay=config.max_queue_delay,
+                max_queue=config.max_queue, inline_seconds=config.inline_seconds,
             ),
             max_rows=config.max_rows,
             request_timeout=config.request_timeout,

@@ -1,0 +1,179 @@
+"""Adaptive batching: each request gets exactly its own rows and outputs, batches really form
+under concurrency, failures stay with their request, timeouts and shedding are 503-class errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+import modelport as mp
+from modelport.errors import InputError
+from modelport.serve import ServeConfig
+from modelport.serve.batching import Batcher, BatchStats
+from modelport.serve.errors import OverloadedError
+
+from .conftest import thread_server
+
+
+class FakeModel:
+    """Scores x -> {"double": 2x, "plus": x + 1}; records every call; fails on a poison value."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[int] = []
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        x = feeds["x"]
+        with self.lock:
+            self.calls.append(x.shape[0])
+        if self.delay:
+            time.sleep(self.delay)
+        if (x == -1).any():
+            raise InputError("poison row")
+        every = {"double": x * 2, "plus": x + 1}
+        return {n: every[n] for n in outputs}
+
+
+def batcher(model: FakeModel, **kw) -> tuple[Batcher, list[BatchStats]]:
+    stats: list[BatchStats] = []
+    kw.setdefault("inline_seconds", 0.0)  # every call leaves the loop, so requests queue meanwhile
+    return Batcher(model.run, ["double", "plus"], on_batch=stats.append, **kw), stats
+
+
+def rows(start: int, n: int, width: int = 3) -> np.ndarray:
+    return np.arange(start * 100, start * 100 + n * width, dtype=np.float64).reshape(n, width)
+
+
+def test_concurrent_requests_get_their_own_rows_and_outputs():
+    model = FakeModel(delay=0.01)
+
+    async def main() -> None:
+        b, stats = batcher(model, max_batch_size=64)
+        sizes = [1, 5, 2, 9, 1, 3, 7, 4] * 4
+        wanted = [["double"], ["plus"], ["double", "plus"], ["plus", "double"]] * 8
+        results = await asyncio.gather(*(
+            b.submit({"x": rows(i, n)}, n, wanted[i]) for i, n in enumerate(sizes)
+        ))
+        for i, (n, res) in enumerate(zip(sizes, results)):
+            x = rows(i, n)
+            assert list(res) == wanted[i]
+            for name in wanted[i]:
+                np.testing.assert_array_equal(res[name], x * 2 if name == "double" else x + 1)
+        assert len(model.calls) < len(sizes)  # batches formed
+        assert max(s.requests for s in stats) > 1
+        assert sum(model.calls) == sum(sizes)
+        assert all(c <= 64 or s.requests == 1 for c, s in zip(model.calls, stats))
+
+    asyncio.run(main())
+
+
+def test_max_batch_size_and_layouts_are_respected():
+    model = FakeModel(delay=0.01)
+
+    async def main() -> None:
+        b, _ = batcher(model, max_batch_size=8)
+        jobs = [b.submit({"x": rows(i, 3)}, 3, ["double"]) for i in range(10)]
+        jobs.append(b.submit({"x": rows(50, 20)}, 20, ["double"]))  # larger than a batch: runs alone
+        jobs.append(b.submit({"x": rows(60, 2, width=5)}, 2, ["plus"]))  # another layout: never mixed
+        out = await asyncio.gather(*jobs)
+        np.testing.assert_array_equal(out[10]["double"], rows(50, 20) * 2)
+        np.testing.assert_array_equal(out[11]["plus"], rows(60, 2, width=5) + 1)
+        assert all(c <= 8 for c in model.calls if c != 20)
+        assert 20 in model.calls
+
+    asyncio.run(main())
+
+
+def test_a_failing_request_does_not_fail_its_batch_mates():
+    model = FakeModel(delay=0.01)
+
+    async def main() -> None:
+        b, _ = batcher(model)
+        poison = rows(0, 2)
+        poison[1, 1] = -1
+        jobs = [b.submit({"x": rows(i, 2)}, 2, ["plus"]) for i in range(1, 6)]
+        jobs.insert(2, b.submit({"x": poison}, 2, ["plus"]))
+        out = await asyncio.gather(*jobs, return_exceptions=True)
+        assert isinstance(out[2], InputError)
+        for i, res in enumerate(out[:2] + out[3:], start=1):
+            np.testing.assert_array_equal(res["plus"], rows(i, 2) + 1)
+
+    asyncio.run(main())
+
+
+def test_idle_request_is_not_delayed_but_load_waits_for_companions():
+    model = FakeModel()
+
+    async def main() -> None:
+        b, _ = batcher(model, max_queue_delay=0.5, inline_seconds=0.01)
+        t = time.perf_counter()
+        await b.submit({"x": rows(0, 1)}, 1, ["double"])
+        assert time.perf_counter() - t < 0.1  # idle: no queue delay
+
+    asyncio.run(main())
+
+
+def test_timeout_and_shedding_are_overload_errors():
+    model = FakeModel(delay=0.3)
+
+    async def main() -> None:
+        b, _ = batcher(model, max_queue=2)
+        first = asyncio.ensure_future(b.submit({"x": rows(0, 1)}, 1, ["double"]))
+        await asyncio.sleep(0.05)  # now running in the thread; the next ones queue
+        queued = [asyncio.ensure_future(b.submit({"x": rows(i, 1)}, 1, ["double"], timeout=0.1)) for i in (1, 2)]
+        await asyncio.sleep(0)
+        with pytest.raises(OverloadedError, match="queue is full"):
+            await b.submit({"x": rows(3, 1)}, 1, ["double"])
+        for q in queued:
+            with pytest.raises(OverloadedError, match="request timeout"):
+                await q
+        np.testing.assert_array_equal((await first)["double"], rows(0, 1) * 2)
+        await b.idle()
+        assert sum(model.calls) == 1  # the timed-out requests were never scored
+
+    asyncio.run(main())
+
+
+@pytest.mark.integration
+def test_batching_over_http_under_concurrency(bundles):
+    bundle = mp.load(bundles.iris_v1)
+    config = ServeConfig(sources=[str(bundles.iris_v1)], inline_seconds=0.0, max_batch_size=32)
+    rng = np.random.default_rng(0)
+
+    async def one(client: httpx.AsyncClient, i: int) -> None:
+        n = int(rng.integers(1, 12))
+        X = rng.uniform(0.1, 8, size=(n, 4)).astype(np.float32)
+        outputs = [["label"], ["probabilities"], ["probabilities", "label"], None][i % 4]
+        body = {"id": str(i), "inputs": [{"name": "X", "shape": [n, 4], "datatype": "FP32", "data": X.ravel().tolist()}]}
+        if outputs:
+            body["outputs"] = [{"name": o} for o in outputs]
+        r = await client.post("/v2/models/iris/infer", json=body)
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert doc["id"] == str(i)
+        got = {o["name"]: np.asarray(o["data"]).reshape(o["shape"]) for o in doc["outputs"]}
+        assert list(got) == (outputs or ["label", "probabilities"])
+        want = bundle.predict(X)
+        for name, arr in got.items():
+            np.testing.assert_allclose(arr, want[name], rtol=1e-6)
+
+    with thread_server(config) as url:
+        async def main() -> None:
+            async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=64)) as c:
+                await asyncio.gather(*(one(c, i) for i in range(120)))
+
+        asyncio.run(main())
+        text = httpx.get(url + "/metrics").text
+        from .test_http import scrape
+
+        m = scrape(text)
+        labels = frozenset({"model": "iris", "version": "1"}.items())
+        batches = m[("modelport_batch_requests_count", labels)]
+        requests = m[("modelport_batch_requests_sum", labels)]
+        assert requests == 120 and batches < 120  # several requests shared a batch

@@ -92,6 +92,13 @@ class TorchConverter(Converter):
             onx = _export(model, example, names, opts)
 
         batch_param = _normalise_batch_dim(onx, example)
+        if batch_param is None and opts["dynamic_batch"]:
+            raise ConversionError(
+                f"the exported graph takes only batches of exactly {example.batch} row(s); "
+                "modelport bundles take any batch size.",
+                hint="export the ExportedProgram with dynamic_shapes={...: {0: torch.export.Dim('batch')}}, "
+                "or pass options={'dynamic_batch': False} to keep the fixed size",
+            )
         _strip_metadata(onx)
         task = opts["task"]
         classes: list[Any] | None = None
@@ -489,7 +496,8 @@ def _export(model: Any, example: _Example, names: list[str], opts: dict[str, Any
             raise ConversionError(
                 f"torch.onnx.export could not export {type(model).__name__}: {type(exc).__name__}: "
                 f"{msg[0] if msg else ''}",
-                hint="the module must be traceable by torch.export (no data-dependent Python control flow); "
+                hint="the module must be traceable by torch.export (no data-dependent Python control flow) and "
+                "must not fix its batch size (x.reshape(x.shape[0], -1), not x.reshape(4, -1)); "
                 "see https://pytorch.org/docs/stable/export.html",
             ) from exc
     if program is None:

@@ -356,17 +356,17 @@ def _tensor_changes(kind: str, ta: list[dict[str, Any]], tb: list[dict[str, Any]
         # every graph input must be fed, so a new one breaks callers; a new output is just more answers
         out.append(Change("signature", f"{kind}.{t['name']}", "added", None, _tensor_text(t), is_input,
                           "new required graph input" if is_input else "new output"))
-    for name, old in by_a.items():
-        new = by_b.get(name)
-        if new is None:
+    for name, before in by_a.items():
+        after = by_b.get(name)
+        if after is None:
             continue
-        if old["dtype"] != new["dtype"]:
-            out.append(Change("signature", f"{kind}.{name}.dtype", "changed", old["dtype"], new["dtype"], True,
+        if before["dtype"] != after["dtype"]:
+            out.append(Change("signature", f"{kind}.{name}.dtype", "changed", before["dtype"], after["dtype"], True,
                               f"the {kind[:-1]}'s element type changed"))
-        if old["shape"] != new["shape"]:
-            relaxed = _shape_relaxed(old["shape"], new["shape"]) if is_input else False
-            out.append(Change("signature", f"{kind}.{name}.shape", "changed", _shape_text(old["shape"]),
-                              _shape_text(new["shape"]), not relaxed,
+        if before["shape"] != after["shape"]:
+            relaxed = _shape_relaxed(before["shape"], after["shape"]) if is_input else False
+            out.append(Change("signature", f"{kind}.{name}.shape", "changed", _shape_text(before["shape"]),
+                              _shape_text(after["shape"]), not relaxed,
                               "accepts more shapes than before" if relaxed else "the tensor's shape changed"))
     return out
 

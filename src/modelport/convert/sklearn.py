@@ -46,6 +46,8 @@ ColumnTransformer finds its columns by name.
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +70,7 @@ _TREE_CLASSES = (
     "GradientBoostingClassifier", "GradientBoostingRegressor", "IsolationForest",
 )
 _HGB_CLASSES = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
+_INT_DTYPES = ("int64", "int32", "bool")
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ class SklearnConverter(Converter):
             onx = sg.join(pre, pre.graph.output[0].name, est, est_type)
             rename_outputs(onx, {f"est_{n}": n for n in plan.outputs})
 
+        if per_column:
+            _int64_inputs(onx, [c.name for c in columns if c.dtype in _INT_DTYPES])
         keep_outputs(onx, list(plan.outputs))
         _fix_output_shapes(onx, final, plan)
         sg.canonical_names(onx)
@@ -132,7 +137,7 @@ class SklearnConverter(Converter):
         onx.doc_string = ""
         thresholds = _hgb_thresholds(final, columns) if prefix is None and not per_column else {}
         # an int64 graph input cannot carry NaN, whatever the original does with it
-        nullable = {c.name: False for c in columns if c.index is None and c.dtype in ("int64", "int32", "bool")}
+        nullable = {c.name: False for c in columns if c.index is None and c.dtype in _INT_DTYPES}
         return Converted(
             onnx_model=onx,
             task=plan.task,
@@ -302,17 +307,14 @@ def _plan_is_transform(final: Any) -> bool:
 
 
 def _column_inputs(kinds: list[tuple[str, str, Any]]) -> tuple[list[tuple[str, Any]], tuple[Column, ...]]:
-    from skl2onnx.common.data_types import DoubleTensorType, Int64TensorType, StringTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
 
     types: list[tuple[str, Any]] = []
     cols: list[Column] = []
     for n, k, cats in kinds:
-        if k == "str":
-            t: Any = StringTensorType([None, 1])
-        elif k in ("int64", "int32", "bool"):
-            t = Int64TensorType([None, 1])
-        else:
-            t = DoubleTensorType([None, 1])
+        # integer columns are converted as float64 (skl2onnx would scale an int64 input in
+        # float32); _int64_inputs() gives the graph its int64 inputs back, cast to double inside
+        t: Any = StringTensorType([None, 1]) if k == "str" else DoubleTensorType([None, 1])
         types.append((n, t))
         cols.append(Column(n, k, n, None, cats))
     return types, tuple(cols)
@@ -343,9 +345,14 @@ def _skl2onnx(model: Any, initial_types: list[tuple[str, Any]], plan: _Plan) -> 
 
     options = {id(model): {"zipmap": False}} if is_classifier(model) else None
     try:
-        return convert_sklearn(
-            model, initial_types=initial_types, options=options, target_opset=dict(sg.TARGET_OPSET)
-        )
+        with warnings.catch_warnings():
+            # skl2onnx reads fitted attributes scikit-learn has deprecated (SVC.probA_ in 1.9 ...);
+            # that is skl2onnx's business, not something the user can act on
+            warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="sklearn")
+            return convert_sklearn(
+                model, initial_types=initial_types, options=options, target_opset=dict(sg.TARGET_OPSET)
+            )
     except RuntimeError as exc:
         if "Unable to find a shape calculator" in str(exc) or "is not supported" in str(exc):
             raise UnsupportedModelError(
@@ -357,10 +364,8 @@ def _skl2onnx(model: Any, initial_types: list[tuple[str, Any]], plan: _Plan) -> 
 
 
 def _unknown_name(exc: Exception) -> str | None:
-    text = str(exc)
-    if "type '" in text:
-        return text.split("type '", 1)[1].split("'", 1)[0].rsplit(".", 1)[-1]
-    return None
+    found = re.search(r"<class '([\w.]+)'>", str(exc))
+    return found.group(1).rsplit(".", 1)[-1] if found else None
 
 
 def _estimator_graph(final: Any, n_features: int, dtype: int, plan: _Plan, notes: list[str]) -> tuple[onnx.ModelProto, int]:
@@ -490,6 +495,25 @@ def _only_input(onx: onnx.ModelProto) -> str:
     if len(names) != 1:
         raise ConversionError(f"expected the estimator graph to have one input; it has {names}.")
     return names[0]
+
+
+def _int64_inputs(onx: onnx.ModelProto, names: list[str]) -> None:
+    """Make the named double inputs int64 inputs, cast to double as the graph's first nodes."""
+    from onnx import helper
+
+    casts = []
+    for name in names:
+        inner = f"{name}__as_double"
+        for node in onx.graph.node:
+            for i, used in enumerate(node.input):
+                if used == name:
+                    node.input[i] = inner
+        for vi in onx.graph.input:
+            if vi.name == name:
+                vi.type.tensor_type.elem_type = TensorProto.INT64
+        casts.append(helper.make_node("Cast", [name], [inner], name=f"{name}__cast", to=TensorProto.DOUBLE))
+    for i, node in enumerate(casts):
+        onx.graph.node.insert(i, node)
 
 
 def _rename_input(onx: onnx.ModelProto, old: str, new: str) -> onnx.ModelProto:

@@ -101,6 +101,20 @@ def test_binary_classifier_at_thresholds_and_their_float32_neighbours(binary, fr
     _assert_classifier_parity(bundle, model, rows)
 
 
+def test_values_lightgbm_reads_as_zero_go_where_zero_goes(train, fresh):
+    X, _, y3, _ = train
+    model = lgb.LGBMClassifier(**PARAMS).fit(X, y3)
+    splits = _split_values(model.booster_)
+    assert any(abs(t) <= 2e-35 for _, t in splits)  # LightGBM puts splits right next to zero here
+    z = np.float32(1e-35)
+    band = [0.0, -0.0, 1e-36, -1e-36, float(z), float(-z), float(np.nextafter(z, np.float32(1))),
+            float(np.nextafter(-z, np.float32(-1))), 1e-40, np.nan]
+    rows = np.repeat(fresh[:len(band) * 3], 1, axis=0)
+    for k in range(len(rows)):
+        rows[k, k % N_FEATURES] = band[k % len(band)]
+    _assert_classifier_parity(mp.pack(model, X), model, rows)
+
+
 def test_batch_of_one_and_empty_batch(binary, fresh):
     model, bundle = binary
     one = bundle.predict(fresh[7:8])

@@ -68,8 +68,6 @@ class Ensemble:
     derived: list[tuple[str, int]] = field(default_factory=list)
     #: a value the library treats as missing besides NaN (XGBoost's ``missing=``), or None
     missing_value: float | None = None
-    #: read |x| <= ZERO_BAND as exactly 0 first (LightGBM's predictor drops such values as zeros)
-    zero_band: bool = False
 
     def derived_index(self, kind: str, feature: int) -> int:
         """The input slot of a derived column, added on first use."""
@@ -195,8 +193,8 @@ class _GraphBuilder:
         name = self.name(hint)
         arr = np.asarray(array)
         if dtype == TensorProto.STRING or arr.dtype.kind in "OUS":
-            self.initializers.append(helper.make_tensor(name, TensorProto.STRING, list(arr.shape),
-                                                        [str(v).encode() for v in arr.reshape(-1)]))
+            encoded: list[Any] = [str(v).encode() for v in arr.reshape(-1)]
+            self.initializers.append(helper.make_tensor(name, TensorProto.STRING, list(arr.shape), encoded))
         else:
             self.initializers.append(onnx.numpy_helper.from_array(arr, name))
         return name
@@ -250,9 +248,6 @@ def build_model(
         nan = g.const("nan", np.array(np.nan, dtype=np.float32))
         is_missing = g.op("Equal", [x, g.const("missing", np.array(ensemble.missing_value, dtype=np.float32))])
         x = g.op("Where", [is_missing, nan, x], "X_missing_as_nan")
-    if ensemble.zero_band:
-        band = g.op("LessOrEqual", [g.op("Abs", [x]), g.const("zero_band", np.array(ZERO_BAND, dtype=np.float32))])
-        x = g.op("Where", [band, g.const("zero", np.array(0.0, dtype=np.float32)), x], "X_zero_band")
     tree_input = x
     if ensemble.derived:
         kinds = [k for k, _ in ensemble.derived]
@@ -298,9 +293,17 @@ def build_model(
             probabilities = g.op("Sigmoid", [margin], "probabilities")
         else:
             raise ValueError(f"unknown classification link {link!r} for {ensemble.n_targets} margin(s)")
-        index = g.op("ArgMax", [probabilities], axis=1, keepdims=0, select_last_index=0)
+        # ArgMax takes the first of tied maxima, as numpy's argmax in the libraries' predict() does;
+        # ArrayFeatureExtractor (not Gather) keeps the graph within what modelport's codegen compiles
+        index = g.op("ArgMax", [probabilities], axis=1, keepdims=1, select_last_index=0)
         labels, label_type = _label_tensor(classes)
-        g.op("Gather", [g.const("classes", labels, label_type), index], "label", axis=0)
+        flat = g.const("flat", np.array([-1], dtype=np.int64))
+        if label_type == TensorProto.BOOL:
+            picked = g.op("ArrayFeatureExtractor", [g.const("classes", labels.astype(np.int64)), index], domain="ai.onnx.ml")
+            g.op("Cast", [g.op("Reshape", [picked, flat])], "label", to=TensorProto.BOOL)
+        else:
+            picked = g.op("ArrayFeatureExtractor", [g.const("classes", labels, label_type), index], domain="ai.onnx.ml")
+            g.op("Reshape", [picked, flat], "label")
         outputs.append(helper.make_tensor_value_info("label", label_type, [None]))
         outputs.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_classes]))
     graph = helper.make_graph(

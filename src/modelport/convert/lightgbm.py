@@ -7,8 +7,8 @@ routes values the way LightGBM's own predictor does:
   ``t32`` the largest float32 not above the threshold;
 * missing values per split: ``NaN`` type sends NaN the default way; ``None`` type reads NaN as 0;
   ``Zero`` type sends NaN and |x| <= 1e-35 the default way (a derived input column maps them to NaN);
-* the predictor reads |x| <= 1e-35 as 0 (it drops such values like sparse zeros); where a split
-  value lies in that band, the graph does the same first;
+* the predictor reads |x| <= 1e-35 as 0 (it drops such values like sparse zeros); split values
+  near zero are moved so that the band goes where 0 goes;
 * categorical splits are set membership on the integer category code (C-style truncation of the
   value); negative codes and NaN go right. pandas categoricals are coded as positions in the
   training categories (``pandas_categorical``), exactly what the runtime feeds.
@@ -180,9 +180,7 @@ def _tree(node: dict[str, Any], target: int, scale: float, ensemble: Ensemble, c
     if decision != "<=":
         raise UnsupportedModelError(f"unexpected LightGBM decision type {decision!r}.")
     threshold = float(node["threshold"])
-    value = f32_down(threshold)
-    if abs(threshold) <= 2 * ZERO_BAND:
-        ensemble.zero_band = True
+    value = _effective_threshold(threshold)
     if missing_type == "NaN":
         return Split(feature, "BRANCH_LEQ", value, left, right, missing_true=default_left)
     if missing_type == "Zero":
@@ -190,6 +188,19 @@ def _tree(node: dict[str, Any], target: int, scale: float, ensemble: Ensemble, c
         return Split(slot, "BRANCH_LEQ", value, left, right, missing_true=default_left)
     # missing type None: LightGBM reads NaN as 0.0
     return Split(feature, "BRANCH_LEQ", value, left, right, missing_true=threshold >= 0.0)
+
+
+def _effective_threshold(threshold: float) -> float:
+    """The float32 ``t`` with ``x <= t`` iff LightGBM sends float32 ``x`` left at ``threshold``.
+
+    LightGBM compares in double and first reads |x| <= 1e-35 as 0, so values in that band go
+    where 0 goes; the band only matters for thresholds near zero.
+    """
+    if threshold >= 0:  # 0 and the whole band go left
+        return f32_down(max(threshold, ZERO_BAND))
+    if threshold >= -ZERO_BAND:  # 0 goes right, so the band does too: left only below -1e-35
+        return float(np.nextafter(np.float32(-ZERO_BAND), np.float32(-np.inf)))
+    return f32_down(threshold)
 
 
 def _columns(sample: Any, dump: dict[str, Any], booster: Any, n_features: int) -> list[Column]:

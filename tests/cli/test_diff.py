@@ -94,3 +94,17 @@ def test_python_dash_m_maps_levels_and_errors_to_exit_codes(bundles, tmp_path):
     missing = run(str(bundles["a"]), str(tmp_path / "nope.mpk"))
     assert missing.returncode == 5
     assert missing.stderr.startswith("error: ") and "no such bundle" in missing.stderr
+
+
+def test_registry_uris(runner, bundles):
+    from modelport.registry import open_registry
+
+    reg = open_registry()
+    v1 = reg.push(str(bundles["a"])).version
+    v2 = reg.push(str(bundles["fewer"])).version
+    assert v1 != v2
+    result = runner.invoke(cli, ["diff", f"models:/iris/{v1}", f"models:/iris/{v2}", "--json"])
+    assert result.exit_code == 11, result.output
+    report = json.loads(result.stdout)
+    assert report["a"]["version"] == "1" and report["b"]["version"] == "2"
+    assert "columns.f3" in report["breaking"]

@@ -72,3 +72,13 @@ def test_errors_exit_with_the_bundle_error_code(runner, tmp_path):
 def test_usage_error(runner):
     result = runner.invoke(cli, ["inspect"])
     assert result.exit_code == 2 and "Missing argument 'BUNDLE'" in result.output
+
+
+def test_registry_uri(runner, mpk, iris_bundle):
+    from modelport.registry import open_registry
+
+    info = open_registry().push(str(mpk))
+    data = json.loads(runner.invoke(cli, ["inspect", f"models:/iris/{info.version}", "--json"]).stdout)
+    assert data["digest"] == iris_bundle.digest
+    missing = runner.invoke(cli, ["inspect", "models:/iris/99"])
+    assert missing.exit_code == 7 and "no version 99" in missing.stderr

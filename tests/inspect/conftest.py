@@ -85,3 +85,48 @@ def rewrite() -> Callable[..., Bundle]:
 @pytest.fixture(scope="session")
 def pipeline_bundle() -> Callable[..., tuple[Bundle, Any, Any]]:
     return _pipeline_bundle
+
+
+def _tensor_bundle(weight: np.ndarray, *, name: str = "tensor", rows: int = 8, seed: int = 0) -> Bundle:
+    """A hand-built non-tabular bundle: y = x @ weight over a 3-D input x [N, 2, 3] (no columns)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(weight.astype(np.float32), name="W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="matmul")],
+        "tensor",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2, weight.shape[1]])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    x = np.random.default_rng(seed).normal(size=(rows, 2, 3)).astype(np.float32)
+    from modelport.bundle import npz
+
+    files = {
+        "model.onnx": model.SerializeToString(),
+        "reference/inputs.npz": npz.dumps({"x": x}),
+        "reference/outputs.npz": npz.dumps({"y": x @ weight.astype(np.float32)}),
+    }
+    manifest = {
+        "format": "modelport/1", "name": name, "version": None, "task": "tensor", "classes": None,
+        "source": {"framework": "handmade"},
+        "signature": {
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 2, 3]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [None, 2, int(weight.shape[1])]}],
+            "columns": None,
+        },
+        "onnx": {"ir_version": 8, "opsets": {"ai.onnx": 17}, "producer": ""},
+        "parity": {"pass": True, "samples": rows, "max_abs_error": 0.0, "max_rel_error": 0.0,
+                   "label_agreement": None, "tolerance": {"probability_abs": 1e-5, "regression_rel": 1e-5}},
+        "metrics": {}, "tags": {}, "lineage": {"parent": None},
+        "files": mf.files_table(files),
+    }
+    return Bundle({**files, "manifest.json": mf.dumps(manifest)}, origin=f"<{name}>")
+
+
+@pytest.fixture(scope="session")
+def tensor_bundle() -> Callable[..., Bundle]:
+    return _tensor_bundle

@@ -261,3 +261,29 @@ def test_diff_of_unloadable_bundle_raises(tmp_path, iris_bundle):
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(mp.BundleError):
         diff(iris_bundle, bad)
+
+
+def test_tensor_bundles_union_and_initializer_change(tensor_bundle):
+    w = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+    a = tensor_bundle(w, rows=8, seed=0)
+    b = tensor_bundle(w + np.float32(0.25), rows=5, seed=1)
+    report = diff(a, b)
+    assert report.level == "compatible"
+    assert report.graph["initializers"]["changed"]["W"] == pytest.approx(0.25)
+    beh = report.behaviour
+    assert (beh["rows"], beh["rows_from_a"], beh["rows_from_b"]) == (13, 8, 5)
+    # scoring the union by hand: y = x @ w, so the difference is x @ 0.25
+    x = np.concatenate([a.reference_inputs["x"], b.reference_inputs["x"]])
+    expected = np.abs(x @ np.full((3, 4), 0.25, dtype=np.float32)).max()
+    assert beh["outputs"]["y"]["max_abs_difference"] == pytest.approx(float(expected), rel=1e-5)
+    assert beh["label_agreement"] is None
+
+
+def test_tensor_shape_change_is_breaking(tensor_bundle):
+    w = np.ones((3, 4), dtype=np.float32)
+    a, b = tensor_bundle(w), tensor_bundle(np.ones((3, 5), dtype=np.float32))
+    report = diff(a, b)
+    change = next(c for c in report.changes if c.path == "outputs.y.shape")
+    assert (change.old, change.new, change.breaking) == ("[N, 2, 4]", "[N, 2, 5]", True)
+    assert report.graph["initializers"]["reshaped"] == {"W": [[3, 4], [3, 5]]}
+    assert report.behaviour["outputs"]["y"]["error"].startswith("shapes differ")

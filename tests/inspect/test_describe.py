@@ -6,6 +6,7 @@ import io
 import json
 import zipfile
 
+import numpy as np
 import onnx
 import onnx.parser
 import pytest
@@ -151,3 +152,16 @@ def test_describe_accepts_paths_and_rejects_missing(tmp_path):
     with pytest.raises(mp.BundleError, match="no such bundle"):
         describe(tmp_path / "nope.mpk")
 
+
+
+def test_tensor_bundle_without_columns(tensor_bundle):
+    b = tensor_bundle(np.ones((3, 4), dtype=np.float32))
+    info = describe(b)
+    assert info["signature"]["columns"] is None and info["classes"] is None
+    assert info["signature"]["inputs"] == [{"name": "x", "dtype": "float32", "shape": [None, 2, 3]}]
+    assert info["parameters"] == 12 and info["trees"] is None and info["operators"] == {"MatMul": 1}
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(file=buf, width=100).print(render(info))
+    assert "Input columns" not in buf.getvalue() and "[N, 2, 3]" in buf.getvalue()

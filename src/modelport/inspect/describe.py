@@ -7,6 +7,7 @@ text without one); :func:`graph_text` is the graph in ONNX's own textual syntax.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import zipfile
@@ -97,24 +98,32 @@ def describe(bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
 
 def _sizes(b: Bundle) -> dict[str, Any]:
     """Bytes per file (raw and as compressed inside the .mpk) and where the bundle sits on disk."""
-    mpk = b.to_bytes()  # deterministic, so this is exactly the .mpk that save() would write
-    with zipfile.ZipFile(io.BytesIO(mpk)) as zf:
-        compressed = {i.filename: i.compress_size for i in zf.infolist()}
+    origin = Path(b.origin)
+    # origin is the path a bundle was read from, or a placeholder such as "<pack iris>"
+    on_disk_path = origin if not b.origin.startswith("<") and origin.exists() else None
+    compressed: dict[str, int] | None = None
+    mpk_size: int | None = None
+    if on_disk_path is not None and on_disk_path.is_file():
+        # the archive it was read from: its own entry sizes, without compressing everything again
+        with contextlib.suppress(zipfile.BadZipFile, OSError), zipfile.ZipFile(on_disk_path) as zf:
+            compressed = {i.filename: i.compress_size for i in zf.infolist()}
+            mpk_size = on_disk_path.stat().st_size
+    if compressed is None or set(compressed) != set(b.files):
+        mpk = b.to_bytes()  # deterministic, so this is exactly the .mpk that save() would write
+        with zipfile.ZipFile(io.BytesIO(mpk)) as zf:
+            compressed = {i.filename: i.compress_size for i in zf.infolist()}
+        mpk_size = len(mpk)
     files = {
         name: {"bytes": len(data), "compressed": compressed.get(name)} for name, data in sorted(b.files.items())
     }
     on_disk = None
-    origin = Path(b.origin)
-    # origin is the path a bundle was read from, or a placeholder such as "<pack iris>"
-    if not b.origin.startswith("<") and origin.exists():
-        if origin.is_dir():
-            on_disk = sum(
-                p.stat().st_size for p in origin.rglob("*") if p.is_file() and not p.is_symlink()
-            )
+    if on_disk_path is not None:
+        if on_disk_path.is_dir():
+            on_disk = sum(p.stat().st_size for p in on_disk_path.rglob("*") if p.is_file() and not p.is_symlink())
         else:
-            on_disk = origin.stat().st_size
-    return {"total": b.size, "mpk": len(mpk), "on_disk": on_disk, "path": None if on_disk is None else str(origin),
-            "files": files}
+            on_disk = on_disk_path.stat().st_size
+    return {"total": b.size, "mpk": mpk_size, "on_disk": on_disk,
+            "path": None if on_disk is None else str(on_disk_path), "files": files}
 
 
 def graph_text(bundle: Bundle | str | os.PathLike[str]) -> str:

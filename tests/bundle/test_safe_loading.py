@@ -41,6 +41,27 @@ def test_zip_entry_names_that_escape_are_refused(tmp_path, iris_files, make_zip,
     assert sorted(os.listdir(tmp_path)) == ["evil.mpk"]
 
 
+def test_duplicate_zip_entries_are_refused(tmp_path, iris_files):
+    import warnings
+
+    path = tmp_path / "dup.mpk"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns about the duplicate we mean to write
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in iris_files.items():
+                zf.writestr(name, data)
+            zf.writestr("model.onnx", b"a second model")
+    with pytest.raises(IntegrityError, match=r"entry 'model.onnx' appears twice"):
+        Bundle.read(path)
+
+
+def test_hidden_files_in_a_directory_bundle_are_never_read(tmp_path, iris_bundle):
+    d = iris_bundle.save(tmp_path / "b")
+    (d / ".DS_Store").write_bytes(b"\0\0junk")
+    (d / "reference" / ".nfs0001").write_bytes(b"junk")
+    assert Bundle.read(d).files == iris_bundle.files
+
+
 def test_zip_symlink_entry_is_refused(tmp_path, iris_files, make_zip):
     path = tmp_path / "link.mpk"
     path.write_bytes(make_zip({**iris_files, "reference/link": b"/etc/passwd"},

@@ -110,6 +110,21 @@ def test_intact_files_but_other_answers_here_fail_parity(runner, iris_bundle, tm
     assert report["parity"]["max_abs_error"] == pytest.approx(0.01, rel=1e-3)
 
 
+def test_unsafe_archive_names_the_entry(runner, iris_bundle, tmp_path):
+    import zipfile
+
+    path = tmp_path / "evil.mpk"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in iris_bundle.files.items():
+            zf.writestr(name, data)
+        zf.writestr("../outside.txt", b"x")
+    result = runner.invoke(cli, ["verify", str(path), "--json"])
+    assert result.exit_code == 5
+    report = _json(result)
+    assert "'../outside.txt' leaves the bundle" in report["error"] and report["files"] == []
+    assert not (tmp_path.parent / "outside.txt").exists()
+
+
 def test_newer_format_is_refused(runner, iris_bundle, tmp_path):
     d = iris_bundle.save(tmp_path / "b")
     manifest = json.loads((d / "manifest.json").read_text())

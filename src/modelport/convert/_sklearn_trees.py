@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from modelport.convert._sklearn_forest import round_down_float32
+
 TREE_OPS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor")
 
 
@@ -33,13 +35,6 @@ def sklearn_trees(model: Any) -> list[Any]:
         return []
     flat = np.asarray(ests, dtype=object).ravel().tolist() if isinstance(ests, np.ndarray) else list(ests)
     return [e.tree_ for e in flat if hasattr(e, "tree_")]
-
-
-def _round_down(t: np.ndarray) -> np.ndarray:
-    t32 = t.astype(np.float32)
-    above = t32.astype(np.float64) > t
-    t32[above] = np.nextafter(t32[above], np.float32(-np.inf))
-    return t32
 
 
 def fix(onx: onnx.ModelProto, trees: list[Any]) -> int:
@@ -62,20 +57,19 @@ def fix(onx: onnx.ModelProto, trees: list[Any]) -> int:
         true_ids = np.asarray(helper.get_attribute_value(attrs["nodes_truenodeids"]))
         new_values = values.copy()
         missing = np.zeros(len(values), dtype=np.int64)
+        is_leaf = np.array([m == "LEAF" for m in modes])
         for tid in np.unique(tree_ids):
             pos = np.flatnonzero(tree_ids == tid)
             order = pos[np.argsort(node_ids[pos], kind="stable")]
-            leaf = np.array([modes[i] == "LEAF" for i in order])
+            leaf = is_leaf[order]
             tree = _take(pool.get(_key(leaf), []), values[order].astype(np.float64), leaf)
             if tree is None:
                 raise ValueError(f"{node.op_type} tree {tid} matches no scikit-learn tree")
-            for i, nid in zip(order, node_ids[order]):
-                if modes[i] == "LEAF":
-                    continue
-                if modes[i] != "BRANCH_LEQ" or true_ids[i] != tree.children_left[nid]:
-                    raise ValueError(f"unexpected node layout in {node.op_type} tree {tid} node {nid}")
-                new_values[i] = _round_down(np.array([tree.threshold[nid]]))[0]
-                missing[i] = int(tree.missing_go_to_left[nid])
+            split, nid = order[~leaf], node_ids[order[~leaf]]
+            if any(modes[i] != "BRANCH_LEQ" for i in split) or np.any(true_ids[split] != tree.children_left[nid]):
+                raise ValueError(f"unexpected node layout in {node.op_type} tree {tid}")
+            new_values[split] = round_down_float32(tree.threshold[nid])
+            missing[split] = np.asarray(tree.missing_go_to_left)[nid]
             fixed += 1
         _set(node, helper.make_attribute("nodes_values", new_values.tolist()))
         _set(node, helper.make_attribute("nodes_missing_value_tracks_true", missing.tolist()))

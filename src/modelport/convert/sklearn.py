@@ -9,9 +9,11 @@ needs and fed to the estimator's own graph. A bare estimator is converted alone.
 
 Precision of the final estimator (chosen so that pack() passes the default 1e-5 tolerance):
 
-* trees (DecisionTree*, RandomForest*, ExtraTrees*, GradientBoosting*, IsolationForest): float32,
-  because scikit-learn itself casts inputs to float32 before walking its trees. The graph is then
-  repaired (see ``_sklearn_trees``) so thresholds and missing-value routing are exact.
+* trees: float32, because scikit-learn itself casts inputs to float32 before walking its trees.
+  DecisionTree*, RandomForest* and ExtraTrees* are built from the ``tree_`` arrays by our own
+  vectorised builder (``_sklearn_forest``; skl2onnx's per-node Python loop is too slow for big
+  forests); GradientBoosting* and IsolationForest go through skl2onnx and are then repaired
+  (``_sklearn_trees``). Either way thresholds and missing-value routing are exact.
 * HistGradientBoosting*: our own graph with float64 thresholds (``_sklearn_hgb``); skl2onnx fails
   on these models with scikit-learn >= 1.7 and scikit-learn compares in float64 anyway.
 * linear classifiers without probabilities (LinearSVC, SGDClassifier with a hinge-type loss,
@@ -371,7 +373,7 @@ def _unknown_name(exc: Exception) -> str | None:
 def _estimator_graph(final: Any, n_features: int, dtype: int, plan: _Plan, notes: list[str]) -> tuple[onnx.ModelProto, int]:
     """The final estimator's graph with one (N, n_features) input, outputs named as ``plan`` says,
     and the element type that input ended up with."""
-    from modelport.convert import _sklearn_hgb, _sklearn_linear, _sklearn_trees
+    from modelport.convert import _sklearn_forest, _sklearn_hgb, _sklearn_linear, _sklearn_trees
 
     name = type(final).__name__
     if name in _HGB_CLASSES:
@@ -380,12 +382,16 @@ def _estimator_graph(final: Any, n_features: int, dtype: int, plan: _Plan, notes
     if _sklearn_linear.supports(final):
         onx, _ = _sklearn_linear.build(final, n_features)
         return onx, TensorProto.DOUBLE
+    if _sklearn_forest.supports(final):
+        onx, _ = _sklearn_forest.build(final, n_features)
+        return onx, TensorProto.FLOAT
     attempts = [dtype] if dtype == TensorProto.FLOAT else [TensorProto.DOUBLE, TensorProto.FLOAT]
     last: Exception | None = None
     for elem in attempts:
         try:
             onx = _skl2onnx(final, [("features", _tensor_type(elem, [None, n_features]))], plan)
-            _load_check(onx)
+            if elem != attempts[-1]:
+                _load_check(onx)
         except UnsupportedModelError:
             raise
         except Exception as exc:  # skl2onnx or ONNX Runtime lacks a kernel for this dtype

@@ -49,7 +49,7 @@ from modelport.codegen.ir import (
 )
 from modelport.errors import CodegenError
 
-_CTYPE = {"f": "float", "i": "long long", "b": "int", "s": "const char *"}
+_CTYPE = {"f": "float", "d": "double", "i": "long long", "b": "int", "s": "const char *"}
 
 
 def flit(v: float) -> str:
@@ -174,7 +174,7 @@ class _CWriter:
         if isinstance(e, Num):
             if e.kind == "i":
                 return f"{int(e.value)}LL"
-            return flit(e.value)
+            return dlit(e.value) if e.kind == "d" else flit(e.value)
         if isinstance(e, Text):
             return cstr(e.value)
         if isinstance(e, Col):
@@ -183,7 +183,9 @@ class _CWriter:
                     "the C target takes a float matrix and cannot read string columns.",
                     hint="compile to --target sql or --target python, which handle strings",
                 )
-            return f"(long long){self.row}[{e.index}]" if e.kind == "i" else f"{self.row}[{e.index}]"
+            if e.kind == "i":
+                return f"(long long){self.row}[{e.index}]"
+            return f"(double){self.row}[{e.index}]" if e.kind == "d" else f"{self.row}[{e.index}]"
         return self.num.name(e)
 
     def statements(self) -> list[str]:
@@ -199,17 +201,21 @@ class _CWriter:
             return [f"const {ty} {name} = {r(e.a)} {e.op} {r(e.b)};"]
         if isinstance(e, Dot):
             terms = "".join(f" + {dlit(w)} * (double){r(x)}" for w, x in e.terms)
+            if e.kind == "d":
+                return [f"const double {name} = {dlit(e.bias)}{terms};"]
             return [f"const float {name} = (float)({dlit(e.bias)}{terms});"]
         if isinstance(e, Call):
             if e.fn == "max":
-                lines = [f"float {name} = -FLT_MAX;"]
+                lines = [f"{ty} {name} = -FLT_MAX;"]
                 lines += [f"if ({r(a)} > {name}) {name} = {r(a)};" for a in e.args]
                 return lines
-            fn = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "abs": "fabsf",
-                  "sigmoid": f"{p}_sigmoid"}.get(e.fn)
+            fns = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "abs": "fabsf", "sigmoid": f"{p}_sigmoid"}
+            if e.kind == "d":
+                fns = {"exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh", "abs": "fabs", "sigmoid": f"{p}_sigmoidd"}
+            fn = fns.get(e.fn)
             if fn is None:
                 raise CodegenError(f"the C target has no function {e.fn!r}.")
-            return [f"const float {name} = {fn}({', '.join(r(a) for a in e.args)});"]
+            return [f"const {ty} {name} = {fn}({', '.join(r(a) for a in e.args)});"]
         if isinstance(e, Cmp):
             if e.a.kind == "s" or e.b.kind == "s":
                 op = "==" if e.op == "==" else "!="
@@ -227,7 +233,8 @@ class _CWriter:
         if isinstance(e, Select):
             return [f"const {ty} {name} = {r(e.cond)} ? {r(e.a)} : {r(e.b)};"]
         if isinstance(e, ArgMax):
-            lines = [f"long long {name} = 0;", f"float {name}_v = {r(e.items[0])};"]
+            vt = "double" if any(a.kind == "d" for a in e.items) else ("long long" if e.items[0].kind == "i" else "float")
+            lines = [f"long long {name} = 0;", f"{vt} {name}_v = {r(e.items[0])};"]
             for i, a in enumerate(e.items[1:], 1):
                 lines.append(f"if ({r(a)} > {name}_v) {{ {name} = {i}; {name}_v = {r(a)}; }}")
             return lines
@@ -241,10 +248,10 @@ class _CWriter:
         if isinstance(e, ToInt):
             return [f"const long long {name} = {p}_toint({r(e.a)});"]
         if isinstance(e, ToFloat):
-            return [f"const float {name} = (float){r(e.a)};"]
+            return [f"const {ty} {name} = ({ty}){r(e.a)};"]
         if isinstance(e, TreeOut):
             ens = e.ensemble
-            return [f"const float {name} = (float)acc{ens.index}[r * {ens.n_targets} + {e.target}];"]
+            return [f"const {ty} {name} = acc{ens.index}[r * {ens.n_targets} + {e.target}];"]
         raise CodegenError(f"the C target cannot render {type(e).__name__}.")
 
 
@@ -402,6 +409,10 @@ def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
         "    const float v = 1.0f / (1.0f + expf(-fabsf(x)));",
         "    return x < 0 ? 1.0f - v : v;",
         "}",
+        f"static double {p}_sigmoidd(double x) {{",
+        "    const double v = 1.0 / (1.0 + exp(-fabs(x)));",
+        "    return x < 0 ? 1.0 - v : v;",
+        "}",
         f"static long long {p}_toint(float x) {{",
         "    if (isnan(x) || x >= 9.2233720368547758e18f || x < -9.2233720368547758e18f) return INT64_MIN;",
         "    return (long long)x;",
@@ -453,7 +464,7 @@ def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
             "        for (long r = 0; r < nb; ++r) {",
             f"            const float *xr = xb + r * {nf};",
             *[f"            {s}" for s in w.statements()],
-            *[f"            fb{i}[r * {nfe} + {j}] = {w.ref(f) if f.kind == 'f' else '(float)' + w.ref(f)};" for j, f in enumerate(ens.inputs)],
+            *[f"            fb{i}[r * {nfe} + {j}] = (float){w.ref(f)};" for j, f in enumerate(ens.inputs)],
             "        }",
             f"        {p}_e{i}_eval(fb{i}, {nfe}, nb, acc{i});",
         ]

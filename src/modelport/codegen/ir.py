@@ -84,6 +84,12 @@ class Col(Expr):
     f32: bool = True
 
 
+def _promote(obj: Any, items: Sequence[Expr]) -> None:
+    """Float results are double when any non-constant operand is double (numpy's rule)."""
+    if obj.kind == "f" and any(e.kind == "d" for e in items if not isinstance(e, Num)):
+        obj.kind = "d"
+
+
 @dataclass(eq=False)
 class Bin(Expr):
     op: str  # + - * /
@@ -91,15 +97,21 @@ class Bin(Expr):
     b: Expr
     kind: str = "f"
 
+    def __post_init__(self) -> None:
+        _promote(self, (self.a, self.b))
+
     def children(self) -> Sequence[Expr]:
         return (self.a, self.b)
 
 
 @dataclass(eq=False)
 class Call(Expr):
-    fn: str  # exp log sqrt tanh abs neg max min sigmoid erfinv
+    fn: str  # exp log sqrt tanh abs max sigmoid
     args: tuple[Expr, ...]
     kind: str = "f"
+
+    def __post_init__(self) -> None:
+        _promote(self, self.args)
 
     def children(self) -> Sequence[Expr]:
         return self.args
@@ -112,6 +124,9 @@ class Dot(Expr):
     terms: tuple[tuple[float, Expr], ...]
     bias: float = 0.0
     kind: str = "f"
+
+    def __post_init__(self) -> None:
+        _promote(self, [e for _, e in self.terms])
 
     def children(self) -> Sequence[Expr]:
         return tuple(e for _, e in self.terms)
@@ -155,6 +170,9 @@ class Select(Expr):
     a: Expr
     b: Expr
     kind: str = "f"
+
+    def __post_init__(self) -> None:
+        _promote(self, (self.a, self.b))
 
     def children(self) -> Sequence[Expr]:
         return (self.cond, self.a, self.b)
@@ -208,6 +226,8 @@ class ToInt(Expr):
 
 @dataclass(eq=False)
 class ToFloat(Expr):
+    """An integer (or float32) value as float32 (kind f) or double (kind d)."""
+
     a: Expr
     kind: str = "f"
 
@@ -222,6 +242,10 @@ class TreeOut(Expr):
     ensemble: Ensemble
     target: int
     kind: str = "f"
+
+    def __post_init__(self) -> None:
+        if self.ensemble.double:
+            self.kind = "d"
 
     def children(self) -> Sequence[Expr]:
         return tuple(self.ensemble.inputs)
@@ -304,6 +328,8 @@ def const_expr(v: Any) -> Expr:
         return Text(v.decode() if isinstance(v, bytes) else v)
     if isinstance(v, (np.integer, int)) and not isinstance(v, bool):
         return Num(float(v), kind="i")
+    if isinstance(v, (np.float64, float)) and not isinstance(v, np.float32):
+        return Num(float(v), kind="d")
     return Num(float(v))
 
 
@@ -338,6 +364,11 @@ def add(a: Expr, b: Expr) -> Expr:
 
 def fold(op: str, a: Expr, b: Expr) -> Expr:
     if isinstance(a, Num) and isinstance(b, Num):
+        if "d" in (a.kind, b.kind):
+            with np.errstate(all="ignore"):
+                xd, yd = np.float64(a.value), np.float64(b.value)
+                rd = {"+": xd + yd, "-": xd - yd, "*": xd * yd, "/": xd / yd if yd != 0 else np.float64(np.nan)}[op]
+            return Num(float(rd), kind="d")
         x, y = np.float32(a.value), np.float32(b.value)
         with np.errstate(all="ignore"):
             r = {"+": x + y, "-": x - y, "*": x * y, "/": x / y if y != 0 else np.float32(np.nan)}[op]
@@ -474,8 +505,8 @@ def lower(bundle: Any) -> Program:
         by_input.setdefault(c.input, []).append((i, c))
     for spec in sig.inputs:
         members = by_input.get(spec.name, [])
-        is32 = spec.dtype == "float32"
-        ekind = "s" if spec.dtype == "str" else ("i" if spec.dtype.startswith(("int", "uint", "bool")) else "f")
+        is32 = spec.dtype in ("float32", "float16")
+        ekind = "s" if spec.dtype == "str" else ("i" if spec.dtype.startswith(("int", "uint", "bool")) else ("f" if is32 else "d"))
         if len(members) == 1 and members[0][1].index is None:
             arr = np.empty((1,), dtype=object)
             arr[0] = Col(members[0][0], kind=ekind, f32=is32)

@@ -7,7 +7,6 @@ float32, so split decisions on thresholds and their neighbours come out the same
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from modelport.codegen._render import Numbering
 from modelport.codegen.ir import (
@@ -68,40 +67,44 @@ def _num(v):
     return float(v)
 
 
-def _exp(x):
+def _r(v, double):
+    return v if double else _f32(v)
+
+
+def _exp(x, double=False):
     try:
-        return _f32(math.exp(x))
+        return _r(math.exp(x), double)
     except OverflowError:
         return _INF
 
 
-def _log(x):
+def _log(x, double=False):
     if x != x or x < 0:
         return _NAN
-    return -_INF if x == 0 else _f32(math.log(x))
+    return -_INF if x == 0 else _r(math.log(x), double)
 
 
-def _sqrt(x):
-    return _NAN if x != x or x < 0 else _f32(math.sqrt(x))
+def _sqrt(x, double=False):
+    return _NAN if x != x or x < 0 else _r(math.sqrt(x), double)
 
 
-def _div(a, b):
+def _div(a, b, double=False):
     if b == 0:
         if a != a or a == 0:
             return _NAN
         return math.copysign(_INF, a) * math.copysign(1.0, b)
-    return _f32(a / b)
+    return _r(a / b, double)
 
 
-def _sigmoid(x):
+def _sigmoid(x, double=False):
     if x != x:
         return x
-    v = _f32(1.0 / _f32(1.0 + _exp(-abs(x))))
-    return _f32(1.0 - v) if x < 0 else v
+    v = _r(1.0 / _r(1.0 + _exp(-abs(x), double), double), double)
+    return _r(1.0 - v, double) if x < 0 else v
 
 
-def _tanh(x):
-    return x if x != x else _f32(math.tanh(x))
+def _tanh(x, double=False):
+    return x if x != x else _r(math.tanh(x), double)
 
 
 def _max(*xs):
@@ -156,17 +159,20 @@ class _PyWriter:
 
     def define(self, e: Expr) -> str:
         r = self.ref
+        d = e.kind == "d"
         if isinstance(e, Bin):
             if e.kind == "i":
                 return f"{r(e.a)} {e.op} {r(e.b)}" if e.op != "/" else f"{r(e.a)} // {r(e.b)}"
             if e.op == "/":
-                return f"_div({r(e.a)}, {r(e.b)})"
-            return f"_f32({r(e.a)} {e.op} {r(e.b)})"
+                return f"_div({r(e.a)}, {r(e.b)}, {d})"
+            return f"{r(e.a)} {e.op} {r(e.b)}" if d else f"_f32({r(e.a)} {e.op} {r(e.b)})"
         if isinstance(e, Dot):
             terms = " + ".join(f"{_lit(w)} * {r(x)}" for w, x in e.terms) or "0.0"
-            return f"_f32({_lit(e.bias)} + {terms})"
+            return f"({_lit(e.bias)} + {terms})" if d else f"_f32({_lit(e.bias)} + {terms})"
         if isinstance(e, Call):
             args = ", ".join(r(a) for a in e.args)
+            if d and e.fn in ("exp", "log", "sqrt", "tanh", "sigmoid"):
+                args += ", True"
             fn = {"exp": "_exp", "log": "_log", "sqrt": "_sqrt", "tanh": "_tanh", "sigmoid": "_sigmoid",
                   "abs": "abs", "max": "_max"}.get(e.fn)
             if fn is None:
@@ -193,7 +199,7 @@ class _PyWriter:
         if isinstance(e, ToInt):
             return f"_toint({r(e.a)})"
         if isinstance(e, ToFloat):
-            return f"_f32(float({r(e.a)}))"
+            return f"float({r(e.a)})" if d else f"_f32(float({r(e.a)}))"
         if isinstance(e, TreeOut):
             return f"_e{e.ensemble.index}[{e.target}]"
         raise CodegenError(f"the Python target cannot render {type(e).__name__}.")
@@ -208,7 +214,7 @@ class _PyWriter:
             self._node(ens, tree, lines, 1)
         if ens.aggregate in ("MIN", "MAX"):
             # a target no tree voted for keeps no score (0), like ONNX Runtime
-            lines.append(f"    s = [0.0 if v in (_INF, -_INF) else v for v in s]")
+            lines.append("    s = [0.0 if v in (_INF, -_INF) else v for v in s]")
         lines.append("    return s")
         return lines
 
@@ -260,6 +266,13 @@ def _cond_text(c: Expr, x: str) -> str:
     return t(c)
 
 
+def _reads_f32(p: Program, i: int) -> bool:
+    from modelport.codegen.ir import topo
+
+    order, _ = topo([*p.outputs(), *[f for e in p.ensembles for f in e.inputs]])
+    return any(isinstance(e, Col) and e.index == i and e.kind == "f" for e in order)
+
+
 def to_python(program: Program) -> str:
     """The source of a standalone Python module for ``program``."""
     w = _PyWriter(program)
@@ -293,6 +306,8 @@ def to_python(program: Program) -> str:
             body.append(f"    c{i} = _category({i}, x[{i}])")
         elif c.kind == "i":
             body.append(f"    c{i} = _integer(x[{i}])")
+        elif not _reads_f32(p, i):
+            body.append(f"    c{i} = _num(x[{i}])")
         else:
             body.append(f"    c{i} = _f32(_num(x[{i}]))")
     done: set[int] = set()

@@ -50,7 +50,7 @@ from modelport.codegen.ir import (
 )
 from modelport.errors import CodegenError
 
-_F32_MAX = float(3.4028234663852886e38)
+_F32_MAX = 3.4028234663852886e38
 
 
 def quote(name: str) -> str:

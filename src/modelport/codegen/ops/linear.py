@@ -12,8 +12,10 @@ from modelport.codegen.ir import (
     Expr,
     Lowering,
     Num,
+    Round32,
     Select,
     Switch,
+    ToFloat,
     Val,
     const_expr,
     f32,
@@ -25,6 +27,8 @@ from modelport.codegen.ops.transforms import logistic, post_transform, probit
 
 
 def _scores(lw: Lowering, node: Any, x: list[Expr], coef: list[float], intercepts: list[float], n: int) -> list[Expr]:
+    # ONNX Runtime casts the input to float32 and runs a float32 GEMM
+    x = [Round32(e) if e.kind == "d" else (ToFloat(e) if e.kind == "i" else e) for e in x]
     f = len(x)
     if len(coef) != n * f:
         raise lw.fail(node, f"has {len(coef)} coefficients for {n} target(s) over {f} features; expected {n * f}.")

@@ -35,9 +35,11 @@ def _matmul(lw: Lowering, node: Any, a: Val, w: np.ndarray, bias: np.ndarray | N
     if w.ndim != 2 or w.shape[0] != e.shape[0]:
         raise lw.fail(node, f"multiplies [N, {e.shape[0]}] by a weight of shape {list(w.shape)}.")
     x = list(e)
+    double = any(v.kind == "d" for v in x)
+    rnd = float if double else f32
     b = np.zeros(w.shape[1]) if bias is None else np.broadcast_to(np.asarray(bias, dtype=np.float64).reshape(-1), (w.shape[1],))
     out = [
-        Dot(tuple((f32(alpha * float(w[j, k])), x[j]) for j in range(len(x))), f32(float(b[k])))
+        Dot(tuple((rnd(alpha * float(w[j, k])), x[j]) for j in range(len(x))), rnd(float(b[k])))
         for k in range(w.shape[1])
     ]
     return from_list(out)

@@ -51,7 +51,8 @@ def scaler(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
     for j, e in enumerate(x):
         o = offset[j] if len(offset) > 1 else offset[0]
         s = scale[j] if len(scale) > 1 else scale[0]
-        out.append(fold("*", fold("-", _float(e), Num(o)), Num(s)))
+        v = fold("*", fold("-", _float(e), Num(o)), Num(s))
+        out.append(Round32(v) if v.kind == "d" else v)  # the output is float32
     return [from_list(out, shape=exprs_of(ins[0]).shape)]
 
 
@@ -63,7 +64,8 @@ def _float(e: Expr) -> Expr:
 def normalizer(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
     a = lw.attrs(node)
     assert ins[0] is not None
-    x = [_float(e) for e in as_matrix_row(ins[0])]
+    # ONNX Runtime casts every input value to float32 first
+    x = [Round32(e) if e.kind == "d" else _float(e) for e in as_matrix_row(ins[0])]
     norm = a.get("norm", "MAX")
     if norm == "MAX":
         z: Expr = Call("max", tuple(x)) if len(x) > 1 else x[0]
@@ -215,6 +217,35 @@ def array_feature_extractor(lw: Lowering, node: Any, ins: list[Val | None]) -> l
     return [Val(exprs=out, kind=values[0].kind)]
 
 
+@register("", "Gather")
+def gather(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
+    data, idx = ins[0], ins[1]
+    assert data is not None and idx is not None
+    axis = int(lw.attrs(node).get("axis", 0))
+    if data.is_const and idx.is_const:
+        return [Val(const=np.take(np.asarray(data.const), np.asarray(idx.const), axis=axis))]
+    if idx.is_const:
+        e = exprs_of(data)
+        if axis < 0:
+            axis += e.ndim + 1
+        if axis == 0:
+            raise lw.fail(node, "gathers along the batch axis, which would mix rows.")
+        ind = np.asarray(idx.const).astype(np.int64)
+        ind = np.where(ind < 0, ind + e.shape[axis - 1], ind)
+        return [Val(exprs=np.take(e, ind, axis=axis - 1), kind=data.kind)]
+    if not data.is_const or axis != 0:
+        raise lw.fail(node, "gathers with per-row indices from per-row data; only constant data is supported.")
+    c = np.asarray(data.const)
+    if c.ndim != 1:
+        raise lw.fail(node, f"gathers per-row indices from a constant of shape {list(c.shape)}; only 1-D is supported.")
+    values = tuple(const_expr(v.item() if hasattr(v, "item") else v) for v in c)
+    ie = exprs_of(idx)
+    out = np.empty(ie.shape, dtype=object)
+    for k in np.ndindex(ie.shape):
+        out[k] = Switch(ie[k], values, values[0], kind=values[0].kind)
+    return [Val(exprs=out, kind=values[0].kind)]
+
+
 @register("ai.onnx.ml", "FeatureVectorizer")
 def feature_vectorizer(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
     a = lw.attrs(node)
@@ -251,24 +282,19 @@ def cast(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
     for idx in np.ndindex(e.shape):
         x = e[idx]
         if to == "f32":
-            out[idx] = x if x.kind == "f" and _is_f32(x) else Round32(_float(x))
+            out[idx] = x if x.kind == "f" else Round32(_float(x))
         elif to == "f64":
-            out[idx] = _float(x)
+            out[idx] = x if x.kind == "d" else ToFloat(x, kind="d")
         elif to == "i":
-            out[idx] = x if x.kind == "i" else (ToInt(x) if x.kind == "f" else _bad_cast(lw, node, x))
+            out[idx] = x if x.kind == "i" else (ToInt(x) if x.kind in ("f", "d") else _bad_cast(lw, node, x))
         elif to == "b":
             out[idx] = Select(Cmp("!=", _float(x), Num(0.0)), Num(1.0, kind="i"), Num(0.0, kind="i"), kind="i")
         else:
             if x.kind != "s":
                 raise lw.fail(node, "casts numbers to strings, which compile does not support.")
             out[idx] = x
-    kind = {"f32": "f", "f64": "f", "i": "i", "b": "i", "s": "s"}[to]
+    kind = {"f32": "f", "f64": "d", "i": "i", "b": "i", "s": "s"}[to]
     return [Val(exprs=out, kind=kind)]
-
-
-def _is_f32(x: Expr) -> bool:
-    # everything the IR computes in float is float32 already, except explicit doubles (none yet)
-    return True
 
 
 def _bad_cast(lw: Lowering, node: Any, x: Expr) -> Expr:

@@ -20,6 +20,7 @@ from modelport.codegen.ir import (
     Leaf,
     Lowering,
     Num,
+    Round32,
     Split,
     Switch,
     TreeOut,
@@ -32,7 +33,6 @@ from modelport.codegen.ir import (
 )
 from modelport.codegen.ops import register
 from modelport.codegen.ops.transforms import post_transform, probit
-from modelport.errors import CodegenError
 
 _MODES_V5 = {0: "LEQ", 1: "LT", 2: "GTE", 3: "GT", 4: "EQ", 5: "NEQ", 6: "MEMBER"}
 _AGG_V5 = {0: "AVERAGE", 1: "SUM", 2: "MIN", 3: "MAX"}
@@ -173,16 +173,20 @@ def _regression_scores(ens: Ensemble, base: list[float], post: str) -> list[Expr
     n_trees = len(ens.trees)
     use_base = len(base) == n
     origin = base[0] if len(base) == 1 else 0.0
+    nk = "d" if ens.double else "f"
     for k in range(n):
         s: Expr = TreeOut(ens, k)
         if ens.aggregate == "AVERAGE":
-            s = Bin("/", s, Num(float(n_trees)))
+            s = Bin("/", s, Num(float(n_trees), kind=nk))
         b = base[k] if use_base else (origin if n == 1 else 0.0)
-        s = add(s, Num(b))
+        s = add(s, Num(b if ens.double else f32(b), kind=nk))
         outs.append(s)
     if n == 1:
-        return [probit(outs[0])] if post == "PROBIT" else outs
-    return post_transform(outs, post)
+        outs = [probit(outs[0])] if post == "PROBIT" else outs
+    else:
+        outs = post_transform(outs, post)
+    # the operator's output is float32 whatever the precision it accumulates in
+    return [Round32(o) if o.kind == "d" else o for o in outs]
 
 
 @register("ai.onnx.ml", "TreeEnsembleRegressor")
@@ -227,27 +231,32 @@ def tree_classifier(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]
     def label_of(index: Expr) -> Expr:
         return Switch(index, tuple(label_values), label_values[0], kind=label_values[0].kind)
 
+    nk = "d" if ens.double else "f"
+
+    def out32(xs: list[Expr]) -> list[Expr]:
+        return [Round32(x) if x.kind == "d" else x for x in xs]
+
     if n > 2:
         for k, b in enumerate(base[:n]):
-            s[k] = add(s[k], Num(b))
+            s[k] = add(s[k], Num(b, kind=nk))
             has[k] = True
         candidates = [k for k in range(n) if has[k]]
         idx: Expr = ArgMax(tuple(s[k] for k in candidates))
         if candidates != list(range(n)):
             idx = Switch(idx, tuple(Num(float(k), kind="i") for k in candidates), Num(0.0, kind="i"), kind="i")
-        return [from_list([label_of(idx)], shape=(), kind=label_values[0].kind), from_list(post_transform(s, post))]
+        return [from_list([label_of(idx)], shape=(), kind=label_values[0].kind), from_list(out32(post_transform(s, post)))]
     # two classes
     write = -1
     if len(base) == 2:
         if has[1]:
-            s1 = add(Num(base[1]), s[0])
+            s1 = add(Num(base[1], kind=nk), s[0])
             s = [Bin("-", Num(0.0), s1), s1]
         else:
-            s = [add(s[0], Num(base[0])), s[1]]
-            s[1] = add(s[1], Num(base[1]))
+            s = [add(s[0], Num(base[0], kind=nk)), s[1]]
+            s[1] = add(s[1], Num(base[1], kind=nk))
         single = False
     elif len(base) == 1:
-        s[0] = add(s[0], Num(base[0]))
+        s[0] = add(s[0], Num(base[0], kind=nk))
         single = not has[1]
     else:
         write = 3
@@ -268,7 +277,7 @@ def tree_classifier(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]
         write_pos = write_neg = write
     label_idx: Expr = Select(win, one, zero, kind="i")
     if not single:
-        return [from_list([label_of(label_idx)], shape=(), kind=label_values[0].kind), from_list(post_transform(s, post))]
+        return [from_list([label_of(label_idx)], shape=(), kind=label_values[0].kind), from_list(out32(post_transform(s, post)))]
     # one score: the second column is derived as ORT's write_scores does
     x = s[0]
     if post == "PROBIT":
@@ -287,4 +296,4 @@ def tree_classifier(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]
         raise lw.fail(node, "a two-class ensemble with one score column and no binary layout is ambiguous.")
     pos_scores, neg_scores = second(write_pos), second(write_neg)
     scores = [Select(win, p, q) if p is not q else p for p, q in zip(pos_scores, neg_scores)]
-    return [from_list([label_of(label_idx)], shape=(), kind=label_values[0].kind), from_list(scores)]
+    return [from_list([label_of(label_idx)], shape=(), kind=label_values[0].kind), from_list(out32(scores))]

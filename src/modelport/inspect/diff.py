@@ -529,21 +529,30 @@ def _needed(b: Bundle) -> list[str]:
     return b.signature.column_names if b.signature.is_tabular else [t.name for t in b.signature.inputs]
 
 
-def _scorable(b: Bundle, data: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-    """Which rows ``b`` accepts: score the whole batch, and bisect only where it refuses."""
+def _score(b: Bundle, data: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Score what ``b`` accepts: the whole batch, bisecting only where it refuses.
+
+    Returns the mask of accepted rows and the outputs for all ``n`` rows (rows it refused hold
+    whatever the buffer was initialised with; use the mask).
+    """
     ok = np.zeros(n, dtype=bool)
+    outputs: dict[str, np.ndarray] = {}
     stack = [(0, n)] if n else []
     while stack:
         lo, hi = stack.pop()
         try:
-            b.predict({k: v[lo:hi] for k, v in data.items()})
+            part = b.predict({k: v[lo:hi] for k, v in data.items()})
         except ModelportError:
             if hi - lo > 1:
                 mid = (lo + hi) // 2
                 stack.extend([(lo, mid), (mid, hi)])
             continue
         ok[lo:hi] = True
-    return ok
+        for name, arr in part.items():
+            if name not in outputs:
+                outputs[name] = np.zeros((n, *arr.shape[1:]), dtype=arr.dtype)
+            outputs[name][lo:hi] = arr
+    return ok, outputs
 
 
 def _row_keys(data: Mapping[str, np.ndarray], names: Sequence[str], n: int) -> list[Any]:
@@ -601,18 +610,17 @@ def _behaviour(
         duplicates += int((~fresh).sum())
         idx = np.flatnonzero(fresh)
         sub = {k: v[idx] for k, v in rows.items()}
-        ok_a = _scorable(a, {k: sub[k] for k in need_a}, idx.size)
-        ok_b = _scorable(b, {k: sub[b_to_a[k]] for k in need_b}, idx.size)
+        ok_a, scored_a = _score(a, {k: sub[k] for k in need_a}, idx.size)
+        ok_b, scored_b = _score(b, {k: sub[b_to_a[k]] for k in need_b}, idx.size)
         both = ok_a & ok_b
         skipped[label] = int(idx.size - both.sum())
         if skipped[label]:
             notes.append(f"{skipped[label]} of {label.upper()}'s reference rows left out: A refuses "
                          f"{int((~ok_a).sum())} of them, B refuses {int((~ok_b).sum())}")
-        keep = idx[both]
-        taken[label] = int(keep.size)
-        if keep.size:
-            parts_a.append({k: rows[k][keep] for k in need_a})
-            parts_b.append({k: rows[b_to_a[k]][keep] for k in need_b})
+        taken[label] = int(both.sum())
+        if both.any():
+            parts_a.append({k: v[both] for k, v in scored_a.items()})
+            parts_b.append({k: v[both] for k, v in scored_b.items()})
     if renames:
         notes.append("renamed columns were matched by position: " + ", ".join(f"{o} -> {n}" for o, n in renames))
     result: dict[str, Any] = {
@@ -630,8 +638,8 @@ def _behaviour(
     }
     if not parts_a:
         return result
-    out_a = _concat([a.predict(p) for p in parts_a])
-    out_b = _concat([b.predict(p) for p in parts_b])
+    out_a = _concat(parts_a)
+    out_b = _concat(parts_b)
     worst = 0.0
     for name in [n for n in a.signature.output_names if n in out_b]:
         entry = _compare_output(name, out_a[name], out_b[name], a.classes, b.classes)
@@ -657,9 +665,10 @@ def _compare_output(
     if name == "label" or x.dtype.kind in "OUSb" or y.dtype.kind in "OUSb":
         if x.shape[0] != y.shape[0]:
             return {"error": f"row counts differ ({x.shape[0]} vs {y.shape[0]})"}
-        same = np.array([str(p) == str(q) for p, q in zip(x.reshape(x.shape[0], -1).tolist(),
-                                                           y.reshape(y.shape[0], -1).tolist(), strict=True)],
-                        dtype=bool)
+        if x.dtype.kind in "biuf" and y.dtype.kind in "biuf":
+            same = (x.reshape(x.shape[0], -1) == y.reshape(y.shape[0], -1)).all(axis=1)
+        else:  # labels as text: 1 and "1" are the same class name
+            same = (x.astype(str).reshape(x.shape[0], -1) == y.astype(str).reshape(y.shape[0], -1)).all(axis=1)
         return {"agreement": float(same.mean()) if same.size else 1.0, "disagreements": int((~same).sum())}
     if name == "probabilities" and classes_a is not None and classes_b is not None and classes_a != classes_b:
         common = [c for c in classes_a if c in classes_b]

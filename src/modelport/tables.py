@@ -194,7 +194,7 @@ def write_table(
     if hasattr(path_or_stdout, "write"):
         _write_stream(df, path_or_stdout, format or "csv")  # type: ignore[arg-type]
         return
-    target = Path(path_or_stdout)  # type: ignore[arg-type]
+    target = Path(path_or_stdout)
     fmt = detect_format(target, format)
     if target.is_dir():
         raise InputError(f"{target} is a directory; expected a file path for the output table.")
@@ -269,7 +269,7 @@ def _records(df: pd.DataFrame) -> Iterator[dict[str, Any]]:
 
 def _json_values(series: Any) -> list[Any]:
     values = series.astype(object).tolist() if str(series.dtype) == "category" else series.tolist()
-    out = []
+    out: list[Any] = []
     for v in values:
         if hasattr(v, "item") and not isinstance(v, (str, bytes)):
             with contextlib.suppress(ValueError, TypeError):

@@ -603,7 +603,8 @@ def _add_classifier_head(onx: onnx.ModelProto, source: str, first: Any, opts: di
         nodes.append(helper.make_node("Identity", [source], ["probabilities"], name="mp_probabilities"))
     nodes.append(helper.make_node("ArgMax", ["probabilities"], ["mp_argmax"], axis=1, keepdims=0, name="mp_argmax"))
     if isinstance(classes[0], str):
-        labels = helper.make_tensor("mp_classes", TensorProto.STRING, [len(classes)], [c.encode() for c in classes])
+        encoded: Any = [str(c).encode() for c in classes]
+        labels = helper.make_tensor("mp_classes", TensorProto.STRING, [len(classes)], encoded)
         label_type = TensorProto.STRING
     else:
         labels = helper.make_tensor("mp_classes", TensorProto.INT64, [len(classes)], classes)

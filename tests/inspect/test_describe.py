@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections import Counter
 
 import numpy as np
 import onnx
@@ -49,10 +50,12 @@ def test_signature_table(described, iris_bundle):
     assert outs["probabilities"]["shape"] == [None, 3] and outs["label"]["dtype"] == "int64"
 
 
-def test_tree_statistics_match_the_sklearn_forest(described, iris_forest):
+def test_tree_statistics_match_the_sklearn_forest(described, iris_forest, iris_bundle):
     info, _ = described
-    assert info["operators"] == {"ai.onnx.ml.TreeEnsembleClassifier": 1}
-    assert info["nodes"] == 1
+    graph = iris_bundle.onnx_model.graph
+    ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in graph.node)
+    assert info["operators"] == dict(ops) and info["nodes"] == len(graph.node)
+    assert any(op.startswith("ai.onnx.ml.TreeEnsemble") for op in info["operators"])
     trees = info["trees"]
     assert trees["trees"] == len(iris_forest.estimators_)
     assert trees["nodes"] == sum(est.tree_.node_count for est in iris_forest.estimators_)
@@ -118,7 +121,7 @@ def test_render_shows_the_facts_without_a_terminal(described):
     Console(file=buf, width=100, force_terminal=False, color_system=None).print(render(info))
     text = buf.getvalue()
     assert "\x1b[" not in text  # no escape codes when not writing to a terminal
-    for needle in ("iris", "version 1", "RandomForestClassifier", "TreeEnsembleClassifier", "f3", "float32",
+    for needle in ("iris", "version 1", "RandomForestClassifier", "ai.onnx.ml.TreeEnsemble", "f3", "float32",
                    "[N, 4]", "accuracy", "pass", "model.onnx", info["digest"][:30]):
         assert needle in text, needle
 
@@ -139,7 +142,7 @@ def test_render_lists_categories_of_categorical_columns(iris_bundle, rewrite):
 
 def test_graph_text_is_onnx_textual_syntax(iris_bundle):
     text = graph_text(iris_bundle)
-    assert "ai.onnx.ml.TreeEnsembleClassifier" in text and "float[?,4] X" in text
+    assert "ai.onnx.ml.TreeEnsemble" in text and "float[?,4] X" in text
     # the text parses back into a model with the same graph interface
     graph_start = text.index("\n", text.index(">")) + 1
     g = onnx.parser.parse_graph(text[graph_start:])

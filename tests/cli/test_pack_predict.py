@@ -355,3 +355,73 @@ def test_python_dash_m(work, xgb_file, tmp_path):
     p = subprocess.run([*cmd, "predict", out, work / "sample.csv", "--keep", "nope"], capture_output=True,
                        text=True, env=env, timeout=300)
     assert p.returncode == 2 and p.stderr.startswith("error: --keep names column(s)")
+
+
+# ---------------------------------------------------------------------- model files, loaded directly
+def test_load_model_file_returns_the_library_objects(work, xgb_file):
+    import xgboost as xgb
+
+    from modelport.convert.files import detect, load_model_file
+
+    clf = load_model_file(xgb_file)
+    assert isinstance(clf, xgb.XGBClassifier) and detect(xgb_file) == "xgboost-json"
+    train = read_table(work / "sample.csv")
+    ranker = xgb.train({"objective": "rank:pairwise"}, xgb.DMatrix(train, label=train.a > 0, group=[300]), 2)
+    ranker.save_model(work / "rank.ubj")
+    assert type(load_model_file(work / "rank.ubj")) is xgb.Booster
+    reference = clf.predict_proba(train)
+    np.testing.assert_array_equal(load_model_file(xgb_file).predict_proba(train), reference)
+
+    cb = pytest.importorskip("catboost")
+    cb.CatBoostRegressor(iterations=3, verbose=0).fit(train, train.a).save_model(work / "reg.cbm")
+    assert isinstance(load_model_file(work / "reg.cbm"), cb.CatBoostRegressor)
+
+
+def test_load_model_file_onnx_by_content_and_passthrough_classifier(work, xgb_bundle):
+    from modelport.convert.files import detect, load_model_file
+    from modelport.convert.passthrough import OnnxModel
+
+    b = mp.load(xgb_bundle)
+    (work / "graph.bin").write_bytes(b.model_bytes)  # ONNX without the extension
+    assert detect(work / "graph.bin") == "onnx"
+    model = load_model_file(work / "graph.bin")
+    assert isinstance(model, OnnxModel)
+    train = read_table(work / "sample.csv")
+    again = mp.pack(model, train, options={"task": "classification", "classes": [0, 1]})
+    assert again.manifest["source"]["converter"] == "passthrough" and again.signature.column_names == COLUMNS
+    fresh = read_table(work / "fresh.csv")[COLUMNS]
+    np.testing.assert_array_equal(again.predict(fresh)["probabilities"], b.predict(fresh)["probabilities"])
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [("lgb.txt", expected_lightgbm), ("cat.cbm", expected_catboost), ("net.pt2", expected_torch_pt2),
+     ("xgbreg.ubj", expected_xgb_ubj)],
+)
+def test_truncated_model_files_fail_cleanly(work, name, make):
+    from modelport.convert.files import load_model_file
+    from modelport.errors import ConversionError
+
+    source = work / name
+    if not source.exists():
+        make(work, read_table(work / "fresh.csv")[COLUMNS])
+    data = source.read_bytes()
+    for fraction in (0.1, 0.5, 0.9, 0.99):
+        cut = work / f"cut-{fraction}-{name}"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        # LightGBM and CatBoost crash the process on some cut-off files; the loader must refuse them first
+        with pytest.raises(ConversionError):
+            load_model_file(cut)
+
+
+def test_torch_save_files_are_pickles(work):
+    torch = pytest.importorskip("torch")
+    from modelport.convert.files import load_model_file
+    from modelport.errors import ConversionError, UnsupportedModelError
+
+    module = torch.nn.Linear(4, 2)
+    torch.save(module.state_dict(), work / "weights.pt")
+    with pytest.raises(ConversionError, match="trust-pickle"):
+        load_model_file(work / "weights.pt")
+    with pytest.raises(UnsupportedModelError, match="state dict"):
+        load_model_file(work / "weights.pt", trust_pickle=True)

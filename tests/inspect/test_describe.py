@@ -39,12 +39,15 @@ def test_identity_source_and_task(described, iris_bundle):
     assert info["metrics"] == {"accuracy": 0.97}
 
 
-def test_signature_table(described, iris_bundle):
+def test_signature_table(described, iris_bundle, iris):
     info, _ = described
     cols = info["signature"]["columns"]
     assert [c["name"] for c in cols] == ["f0", "f1", "f2", "f3"]
     assert [c["index"] for c in cols] == [0, 1, 2, 3] and {c["input"] for c in cols} == {"X"}
     assert [c["nullable"] for c in cols] == [c.nullable for c in iris_bundle.signature.columns]
+    # the training sample's range per column, from the manifest's reference statistics
+    X, _ = iris
+    assert [(c["training"]["min"], c["training"]["max"]) for c in cols] == list(zip(X.min(0), X.max(0), strict=True))
     assert info["signature"]["inputs"] == [{"name": "X", "dtype": "float32", "shape": [None, 4]}]
     outs = {t["name"]: t for t in info["signature"]["outputs"]}
     assert outs["probabilities"]["shape"] == [None, 3] and outs["label"]["dtype"] == "int64"
@@ -168,3 +171,11 @@ def test_tensor_bundle_without_columns(tensor_bundle):
     buf = io.StringIO()
     Console(file=buf, width=100).print(render(info))
     assert "Input columns" not in buf.getvalue() and "[N, 2, 3]" in buf.getvalue()
+
+
+def test_string_columns_show_the_values_seen_in_training(pipeline_bundle):
+    b, _, df = pipeline_bundle({"age": "num", "city": "str"})
+    city = next(c for c in describe(b)["signature"]["columns"] if c["name"] == "city")
+    assert city["dtype"] == "str" and city["categories"] is None
+    assert city["training"]["distinct"] == df["city"].nunique()
+    assert set(city["training"]["top"]) == set(df["city"].unique())

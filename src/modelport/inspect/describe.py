@@ -42,6 +42,7 @@ def describe(bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
     model = b.onnx_model
     onnx_meta = m.get("onnx") or {}
     columns = None
+    stats = (m.get("reference") or {}).get("columns") or {}
     if sig.columns is not None:
         columns = [
             {
@@ -51,6 +52,7 @@ def describe(bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
                 "categories": None if c.categories is None else list(c.categories),
                 "input": c.input,
                 "index": c.index,
+                "training": _training_summary(stats.get(c.name)),
             }
             for c in sig.columns
         ]
@@ -94,6 +96,18 @@ def describe(bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
         "tags": dict(m.get("tags") or {}),
         "lineage": dict(m.get("lineage") or {}),
     }
+
+
+def _training_summary(entry: Any) -> dict[str, Any] | None:
+    """What the training sample held in one column (from the manifest's reference statistics)."""
+    if not isinstance(entry, dict):
+        return None
+    out: dict[str, Any] = {"missing": entry.get("missing")}
+    if entry.get("kind") == "numeric":
+        out.update(min=entry.get("min"), max=entry.get("max"), mean=entry.get("mean"))
+    elif entry.get("kind") == "categorical":
+        out.update(distinct=entry.get("distinct"), top=list((entry.get("frequencies") or {}).keys())[:10])
+    return out
 
 
 def _sizes(b: Bundle) -> dict[str, Any]:
@@ -166,6 +180,22 @@ def _categories(cats: list[Any] | None, limit: int = 8) -> str:
     return shown + (f", ... ({len(cats)} in all)" if len(cats) > limit else "")
 
 
+def _training_text(t: dict[str, Any] | None) -> str:
+    if not t:
+        return ""
+    if "min" in t and t["min"] is not None:
+        text = f"{_num(t['min'])} .. {_num(t['max'])}"
+    elif "distinct" in t:
+        text = f"{t['distinct']} values: " + _categories(t.get("top"), limit=5)
+        if t["distinct"] > len(t.get("top") or []) and len(t.get("top") or []) <= 5:
+            text += ", ..."
+    else:
+        text = ""
+    if t.get("missing"):
+        text += f" ({t['missing']} missing)"
+    return text
+
+
 def render(info: dict[str, Any]) -> RenderableType:
     """A rich renderable (a group of tables) for the output of :func:`describe`."""
     from rich import box
@@ -215,12 +245,12 @@ def render(info: dict[str, Any]) -> RenderableType:
     sig = info["signature"]
     if sig.get("columns") is not None:
         cols = Table(title="Input columns", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD)
-        for name in ("#", "column", "dtype", "nullable", "categories", "graph input"):
+        for name in ("#", "column", "dtype", "nullable", "categories", "training", "graph input"):
             cols.add_column(name, overflow="fold", no_wrap=name in ("#", "dtype"))
         for i, c in enumerate(sig["columns"]):
             where = c["input"] if c["index"] is None else f"{c['input']}[:, {c['index']}]"
             cols.add_row(str(i), c["name"], c["dtype"], "yes" if c["nullable"] else "no",
-                         _categories(c.get("categories")), where)
+                         _categories(c.get("categories")), _training_text(c.get("training")), where)
         parts.append(cols)
     tensors = Table(title="Graph inputs and outputs", title_justify="left", title_style="bold",
                     box=box.SIMPLE_HEAD)

@@ -209,9 +209,11 @@ class _CWriter:
                 lines = [f"{ty} {name} = -FLT_MAX;"]
                 lines += [f"if ({r(a)} > {name}) {name} = {r(a)};" for a in e.args]
                 return lines
-            fns = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "abs": "fabsf", "sigmoid": f"{p}_sigmoid"}
+            fns = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "abs": "fabsf", "sigmoid": f"{p}_sigmoid",
+                   "floor": "floorf", "ceil": "ceilf"}
             if e.kind == "d":
-                fns = {"exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh", "abs": "fabs", "sigmoid": f"{p}_sigmoidd"}
+                fns = {"exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh", "abs": "fabs", "sigmoid": f"{p}_sigmoidd",
+                       "floor": "floor", "ceil": "ceil"}
             fn = fns.get(e.fn)
             if fn is None:
                 raise CodegenError(f"the C target has no function {e.fn!r}.")

@@ -123,6 +123,14 @@ def _argmax(*xs):
     return best
 
 
+def _floor(x):
+    return x if x != x or x in (_INF, -_INF) else float(math.floor(x))
+
+
+def _ceil(x):
+    return x if x != x or x in (_INF, -_INF) else float(math.ceil(x))
+
+
 def _toint(x):
     if x != x or x in (_INF, -_INF):
         return -(2**63)
@@ -174,7 +182,7 @@ class _PyWriter:
             if d and e.fn in ("exp", "log", "sqrt", "tanh", "sigmoid"):
                 args += ", True"
             fn = {"exp": "_exp", "log": "_log", "sqrt": "_sqrt", "tanh": "_tanh", "sigmoid": "_sigmoid",
-                  "abs": "abs", "max": "_max"}.get(e.fn)
+                  "abs": "abs", "max": "_max", "floor": "_floor", "ceil": "_ceil"}.get(e.fn)
             if fn is None:
                 raise CodegenError(f"the Python target has no function {e.fn!r}.")
             return f"{fn}({args})"

@@ -240,8 +240,8 @@ class _SqlWriter:
                 return f"(CASE WHEN {a[0]} >= 0 THEN sqrt({a[0]}) END)"
             if e.fn == "tanh":
                 return f"tanh({a[0]})"
-            if e.fn == "abs":
-                return f"abs({a[0]})"
+            if e.fn in ("abs", "floor", "ceil"):
+                return f"{e.fn}({a[0]})"
             if e.fn == "max":
                 lo = d.num(-_F32_MAX)
                 return d.greatest([f"COALESCE({x}, {lo})" for x in a])

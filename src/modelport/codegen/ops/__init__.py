@@ -14,7 +14,7 @@ import onnx
 from modelport.codegen.ir import Emitter
 from modelport.errors import CodegenError
 
-_FAMILIES = ("trees", "linear", "svm", "preprocessing", "nn")
+_FAMILIES = ("trees", "linear", "svm", "preprocessing", "nn", "elementwise")
 _TABLE: dict[tuple[str, str], Emitter] = {}
 _loaded = False
 

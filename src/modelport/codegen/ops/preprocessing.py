@@ -281,6 +281,10 @@ def cast(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
     out = np.empty(e.shape, dtype=object)
     for idx in np.ndindex(e.shape):
         x = e[idx]
+        if x.kind == "b" and to in ("f32", "f64", "i"):
+            k = {"f32": "f", "f64": "d", "i": "i"}[to]
+            out[idx] = Select(x, Num(1.0, kind=k), Num(0.0, kind=k), kind=k)
+            continue
         if to == "f32":
             out[idx] = x if x.kind == "f" else Round32(_float(x))
         elif to == "f64":

@@ -140,6 +140,10 @@ class SklearnConverter(Converter):
         thresholds = _hgb_thresholds(final, columns) if prefix is None and not per_column else {}
         # an int64 graph input cannot carry NaN, whatever the original does with it
         nullable = {c.name: False for c in columns if c.index is None and c.dtype in _INT_DTYPES}
+        if prefix is None and not per_column:
+            # a bare estimator takes NaN in all columns or in none: ask once, not once per column
+            takes_nan = _takes_nan(self, model, sample)
+            nullable = {c.name: takes_nan for c in columns}
         return Converted(
             onnx_model=onx,
             task=plan.task,
@@ -161,6 +165,10 @@ class SklearnConverter(Converter):
         _, final = _split(model)
         plan = _plan(model, final)
         if plan.task == "classification":
+            if not plan.hard and _label_is_argmax(final):
+                # one pass instead of two: predict() of these models is exactly argmax(predict_proba)
+                proba = np.asarray(model.predict_proba(data))
+                return {"label": np.asarray(final.classes_).take(np.argmax(proba, axis=1)), "probabilities": proba}
             label = np.asarray(model.predict(data))
             out = {"label": label}
             if plan.hard:
@@ -336,6 +344,29 @@ def _transformed_width(prefix: Any, sample: Any) -> int:
             "not a 2-D matrix; modelport cannot connect it to the final estimator."
         )
     return int(out.shape[1])
+
+
+def _label_is_argmax(final: Any) -> bool:
+    """Whether ``predict`` is by definition ``classes_[argmax(predict_proba)]`` for this model."""
+    from modelport.convert import _sklearn_forest
+
+    name = type(final).__name__
+    return (_sklearn_forest.supports(final) and int(getattr(final, "n_outputs_", 1)) == 1) or name in _HGB_CLASSES
+
+
+def _takes_nan(conv: Converter, model: Any, sample: Any) -> bool:
+    """Whether the original model scores a row of NaN (scikit-learn checks NaN per estimator, not per column)."""
+    from modelport.convert._sample import like, to_columns
+
+    first = {k: np.asarray(v[:1], dtype=np.float64) for k, v in to_columns(head(sample, 1)).items()}
+    row = like(sample, {k: np.full_like(v, np.nan) for k, v in first.items()})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            conv.reference(model, row)
+    except Exception:  # the original refusing NaN is the answer we are asking for
+        return False
+    return True
 
 
 # --- building graphs ---------------------------------------------------------------------------

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from modelport.bundle.core import Bundle
 
 _CACHE: dict[str, Bundle] = {}
+#: how many times each bundle was opened in this process (1 per executor process when caching works)
+LOADS: dict[str, int] = {}
 _LOCK = threading.Lock()
 
 
@@ -45,6 +47,7 @@ def _bundle(digest: str, broadcast: Any) -> Bundle:
                 b = Bundle.from_bytes(broadcast.value, origin=f"<spark bundle {digest[:19]}>")
                 _ = b.runtime  # the executor process's one ONNX Runtime session
                 _CACHE[digest] = b
+                LOADS[digest] = LOADS.get(digest, 0) + 1
     return b
 
 

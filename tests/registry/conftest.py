@@ -63,14 +63,19 @@ def sqlite_url(tmp_path) -> str:
 
 @pytest.fixture
 def fresh_postgres(postgres_url) -> Iterator[str]:
-    """A PostgreSQL database of its own for one test, dropped afterwards."""
+    """A PostgreSQL schema of its own for one test (via search_path in the URL), dropped afterwards.
+
+    A schema rather than a database: DROP DATABASE waits for every backend of the server to
+    acknowledge it, which a long query of another test run can hold up indefinitely.
+    """
     import psycopg
 
     name = f"mp_reg_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    base, _, _ = postgres_url.rpartition("/")
-    yield f"{base}/{name}"
+        conn.execute(f"CREATE SCHEMA {name}")
+    sep = "&" if "?" in postgres_url else "?"
+    url = f"{postgres_url}{sep}options=-csearch_path%3D{name}"
+    yield url
     from modelport import registry
 
     for key, reg in list(registry._CACHE.items()):
@@ -78,7 +83,7 @@ def fresh_postgres(postgres_url) -> Iterator[str]:
             reg.close()
             del registry._CACHE[key]
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

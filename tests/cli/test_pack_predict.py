@@ -267,6 +267,13 @@ def test_pt2_with_pickled_payload_is_refused_unless_trusted(work):
     r = run("pack", work / "evil.pt2", work / "x4.npy", "-o", work / "evil.mpk")
     assert r.exit_code == 4, r.output
     assert "pickled code" in r.output and "--trust-pickle" in r.output and not marker.exists()
+    # the intact archive packs, with its example input given by name in an .npz file
+    np.savez(work / "x4.npz", input=np.load(work / "x4.npy"))  # Linear.forward(input)
+    r = run("pack", work / "ok.pt2", work / "x4.npz", "-o", work / "ok.mpk", "--task", "regression")
+    assert r.exit_code == 0, r.output
+    x = np.random.default_rng(9).normal(size=(7, 4)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(mp.load(work / "ok.mpk").predict(x)["prediction"], module(torch.from_numpy(x)).numpy(), atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -152,11 +152,18 @@ def read_sample(path: Path) -> Any:
         if suffix == ".npz":
             try:
                 with loaded:
-                    return {k: loaded[k] for k in loaded.files}
+                    arrays = {k: loaded[k] for k in loaded.files}
             except ValueError as exc:
                 raise InputError(f"{path}: an array in the .npz file needs unpickling ({exc}).") from exc
             except Exception as exc:  # zipfile and zlib errors on truncated archives
                 raise InputError(f"{path}: cannot read the .npz file (truncated?): {exc}") from exc
+            if not arrays:
+                raise InputError(f"{path}: the .npz file holds no arrays.")
+            # np.savez(path, a, b) names arrays arr_0, arr_1, ...: those are positional inputs
+            if all(re.fullmatch(r"arr_\d+", k) for k in arrays):
+                ordered = [arrays[k] for k in sorted(arrays, key=lambda k: int(k[4:]))]
+                return ordered[0] if len(ordered) == 1 else tuple(ordered)
+            return arrays
         return loaded
     from modelport.tables import read_table
 

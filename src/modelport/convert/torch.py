@@ -288,8 +288,17 @@ class _Example:
             if not sample or not all(isinstance(k, str) for k in sample):
                 raise InputError("a dict example input must map the forward() argument names to tensors.")
             arg_names = list(sample)
-            arrays = [_example_array(sample[k], fdt, where=f"input {k!r}") for k in arg_names]
             kind = "kwargs"
+            positional = _positional_inputs(model)
+            if positional is not None:
+                # an ExportedProgram traced with positional inputs: the dict names them
+                if set(arg_names) != set(positional):
+                    raise InputError(
+                        f"the ExportedProgram takes the inputs {positional}; the example names {arg_names}."
+                    )
+                arg_names = positional
+                kind = "args" if len(positional) > 1 else "single"
+            arrays = [_example_array(sample[k], fdt, where=f"input {k!r}") for k in arg_names]
         elif isinstance(sample, (tuple, list)):
             if not sample:
                 raise InputError("the example input is an empty tuple; pass the tensors forward() takes.")
@@ -377,6 +386,18 @@ def _float_dtype(model: Any) -> np.dtype[Any]:
             return np.dtype(str(p.dtype).replace("torch.", ""))
     del torch
     return np.dtype(np.float32)
+
+
+def _positional_inputs(model: Any) -> list[str] | None:
+    """The user input names of an ExportedProgram traced with positional arguments, else None."""
+    if not _is_exported_program(model):
+        return None
+    example = getattr(model, "example_inputs", None)
+    if example is not None and example[1]:
+        return None
+    from torch.export.graph_signature import InputKind
+
+    return [spec.arg.name for spec in model.graph_signature.input_specs if spec.kind == InputKind.USER_INPUT]
 
 
 def _to_numpy(value: Any) -> np.ndarray:

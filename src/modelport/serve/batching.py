@@ -2,9 +2,11 @@
 
 Requests queue while the model is busy; when it frees up, everything queued (up to
 ``max_batch_size`` rows) runs as one ONNX Runtime call and the result rows are handed back to each
-request in order. A request that arrives while the model is idle runs at once: the
-``max_queue_delay`` wait is only spent when the model has just run a multi-request batch, i.e.
-when more requests are likely on their way. Each request keeps its own requested outputs, and one
+request in order. A request that arrives while the model is idle is scored on the next turn of
+the event loop, together with whatever other requests arrived in the same turn (under load that
+is many: the per-call cost of ONNX Runtime and of this code is then shared), and never waits
+for a timer: the ``max_queue_delay`` wait is only spent when the model has just run a
+multi-request batch, i.e. when more requests are likely on their way. Each request keeps its own requested outputs, and one
 request's rows never reach another request. If a batch fails, its requests are re-run one by one
 so that only the faulty one gets the error.
 
@@ -29,7 +31,6 @@ import numpy as np
 
 from modelport.serve.errors import OverloadedError
 
-_NO_WAIT = [0.0]
 RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
 
@@ -76,7 +77,10 @@ class Batcher:
         self.max_queue = max(1, int(max_queue))
         self.inline_rows = inline_rows
         self.inline_seconds = inline_seconds
-        self._call_seconds = 0.0  # moving average of one small scoring call
+        # the model's own cost of a small call: the fastest of recent calls, because being
+        # descheduled (a busy machine) only ever adds time and must not flip the mode
+        self._call_seconds = 0.0
+        self._recent: list[float] = []
         self._executor = executor
         self._on_batch = on_batch
         self._queue: deque[_Item] = deque()
@@ -101,20 +105,6 @@ class Batcher:
                 f"the model's queue is full ({self.max_queue} requests waiting); request shed.",
                 hint="retry after a short back-off, or run more workers / raise --max-queue",
             )
-        if (
-            self._task is None
-            and not self._queue
-            and rows <= self.inline_rows
-            and self._call_seconds < self.inline_seconds
-        ):
-            # idle, small and fast: score right here, no queue, no future, no thread hop
-            started = time.perf_counter()
-            result = self._run(feeds, outputs)
-            elapsed = time.perf_counter() - started
-            self._call_seconds += 0.1 * (elapsed - self._call_seconds)
-            if self._on_batch is not None:
-                self._on_batch(BatchStats(rows, 1, _NO_WAIT, elapsed))
-            return result
         loop = asyncio.get_running_loop()
         item = _Item(feeds, rows, outputs, loop.create_future(), time.perf_counter(), _key(feeds))
         self._queue.append(item)
@@ -209,15 +199,28 @@ class Batcher:
             self._on_batch(BatchStats(rows, len(batch), waits, compute))
 
     async def _call(self, feeds: dict[str, np.ndarray], outputs: list[str], rows: int) -> dict[str, np.ndarray]:
-        started = time.perf_counter()
         if rows <= self.inline_rows and self._call_seconds < self.inline_seconds:
+            started = time.perf_counter()
             result = self._run(feeds, outputs)
+            elapsed = time.perf_counter() - started
         else:
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._executor, self._run, feeds, outputs)
+            result, elapsed = await loop.run_in_executor(self._executor, self._timed, feeds, outputs)
         if rows <= self.inline_rows:
-            self._call_seconds += 0.1 * (time.perf_counter() - started - self._call_seconds)
+            self._learn(elapsed)
         return result
+
+    def _timed(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> tuple[dict[str, np.ndarray], float]:
+        started = time.perf_counter()  # measured in the thread: the hop itself is not the model's cost
+        result = self._run(feeds, outputs)
+        return result, time.perf_counter() - started
+
+    def _learn(self, elapsed: float) -> None:
+        recent = self._recent
+        recent.append(elapsed)
+        if len(recent) >= 16:
+            self._call_seconds = min(recent)
+            recent.clear()
 
     async def idle(self) -> None:
         """Wait until nothing is queued or running (used when draining a swapped-out version)."""

@@ -190,9 +190,13 @@ def tensor_from_json(name: str, datatype: Any, shape: Any, data: Any) -> np.ndar
 
 
 def parse_shape(name: str, shape: Any) -> tuple[int, ...]:
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InputError(f"input {name!r}: shape must be a list of non-negative integers; got {shape!r}.")
-    return tuple(shape)
+    if type(shape) is list:
+        for d in shape:
+            if type(d) is not int or d < 0:  # bool is not a dimension
+                break
+        else:
+            return tuple(shape)
+    raise InputError(f"input {name!r}: shape must be a list of non-negative integers; got {shape!r}.")
 
 
 def tensor_to_json_data(arr: np.ndarray, datatype: str) -> Any:
@@ -251,7 +255,7 @@ def _first_line(exc: BaseException) -> str:
 
 def parameters(value: Any, where: str) -> dict[str, Any]:
     """Validate a V2 ``parameters`` object: string keys to string/number/bool values."""
-    if value is None:
+    if not value and (value is None or isinstance(value, Mapping)):
         return {}
     if not isinstance(value, Mapping):
         raise InputError(f"{where}: parameters must be an object; got {type(value).__name__}.")

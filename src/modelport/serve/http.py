@@ -117,6 +117,7 @@ class Observability:
         async def send_wrapper(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
+                scope["modelport.started"] = True  # ErrorMapping reads this instead of wrapping send again
             elif message["type"] == "http.response.body":
                 state["bytes"] += len(message.get("body", b""))
             await send(message)
@@ -209,7 +210,11 @@ _TOO_LARGE_HINT = "send fewer rows per request, use the binary tensor extension,
 
 
 class ErrorMapping:
-    """Turn errors into V2 error responses (``{"error": ...}``); log the unexpected ones."""
+    """Turn errors into V2 error responses (``{"error": ...}``); log the unexpected ones.
+
+    Whether a response has started is read from ``scope["modelport.started"]``, which
+    Observability (always outside this layer) sets, saving a second wrapper around ``send``.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -217,29 +222,21 @@ class ErrorMapping:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = False
-
-        async def send_wrapper(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, send)
         except ModelportError as exc:
-            if started:
+            if scope.get("modelport.started"):
                 raise
             status = status_of(exc)
             if status >= 500 and not isinstance(exc, (OverloadedError, NotReadyError)):
                 log.error("request %s %s failed: %s", scope["method"], scope["path"], exc)
             headers = [(b"retry-after", b"1")] if status == 503 else []
-            await send_response(send_wrapper, status, error_body(exc.message, exc.hint), headers=headers)
+            await send_response(send, status, error_body(exc.message, exc.hint), headers=headers)
         except Exception:
             log.exception("unexpected error in %s %s", scope["method"], scope["path"])
-            if started:
+            if scope.get("modelport.started"):
                 raise
-            await send_response(send_wrapper, 500, error_body("internal server error; see the server log."))
+            await send_response(send, 500, error_body("internal server error; see the server log."))
 
 
 # ============================================================================ router
@@ -477,7 +474,7 @@ def decode_request(
             raise InputError(f"input #{i} has no name.")
         datatype = t.get("datatype")
         shape = codec.parse_shape(tname, t.get("shape"))
-        tparams = codec.parameters(t.get("parameters"), f"input {tname!r}")
+        tparams = codec.parameters(t.get("parameters"), f"input {tname!r}") if "parameters" in t else {}
         size = tparams.get("binary_data_size")
         if size is not None:
             if binary is None:

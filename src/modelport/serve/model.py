@@ -75,6 +75,8 @@ class ServedModel:
         self._batcher: Batcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.input_names = {t.name for t in self.signature.inputs}
+        self._specs = {t.name: t for t in self.signature.inputs}
+        self._single = self.signature.inputs[0].name if len(self.signature.inputs) == 1 else None
         self.column_names = set(self.signature.column_names)
         # rows are independent only if every tensor is batch-major with a free first dimension
         self.batchable = all(t.shape and t.shape[0] is None for t in (*self.signature.inputs, *self.signature.outputs))
@@ -117,6 +119,9 @@ class ServedModel:
 
     def feeds_from_v2(self, inputs: Sequence[InferInput]) -> tuple[dict[str, np.ndarray], int]:
         """Graph feeds and row count for V2 inputs in the tensor form or the column form."""
+        if len(inputs) == 1 and inputs[0].name == self._single:  # the common matrix case, fast
+            arr = self._tensor_feed(inputs[0])
+            return {self._single: arr}, arr.shape[0] if arr.ndim else 1
         names = [i.name for i in inputs]
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
@@ -198,11 +203,17 @@ class ServedModel:
         return f"The inputs do not match the model's inputs: {diff(self.input_names, 'input')}."
 
     def _tensor_feed(self, inp: InferInput) -> np.ndarray:
-        spec = self.signature.input(inp.name)
+        spec = self._specs[inp.name]
         arr = _cast(inp, spec.dtype, self)
-        if len(spec.shape) == arr.ndim + 1 and spec.shape[-1] == 1:
+        want = spec.shape
+        if len(want) == arr.ndim + 1 and want[-1] == 1:
             arr = arr.reshape(*arr.shape, 1)
-        if len(spec.shape) != arr.ndim or any(w is not None and w != g for w, g in zip(spec.shape, arr.shape)):
+        ok = len(want) == arr.ndim
+        if ok:
+            for w, g in zip(want, arr.shape):
+                if w is not None and w != g:
+                    ok = False
+        if not ok:
             want = "[" + ", ".join("N" if d is None else str(d) for d in spec.shape) + "]"
             raise InputError(f"input {inp.name!r} has shape {list(inp.shape)}; the model expects {want}. {self.expected()}")
         slots = self._nonnull.get(inp.name)

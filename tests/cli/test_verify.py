@@ -161,3 +161,71 @@ def test_python_dash_m_exit_codes(saved):
                          timeout=120)
     assert bad.returncode == 5
     assert "model.onnx" in bad.stdout and "DIGEST" in bad.stdout
+
+
+# ------------------------------------------------------------------ --original MODEL_FILE --data FILE
+
+
+@pytest.fixture(scope="module")
+def original(iris, tmp_path_factory):
+    """A logistic regression bundle, the model as a joblib file, fresh rows as CSV, and a different model."""
+    import joblib
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import modelport as mp
+
+    X, y = iris
+    root = tmp_path_factory.mktemp("original")
+    model = LogisticRegression(max_iter=2000).fit(X, y)
+    other = LogisticRegression(C=0.01, max_iter=2000).fit(X, y)
+    bundle = mp.pack(model, X, name="lr").save(root / "lr.mpk")
+    joblib.dump(model, root / "lr.joblib")
+    joblib.dump(other, root / "other.joblib")
+    rng = np.random.default_rng(5)
+    fresh = X[rng.integers(0, len(X), 80)] + rng.normal(scale=0.2, size=(80, 4))
+    # columns in another order than the bundle's: they are matched by name
+    pd.DataFrame(fresh, columns=["f0", "f1", "f2", "f3"])[["f3", "f1", "f0", "f2"]].to_csv(root / "new.csv", index=False)
+    pd.DataFrame(fresh[:, :3], columns=["f0", "f1", "f2"]).to_csv(root / "short.csv", index=False)
+    return root, bundle
+
+
+def test_against_the_original_model(runner, original):
+    root, bundle = original
+    args = ["verify", str(bundle), "--original", str(root / "lr.joblib"), "--data", str(root / "new.csv"),
+            "--trust-pickle"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "Against the original model" in result.stdout and "80 rows from" in result.stdout
+    report = _json(runner.invoke(cli, [*args, "--json"]))
+    assert report["pass"] is True
+    assert report["original"]["parity"]["samples"] == 80
+    assert report["original"]["parity"]["label_agreement"] == 1.0
+
+
+def test_a_different_original_fails(runner, original):
+    root, bundle = original
+    result = runner.invoke(cli, ["verify", str(bundle), "--original", str(root / "other.joblib"), "--data",
+                                 str(root / "new.csv"), "--trust-pickle", "--json"])
+    assert result.exit_code == 6
+    report = _json(result)
+    assert report["digests_ok"] is True and report["parity"]["pass"] is True
+    assert report["original"]["parity"]["pass"] is False and report["pass"] is False
+
+
+def test_pickles_need_trust(runner, original):
+    root, bundle = original
+    result = runner.invoke(cli, ["verify", str(bundle), "--original", str(root / "lr.joblib"), "--data",
+                                 str(root / "new.csv")])
+    assert result.exit_code == 4
+    assert "is a pickle" in result.stderr and "--trust-pickle" in result.stderr
+
+
+def test_original_needs_data_and_fitting_rows(runner, original):
+    root, bundle = original
+    result = runner.invoke(cli, ["verify", str(bundle), "--original", str(root / "lr.joblib")])
+    assert result.exit_code == 2 and "--original and --data go together" in result.output
+    result = runner.invoke(cli, ["verify", str(bundle), "--original", str(root / "lr.joblib"), "--data",
+                                 str(root / "short.csv"), "--trust-pickle"])
+    assert result.exit_code == 2
+    assert "short.csv lacks column(s) the model reads: f3." in result.stderr

@@ -13,19 +13,31 @@ from modelport.errors import BundleError, ModelportError, VerificationError
 
 @click.command("verify")
 @click.argument("bundle")
+@click.option("--original", "original", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Also compare with the original model in this file (XGBoost .json/.ubj, LightGBM .txt, "
+                   "CatBoost .cbm, torch .pt2; pickles only with --trust-pickle). Needs --data.")
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Fresh rows for --original: CSV, Parquet or JSON lines (or .npy/.npz for tensor models).")
+@click.option("--trust-pickle", is_flag=True, help="Allow --original to be a pickle/joblib file (runs its code).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.pass_context
-def verify(ctx: click.Context, bundle: str, as_json: bool) -> None:
+def verify(ctx: click.Context, bundle: str, original: Path | None, data_file: Path | None, trust_pickle: bool,
+           as_json: bool) -> None:
     """Check BUNDLE's file digests and re-run its stored reference data on this machine.
 
     BUNDLE is a bundle directory, an .mpk file or a registry URI (models:/NAME@ALIAS).
+    With --original MODEL_FILE --data FILE the bundle is also compared with the original
+    model on fresh rows.
 
     \b
     Exit codes:
       0  every digest matches and the bundle reproduces its recorded answers here
+         (and, with --original, the original model's answers on --data)
       5  the bundle is damaged: a file is missing, modified, unlisted or unsafe
       6  the files are intact but the answers here differ beyond the recorded tolerance
     """
+    if (original is None) != (data_file is None):
+        raise click.UsageError("--original and --data go together: the original model and the rows to compare on.")
     from modelport import check, load
     from modelport.inspect.integrity import file_report
 
@@ -61,8 +73,47 @@ def verify(ctx: click.Context, bundle: str, as_json: bool) -> None:
         result["error"] = "the bundle stores no reference data, so its answers cannot be checked."
         _finish(ctx, result, as_json, exit_code=VerificationError.exit_code)
         return
-    result["pass"] = report.passed
-    _finish(ctx, result, as_json, exit_code=0 if report.passed else VerificationError.exit_code)
+    passed = report.passed
+    if original is not None and data_file is not None:
+        parity = _against_original(b, original, data_file, trust_pickle=trust_pickle)
+        result["original"] = {"model": str(original), "data": str(data_file), "parity": parity.to_dict()}
+        passed = passed and parity.passed
+    result["pass"] = passed
+    _finish(ctx, result, as_json, exit_code=0 if passed else VerificationError.exit_code)
+
+
+def _against_original(b: Any, original: Path, data_file: Path, *, trust_pickle: bool) -> Any:
+    """Parity of bundle ``b`` with the model in ``original`` on the rows in ``data_file``."""
+    from modelport import verify as verify_parity
+    from modelport.cli.pack import read_sample
+    from modelport.convert.files import load_model_file
+    from modelport.errors import InputError
+
+    model = load_model_file(original, trust_pickle=trust_pickle)
+    data = read_sample(data_file)
+    cols = b.signature.columns
+    if cols is not None and hasattr(data, "columns"):
+        missing = [c.name for c in cols if c.name not in set(map(str, data.columns))]
+        if missing:
+            raise InputError(
+                f"{data_file} lacks column(s) the model reads: {', '.join(missing)}.",
+                hint=f"the bundle's columns are: {', '.join(c.name for c in cols)}",
+            )
+    # a model fitted on a bare array has columns f0..f{n-1}: hand it the array, in that order, as it was
+    # trained (scikit-learn warns, and other libraries refuse, when given names it never saw)
+    if cols is not None and hasattr(data, "columns") and all(c.name == f"f{i}" for i, c in enumerate(cols)):
+        names = [c.name for c in cols]
+        if sorted(map(str, data.columns)) == sorted(names):
+            data = data[names].to_numpy()
+    try:
+        return verify_parity(b, model, data)
+    except ModelportError:
+        raise
+    except Exception as exc:  # the original library refusing the rows: say so in our terms
+        raise InputError(
+            f"the original model could not score {data_file}: {type(exc).__name__}: {exc}",
+            hint="pass rows with the columns and types the model was trained on",
+        ) from exc
 
 
 def _finish(ctx: click.Context, result: dict[str, Any], as_json: bool, *, exit_code: int) -> None:
@@ -125,11 +176,31 @@ def _render(result: dict[str, Any]) -> None:
         if parity.get("worst_rows"):
             t.add_row("worst rows", ", ".join(map(str, parity["worst_rows"][:10])))
         console.print(t)
+    against = result.get("original")
+    if against is not None:
+        op = against["parity"]
+        t = Table(box=box.SIMPLE, show_header=False, title=f"Against the original model ({against['model']})",
+                  title_justify="left", title_style="bold")
+        t.add_column("field", style="dim")
+        t.add_column("value", overflow="fold")
+        t.add_row("data", f"{op['samples']} rows from {against['data']}")
+        t.add_row("max abs error", f"{op['max_abs_error']:.3g}")
+        t.add_row("max rel error", f"{op['max_rel_error']:.3g}")
+        if op.get("label_agreement") is not None:
+            t.add_row("label agreement", f"{op['label_agreement']:.4%}")
+        if op.get("worst_rows"):
+            t.add_row("worst rows", ", ".join(map(str, op["worst_rows"][:10])))
+        t.add_row("verdict", Text("pass" if op["pass"] else "FAIL", style="green" if op["pass"] else "bold red"))
+        console.print(t)
     if result.get("error"):
         console.print(Text(f"error: {result['error']}", style="red"))
     if result["pass"]:
+        extra = " and the original model's answers on the given data" if against is not None else ""
         console.print(Text("verdict: PASS: digests match and the bundle gives its recorded answers on this "
-                           "machine.", style="bold green"))
+                           f"machine{extra}.", style="bold green"))
+    elif against is not None and not against["parity"]["pass"] and (parity or {}).get("pass"):
+        console.print(Text("verdict: FAIL: the bundle does not give the original model's answers on "
+                           f"{against['data']}.", style="bold red"))
     elif bad:
         console.print(Text(f"verdict: FAIL: damaged files ({', '.join(f['path'] for f in bad)}); do not use "
                            "this bundle.", style="bold red"))

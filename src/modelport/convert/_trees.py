@@ -16,7 +16,7 @@ the comparison the library makes on float32 input; missing values follow
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ OPSETS = {"": 17, "ai.onnx.ml": 3}
 IR_VERSION = 8
 #: LightGBM's kZeroThreshold: |x| <= this counts as zero for zero-as-missing features
 ZERO_BAND = float(np.float32(1e-35))
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(eq=False)
@@ -80,9 +81,32 @@ class Ensemble:
         return slot if slot < self.n_features else self.derived[slot - self.n_features][1]
 
 
+def bottom_up(
+    root: Any,
+    children: Callable[[Any], Sequence[Any]],
+    make: Callable[[Any, list[Node]], Node],
+    key: Callable[[Any], Hashable] = id,
+) -> Node:
+    """Build a tree children-first without recursion (leaf-wise trees can be thousands of levels deep)."""
+    done: dict[Hashable, Node] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        item, expanded = stack.pop()
+        kids = children(item)
+        if expanded or not kids:
+            done[key(item)] = make(item, [done[key(k)] for k in kids])
+        else:
+            stack.append((item, True))
+            stack.extend((k, False) for k in kids)
+    return done[key(root)]
+
+
 def f32_down(value: float) -> float:
     """The largest float32 <= ``value``: for float32 x, ``x <= value`` iff ``x <= f32_down(value)``."""
-    with np.errstate(over="ignore"):  # beyond float32 range: the nearest float32 is +-inf, stepped back below
+    if abs(value) > _F32_MAX:  # beyond float32 range: the nearest float32 is +-inf, stepped back below
+        with np.errstate(over="ignore"):
+            v = np.float32(value)
+    else:
         v = np.float32(value)
     if float(v) > value:
         v = np.nextafter(v, np.float32(-np.inf))
@@ -91,7 +115,10 @@ def f32_down(value: float) -> float:
 
 def f32_up(value: float) -> float:
     """The smallest float32 >= ``value``: for float32 x, ``x < value`` iff ``x < f32_up(value)``."""
-    with np.errstate(over="ignore"):
+    if abs(value) > _F32_MAX:
+        with np.errstate(over="ignore"):
+            v = np.float32(value)
+    else:
         v = np.float32(value)
     if float(v) < value:
         v = np.nextafter(v, np.float32(np.inf))

@@ -29,6 +29,7 @@ from modelport.convert._trees import (
     Leaf,
     Node,
     Split,
+    bottom_up,
     build_model,
     converted_thresholds,
     f32_down,
@@ -157,37 +158,44 @@ def _task(objective: str, n_class: int, wrapper: Any) -> tuple[str, str, int]:
     )
 
 
-def _tree(node: dict[str, Any], target: int, scale: float, ensemble: Ensemble, categorical_columns: set[int]) -> Node:
-    if "leaf_value" in node:
-        if "leaf_coeff" in node or "leaf_features" in node:
-            raise UnsupportedModelError(
-                "LightGBM linear trees (linear_tree=True) are not supported; modelport converts constant leaves."
-            )
-        return Leaf(((target, float(node["leaf_value"]) * scale),))
-    if "left_child" not in node:
-        raise UnsupportedModelError(f"unexpected LightGBM tree node without leaf value or children: {sorted(node)}.")
-    left = _tree(node["left_child"], target, scale, ensemble, categorical_columns)
-    right = _tree(node["right_child"], target, scale, ensemble, categorical_columns)
-    feature = int(node["split_feature"])
-    default_left = bool(node.get("default_left", False))
-    missing_type = str(node.get("missing_type", "None"))
-    decision = node["decision_type"]
-    if decision == "==":
-        values = [int(v) for v in str(node["threshold"]).split("||") if v != ""]
-        # pandas categoricals arrive as exact codes; raw numbers are cut toward zero as LightGBM's int cast does
-        slot = feature if feature in categorical_columns else ensemble.derived_index("trunc", feature)
-        return member_chain(slot, values, inside=left, outside=right, missing_inside=False)
-    if decision != "<=":
-        raise UnsupportedModelError(f"unexpected LightGBM decision type {decision!r}.")
-    threshold = float(node["threshold"])
-    value = _effective_threshold(threshold)
-    if missing_type == "NaN":
-        return Split(feature, "BRANCH_LEQ", value, left, right, missing_true=default_left)
-    if missing_type == "Zero":
-        slot = ensemble.derived_index("zero_missing", feature)
-        return Split(slot, "BRANCH_LEQ", value, left, right, missing_true=default_left)
-    # missing type None: LightGBM reads NaN as 0.0
-    return Split(feature, "BRANCH_LEQ", value, left, right, missing_true=threshold >= 0.0)
+def _tree(root: dict[str, Any], target: int, scale: float, ensemble: Ensemble, categorical_columns: set[int]) -> Node:
+    def children(node: dict[str, Any]) -> list[dict[str, Any]]:
+        if "leaf_value" in node:
+            return []
+        if "left_child" not in node:
+            raise UnsupportedModelError(f"unexpected LightGBM tree node without leaf value or children: {sorted(node)}.")
+        return [node["left_child"], node["right_child"]]
+
+    def make(node: dict[str, Any], built: list[Node]) -> Node:
+        if not built:
+            if "leaf_coeff" in node or "leaf_features" in node:
+                raise UnsupportedModelError(
+                    "LightGBM linear trees (linear_tree=True) are not supported; modelport converts constant leaves."
+                )
+            return Leaf(((target, float(node["leaf_value"]) * scale),))
+        left, right = built
+        feature = int(node["split_feature"])
+        default_left = bool(node.get("default_left", False))
+        missing_type = str(node.get("missing_type", "None"))
+        decision = node["decision_type"]
+        if decision == "==":
+            values = [int(v) for v in str(node["threshold"]).split("||") if v != ""]
+            # pandas categoricals arrive as exact codes; raw numbers are cut toward zero as LightGBM's int cast does
+            slot = feature if feature in categorical_columns else ensemble.derived_index("trunc", feature)
+            return member_chain(slot, values, inside=left, outside=right, missing_inside=False)
+        if decision != "<=":
+            raise UnsupportedModelError(f"unexpected LightGBM decision type {decision!r}.")
+        threshold = float(node["threshold"])
+        value = _effective_threshold(threshold)
+        if missing_type == "NaN":
+            return Split(feature, "BRANCH_LEQ", value, left, right, missing_true=default_left)
+        if missing_type == "Zero":
+            slot = ensemble.derived_index("zero_missing", feature)
+            return Split(slot, "BRANCH_LEQ", value, left, right, missing_true=default_left)
+        # missing type None: LightGBM reads NaN as 0.0
+        return Split(feature, "BRANCH_LEQ", value, left, right, missing_true=threshold >= 0.0)
+
+    return bottom_up(root, children, make)
 
 
 def _effective_threshold(threshold: float) -> float:

@@ -23,6 +23,7 @@ from modelport.convert._trees import (
     Leaf,
     Node,
     Split,
+    bottom_up,
     build_model,
     converted_thresholds,
     member_chain,
@@ -92,7 +93,7 @@ class XGBoostConverter(Converter):
         n_trees = _tree_count(trees_doc, booster, wrapper)
         ensemble = Ensemble(trees=[], n_targets=n_targets, base=_base_margins(params, objective, n_targets),
                             n_features=n_features)
-        cat_columns = {c.index for c in columns if c.dtype == "category"}
+        cat_columns = {int(c.index or 0) for c in columns if c.dtype == "category"}
         missing = _missing_value(wrapper)
         if missing is not None:
             ensemble.missing_value = missing
@@ -239,11 +240,14 @@ def _tree(tree: dict[str, Any], target: int, n_targets: int, scale: float, ensem
                                tree.get("categories_sizes", []), strict=True):
         cats[int(node)] = [int(c) for c in tree["categories"][int(seg):int(seg) + int(size)]]
 
-    def build(i: int) -> Node:
-        if left[i] == -1:
+    def children(i: int) -> list[int]:
+        return [] if left[i] == -1 else [left[i], right[i]]
+
+    def make(i: int, built: list[Node]) -> Node:
+        if not built:
             value = float(np.float32(cond[i])) if scale == 1.0 else float(np.float32(cond[i]) * np.float32(scale))
             return Leaf(((target if n_targets > 1 else 0, value),))
-        yes, no = build(left[i]), build(right[i])
+        yes, no = built
         f = int(feature[i])
         if int(split_type[i]) == 1:
             # listed categories go right; codes that are not categories (negative, too large) go left
@@ -251,7 +255,7 @@ def _tree(tree: dict[str, Any], target: int, n_targets: int, scale: float, ensem
             return member_chain(slot, cats.get(i, []), inside=no, outside=yes, missing_inside=not default_left[i])
         return Split(f, "BRANCH_LT", float(np.float32(cond[i])), yes, no, missing_true=bool(default_left[i]))
 
-    return build(0)
+    return bottom_up(0, children, make, key=int)
 
 
 def _column_names(sample: Any, booster: Any, n_features: int) -> list[str]:

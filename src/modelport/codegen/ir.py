@@ -30,15 +30,18 @@ from modelport.errors import CodegenError
 
 def f32(v: float) -> float:
     """``v`` rounded to the nearest float32, as a Python float."""
-    return float(np.float32(v))
+    with np.errstate(over="ignore"):
+        return float(np.float32(v))
 
 
 def next_up32(v: float) -> float:
-    return float(np.nextafter(np.float32(v), np.float32(np.inf)))
+    with np.errstate(over="ignore"):
+        return float(np.nextafter(np.float32(v), np.float32(np.inf)))
 
 
 def next_down32(v: float) -> float:
-    return float(np.nextafter(np.float32(v), np.float32(-np.inf)))
+    with np.errstate(over="ignore"):
+        return float(np.nextafter(np.float32(v), np.float32(-np.inf)))
 
 
 def f32_bits(v: float) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from modelport.codegen.ir import Bin, Call, Cmp, Expr, Logic, Num, Select, f32
+from modelport.codegen.ir import Bin, Call, Cmp, Expr, Logic, Num, Round32, Select, ToFloat, f32
 
 
 def logistic(x: Expr) -> Expr:
@@ -34,7 +34,12 @@ def softmax_zero(xs: Sequence[Expr]) -> list[Expr]:
 
 
 def probit(x: Expr) -> Expr:
-    """sqrt(2) * ErfInv(2x - 1) with ONNX Runtime's closed-form ErfInv approximation."""
+    """sqrt(2) * ErfInv(2x - 1) with ONNX Runtime's closed-form ErfInv approximation.
+
+    The formula cancels (v*v - v2), so float32 evaluation orders differ by more than 1e-6;
+    evaluating it in double and rounding once lands closest to ONNX Runtime."""
+    out_kind = x.kind
+    x = ToFloat(x, kind="d") if x.kind == "f" else x
     y = Bin("-", Bin("*", Num(2.0), x), Num(1.0))
     sgn = Select(Cmp("<", y, Num(0.0)), Num(-1.0), Num(1.0))
     z = Bin("*", Bin("-", Num(1.0), y), Bin("+", Num(1.0), y))
@@ -43,7 +48,8 @@ def probit(x: Expr) -> Expr:
     v = Bin("+", Num(a), Bin("*", Num(0.5), lg))
     v2 = Bin("*", Num(f32(1.0 / f32(0.147))), lg)
     v3 = Bin("+", Bin("-", Num(0.0), v), Call("sqrt", (Bin("-", Bin("*", v, v), v2),)))
-    return Bin("*", Num(f32(1.41421356)), Bin("*", sgn, Call("sqrt", (v3,))))
+    r = Bin("*", Num(f32(1.41421356)), Bin("*", sgn, Call("sqrt", (v3,))))
+    return Round32(r) if out_kind == "f" else r
 
 
 def post_transform(xs: Sequence[Expr], post: str) -> list[Expr]:

@@ -36,7 +36,9 @@ from modelport.codegen.ops.transforms import post_transform, probit
 
 _MODES_V5 = {0: "LEQ", 1: "LT", 2: "GTE", 3: "GT", 4: "EQ", 5: "NEQ", 6: "MEMBER"}
 _AGG_V5 = {0: "AVERAGE", 1: "SUM", 2: "MIN", 3: "MAX"}
-_POST_V5 = {0: "NONE", 1: "SOFTMAX", 2: "LOGISTIC", 3: "SOFTMAX_ZERO", 4: "PROBIT"}
+# The ONNX spec lists SOFTMAX as 1 and LOGISTIC as 2; ONNX Runtime (1.2x-1.32) casts the integer to
+# its own enum, where 1 is LOGISTIC and 2 is SOFTMAX. We follow the runtime that bundles are run with.
+_POST_V5 = {0: "NONE", 1: "LOGISTIC", 2: "SOFTMAX", 3: "SOFTMAX_ZERO", 4: "PROBIT"}
 
 
 def _features(lw: Lowering, node: Any, x: Val | None) -> list[Expr]:
@@ -181,10 +183,9 @@ def _regression_scores(ens: Ensemble, base: list[float], post: str) -> list[Expr
         b = base[k] if use_base else (origin if n == 1 else 0.0)
         s = add(s, Num(b if ens.double else f32(b), kind=nk))
         outs.append(s)
-    if n == 1:
-        outs = [probit(outs[0])] if post == "PROBIT" else outs
-    else:
-        outs = post_transform(outs, post)
+    # one target: ONNX Runtime applies PROBIT only (FinalizeScores1); several: every transform
+    single = [probit(outs[0])] if post == "PROBIT" else outs
+    outs = single if n == 1 else post_transform(outs, post)
     # the operator's output is float32 whatever the precision it accumulates in
     return [Round32(o) if o.kind == "d" else o for o in outs]
 

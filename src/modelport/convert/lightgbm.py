@@ -85,7 +85,8 @@ class LightGBMConverter(Converter):
                 "converter": "modelport",
                 "converter_version": _modelport_version(),
             },
-            thresholds=converted_thresholds(ensemble, names),
+            # category columns hold codes, not split values; an empty entry keeps the graph scan off them
+            thresholds={**converted_thresholds(ensemble, names), **{c.name: [] for c in columns if c.dtype == "category"}},
             nullable={c.name: True for c in columns},
         )
 

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from modelport._deps import require
 from modelport.batch.io import format_of, open_source
-from modelport.batch.resume import WorkDir, workdir_for
+from modelport.batch.resume import Assembler, WorkDir, workdir_for
 from modelport.batch.score import (
     ON_ERROR,
     ArrowChunkScorer,
@@ -173,49 +175,122 @@ def score_file(
         runtime = Runtime(b, intra_op_threads=threads)
         scorer = ArrowChunkScorer(b, source.schema, keep=kept, on_error=on_error, prefix=prefix, runtime=runtime)
 
-    with _Progress(progress, total, f"scoring {source.files[0].name}") as bar:
-        if end is None or len(done) < end["chunks"]:
-            first_missing = min(set(range(max(done, default=-1) + 2)) - done)
-            skipped_rows = 0
-            state = {"rows": 0, "chunks": first_missing}
+    delimiter = source.delimiter if out_fmt == "csv" and source.format == "csv" else ","
+    assembler = Assembler(work, out, out_fmt, scorer.schema, rejects_path=rej_path, delimiter=delimiter)
+    finished = False
+    try:
+        with _Progress(progress, total, f"scoring {source.files[0].name}") as bar:
+            for i in sorted(done):  # finished parts of the interrupted run go straight to the output
+                assembler.done(i)
+            if end is None or len(done) < end["chunks"]:
+                first_missing = min(set(range(max(done, default=-1) + 2)) - done)
+                state = {"rows": 0, "chunks": first_missing}
 
-            def chunks() -> Any:
-                for index, batch in source.batches(chunk_rows, columns=columns, start_chunk=first_missing):
-                    state["chunks"] = index + 1
-                    state["rows"] = index * chunk_rows + batch.num_rows
-                    if index in done:
-                        bar.advance(batch.num_rows)
-                        continue
-                    yield index, index * chunk_rows, batch
+                def chunks() -> Iterator[tuple[int, int, Any]]:
+                    for index, batch in source.batches(chunk_rows, columns=columns, start_chunk=first_missing):
+                        state["chunks"] = index + 1
+                        state["rows"] = index * chunk_rows + batch.num_rows
+                        if index in done:
+                            bar.advance(batch.num_rows)
+                            continue
+                        yield index, index * chunk_rows, batch
 
-            skipped_rows = first_missing * chunk_rows
-            bar.advance(min(skipped_rows, total or skipped_rows))
-            if workers == 1:
-                for index, first_row, batch in chunks():
-                    scored, rej = scorer.score(batch, first_row)
-                    work.write_part(index, scored, rej)
-                    bar.advance(batch.num_rows)
+                bar.advance(min(first_missing * chunk_rows, total or 0))
+                if workers == 1:
+                    _pipeline(chunks(), scorer, work, assembler, bar)
+                else:
+                    from modelport.batch.parallel import run_workers
+
+                    def on_done(index: int, n_in: int, n_out: int, n_rej: int) -> None:
+                        assembler.done(index)
+                        bar.advance(n_in)
+
+                    run_workers(
+                        workers=workers, bundle_bytes=b.to_bytes(), schema=source.schema, keep=kept,
+                        on_error=on_error, prefix=prefix, threads=threads, workdir=work.path, chunks=chunks(),
+                        on_done=on_done,
+                    )
+                if n_chunks_known is not None:
+                    n_chunks, rows_in = n_chunks_known, source.num_rows or 0
+                else:
+                    n_chunks, rows_in = state["chunks"], state["rows"]
+                work.mark_end(n_chunks, rows_in)
             else:
-                from modelport.batch.parallel import run_workers
-
-                run_workers(
-                    workers=workers, bundle_bytes=b.to_bytes(), schema=source.schema, keep=kept,
-                    on_error=on_error, prefix=prefix, threads=threads, workdir=work.path, chunks=chunks(),
-                    on_done=lambda i, n_in, n_out, n_rej: bar.advance(n_in),
-                )
-            n_chunks = state["chunks"] if n_chunks_known is None else n_chunks_known
-            rows_in = state["rows"] if state["rows"] else (source.num_rows or 0)
-            if n_chunks_known is not None:
-                rows_in = source.num_rows or 0
-            work.mark_end(n_chunks, rows_in)
-        else:
-            n_chunks, rows_in = end["chunks"], end["rows"]
-        bar.status("writing output")
-        rows_out, n_rej = work.assemble(out, out_fmt, scorer.schema, n_chunks, rejects_path=rej_path,
-                                        delimiter=source.delimiter if out_fmt == "csv" and source.format == "csv" else ",")
+                n_chunks, rows_in = end["chunks"], end["rows"]
+            bar.status("writing output")
+            rows_out, n_rej = assembler.finish(n_chunks)
+            finished = True
+    finally:
+        if not finished:
+            assembler.abort()
     work.remove()
     return ScoreResult(out, rows_in, rows_out, n_rej, rej_path, time.perf_counter() - started,
                        resumed_chunks=len(done))
+
+
+_STOP = object()
+
+
+def _pipeline(chunks: Iterator[tuple[int, int, Any]], scorer: ArrowChunkScorer, work: WorkDir,
+              assembler: Assembler, bar: _Progress) -> None:
+    """Read, score and write in three threads, so that I/O overlaps ONNX Runtime (which drops the GIL).
+
+    At most two chunks wait on each side, so memory stays bounded by a few chunks.
+    """
+    inq: queue.Queue[Any] = queue.Queue(maxsize=2)
+    outq: queue.Queue[Any] = queue.Queue(maxsize=2)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for item in chunks:
+                if stop.is_set():
+                    return
+                inq.put(item)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            inq.put(_STOP)
+
+    def write() -> None:
+        failed = False
+        while (item := outq.get()) is not _STOP:
+            if failed:
+                continue  # keep draining so that the scoring thread never blocks
+            try:
+                index, scored, rej, n = item
+                work.write_part(index, scored, rej)
+                assembler.done(index)
+                bar.advance(n)
+            except BaseException as exc:
+                errors.append(exc)
+                stop.set()
+                failed = True
+
+    reader = threading.Thread(target=read, name="modelport-read", daemon=True)
+    writer = threading.Thread(target=write, name="modelport-write", daemon=True)
+    reader.start()
+    writer.start()
+    try:
+        while not stop.is_set() and (item := inq.get()) is not _STOP:
+            index, first_row, batch = item
+            scored, rej = scorer.score(batch, first_row)
+            outq.put((index, scored, rej, batch.num_rows))
+    except BaseException as exc:
+        errors.insert(0, exc)
+    finally:
+        stop.set()
+        outq.put(_STOP)
+        writer.join()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                inq.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        reader.join()
+    if errors:
+        raise errors[0]
 
 
 def _estimate_rows(source: Any) -> int | None:

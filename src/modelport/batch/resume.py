@@ -4,16 +4,18 @@ A job works in a hidden sibling of its output, ``.<output name>.modelport-partia
 
 * ``job.json``: what the job is (bundle digest, input files with sizes and mtimes, chunk size,
   kept columns, error policy, output format). A resume with anything different is refused.
-* ``parts/<chunk>.parquet``: the scored rows of one input chunk. Each is written to a temporary
-  name, flushed to disk and renamed, so a part either exists complete or not at all; its
-  existence is the journal entry "chunk done". ``parts/<chunk>.rejects.parquet`` (row, reason)
-  is written *before* its part, so a present part always has its rejects beside it.
+* ``parts/<chunk>.arrow``: the scored rows of one input chunk (Arrow IPC: no encoding cost, read
+  back memory-mapped). Each is written to a temporary name, flushed to disk and renamed, so a
+  part either exists complete or not at all; its existence is the journal entry "chunk done".
+  ``parts/<chunk>.rejects.arrow`` (row, reason) is written *before* its part, so a present part
+  always has its rejects beside it.
 * ``end.json``: written once the input has been read to its end (number of chunks and rows).
 
-When every chunk is done the parts are streamed, in order, into a temporary output file, which is
-flushed and renamed onto the output (and the rejects file likewise); then the work directory is
-removed. Killed at any point, a resumed job redoes only chunks without a part, and the output
-ends with every input row exactly once.
+While chunks complete, :class:`Assembler` appends the parts, in chunk order, to a temporary output
+file; at the end it is flushed and renamed onto the output (and the rejects file likewise), and
+the work directory is removed. The temporary output is never trusted after a crash: a resumed job
+rebuilds it from the parts, redoes only chunks without a part, and the output ends with every
+input row exactly once.
 """
 
 from __future__ import annotations
@@ -88,14 +90,14 @@ class WorkDir:
 
     # ------------------------------------------------------------------ parts
     def part_path(self, index: int) -> Path:
-        return self.parts / f"{index:09d}.parquet"
+        return self.parts / f"{index:09d}.arrow"
 
     def rejects_path(self, index: int) -> Path:
-        return self.parts / f"{index:09d}.rejects.parquet"
+        return self.parts / f"{index:09d}.rejects.arrow"
 
     def done(self) -> set[int]:
         out = set()
-        for p in self.parts.glob("*.parquet"):
+        for p in self.parts.glob("*.arrow"):
             stem = p.name.split(".")[0]
             if p.name.count(".") == 1 and stem.isdigit():
                 out.add(int(stem))
@@ -104,21 +106,28 @@ class WorkDir:
     def write_part(self, index: int, batch: Any, rejects: Rejects) -> None:
         """Durably record chunk ``index``: rejects first, then the part (its rename is the commit)."""
         pa = require("pyarrow", purpose="batch scoring")
-        pq = require("pyarrow.parquet", purpose="batch scoring")
         rp = self.rejects_path(index)
         if len(rejects):
-            table = pa.table({"row": pa.array(rejects.rows, pa.int64()), "reason": pa.array(rejects.reasons, pa.string())})
-            self._write_table(pq, table, rp)
+            rej = pa.record_batch({"row": pa.array(rejects.rows, pa.int64()), "reason": pa.array(rejects.reasons, pa.string())})
+            self._write_batch(pa, rej, rp)
         elif rp.exists():
             rp.unlink()
-        self._write_table(pq, pa.Table.from_batches([batch], schema=batch.schema), self.part_path(index))
+        self._write_batch(pa, batch, self.part_path(index))
 
-    def _write_table(self, pq: Any, table: Any, path: Path) -> None:
+    def _write_batch(self, pa: Any, batch: Any, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        pq.write_table(table, tmp, compression="lz4")
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as w:
+            w.write_batch(batch)
         fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)
+
+    def read(self, path: Path) -> Iterator[Any]:
+        pa = require("pyarrow", purpose="batch scoring")
+        with pa.memory_map(str(path), "r") as src:
+            reader = pa.ipc.open_file(src)
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i)
 
     def mark_end(self, chunks: int, rows: int) -> None:
         _atomic_write_bytes(self.path / END_FILE, json.dumps({"chunks": chunks, "rows": rows}).encode())
@@ -129,40 +138,56 @@ class WorkDir:
         except (OSError, ValueError):
             return None
 
-    # ------------------------------------------------------------------ assembly
-    def assemble(
-        self,
-        output: Path,
-        fmt: str,
-        schema: Any,
-        chunks: int,
-        *,
-        rejects_path: Path | None,
-        delimiter: str = ",",
-    ) -> tuple[int, int]:
-        """Stream parts 0..chunks-1 into ``output`` (atomically); returns (rows written, rejects)."""
-        missing = sorted(set(range(chunks)) - self.done())
-        if missing:
-            raise InputError(f"{self.path}: chunk(s) {missing[:10]} have no results; cannot assemble the output.")
-        pq = require("pyarrow.parquet", purpose="batch scoring")
-        paths = [self.part_path(i) for i in range(chunks)]
-        rej_paths = [self.rejects_path(i) for i in range(chunks)]
 
-        def batches() -> Iterator[Any]:
-            for p in paths:
-                yield from pq.ParquetFile(p).iter_batches(batch_size=65_536)
 
-        rows = write_atomic(output, fmt, schema, batches(), delimiter=delimiter)
+class Assembler:
+    """Appends finished parts, in chunk order, to a temporary output; renames it into place at the end."""
 
-        def rejects() -> Iterator[Any]:
-            for p in rej_paths:
-                if p.exists():
-                    yield from pq.ParquetFile(p).iter_batches()
+    def __init__(self, work: WorkDir, output: Path, fmt: str, schema: Any, *, rejects_path: Path | None,
+                 delimiter: str = ",") -> None:
+        self.work = work
+        self.output = output
+        self.rejects_path = rejects_path
+        self.tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+        self.writer = Writer(self.tmp, fmt, schema, delimiter=delimiter)
+        self.next = 0
+        self.ready: set[int] = set()
+        self.rejects: list[Any] = []
+        self.rows = 0
 
+    def done(self, index: int) -> None:
+        """Chunk ``index`` has its part on disk: append it and any that were waiting for it."""
+        self.ready.add(index)
+        while self.next in self.ready:
+            self.ready.discard(self.next)
+            for b in self.work.read(self.work.part_path(self.next)):
+                self.writer.write(b)
+            rp = self.work.rejects_path(self.next)
+            if self.rejects_path is not None and rp.exists():
+                self.rejects.extend(self.work.read(rp))
+            self.next += 1
+
+    def finish(self, chunks: int) -> tuple[int, int]:
+        """Close and rename the output once chunks 0..chunks-1 are in; returns (rows, rejects)."""
+        for i in sorted(self.work.done()):
+            if i >= self.next:
+                self.done(i)
+        if self.next < chunks:
+            self.abort()
+            raise InputError(f"{self.work.path}: chunk {self.next} has no results; cannot assemble the output.",
+                             hint="run again with --resume")
+        self.writer.close()
+        fsync_path(self.tmp)
+        os.replace(self.tmp, self.output)
+        fsync_path(self.output.parent)
         n_rej = 0
-        if rejects_path is not None:
-            n_rej = write_rejects(rejects_path, rejects())
-        return rows, n_rej
+        if self.rejects_path is not None:
+            n_rej = write_rejects(self.rejects_path, iter(self.rejects))
+        return self.writer.rows, n_rej
+
+    def abort(self) -> None:
+        self.writer.abort()
+        self.tmp.unlink(missing_ok=True)
 
 
 def write_atomic(output: Path, fmt: str, schema: Any, batches: Iterator[Any], *, delimiter: str = ",") -> int:

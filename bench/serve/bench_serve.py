@@ -31,22 +31,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 WORK = Path(tempfile.gettempdir()) / "modelport-bench-serve"
 
-LUA_STATUS = """
+LUA_POST = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = io.open("%s"):read("*a")
-local counts = {}
-response = function(status, headers, body)
-  counts[status] = (counts[status] or 0) + 1
-end
-done = function(summary, latency, requests)
-end
+wrk.body = io.open("BODY_PATH"):read("*a")
 """
 
 LUA_COUNTS = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = io.open("%s"):read("*a")
+wrk.body = io.open("BODY_PATH"):read("*a")
 local threads = {}
 setup = function(thread) table.insert(threads, thread) end
 init = function(args) counts = {} end
@@ -115,7 +109,7 @@ def start_modelport(mpk: Path, port: int, *extra: str) -> subprocess.Popen[bytes
 
 def wrk(port: int, body: Path, conns: int, duration: float, *, counts: bool = False) -> dict[str, float]:
     script = WORK / ("counts.lua" if counts else "post.lua")
-    script.write_text((LUA_COUNTS if counts else LUA_STATUS) % body)
+    script.write_text((LUA_COUNTS if counts else LUA_POST).replace("BODY_PATH", str(body)))
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s",
            "-s", str(script), f"http://127.0.0.1:{port}/v2/models/rf/infer"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

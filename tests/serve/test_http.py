@@ -388,4 +388,4 @@ def test_name_override_and_conflicts(bundles, tmp_path):
 
         Server(ServeConfig(sources=[str(bundles.iris_v1), str(bundles.repo)])).load()
     with pytest.raises(mp.ServingError, match="does not exist"):
-        ServeConfig(sources=[str(tmp_path / "missing.mpk")]) and Server(ServeConfig(sources=[str(tmp_path / "missing.mpk")]))
+        Server(ServeConfig(sources=[str(tmp_path / "missing.mpk")]))

@@ -134,6 +134,8 @@ class Batcher:
                     continue
                 self._recent_multi = len(batch) > 1
                 await self._execute(batch)
+                if self._queue:
+                    await asyncio.sleep(0)  # let the loop read new requests and answer probes between batches
         finally:
             self._task = None
 

@@ -191,24 +191,28 @@ class Server:
         self.dataplane.close()
 
 
+def uvicorn_options(config: ServeConfig) -> dict[str, Any]:
+    """uvicorn settings shared by the single-process and the multi-worker paths."""
+    return {
+        "host": config.host,
+        "port": config.port,
+        "log_level": config.log_level,
+        "access_log": False,  # ours is JSON and optional (--access-log)
+        "lifespan": "on",
+        "timeout_graceful_shutdown": config.drain_timeout,
+        "ssl_certfile": config.tls_certfile,
+        "ssl_keyfile": config.tls_keyfile,
+        "ssl_ca_certs": config.tls_ca_certs,
+        "ssl_cert_reqs": 2 if config.tls_ca_certs else 0,  # ssl.CERT_REQUIRED when a client CA is given
+        "server_header": False,
+        "http": "httptools" if _has("httptools") else "h11",
+        "loop": "uvloop" if _has("uvloop") else "asyncio",
+    }
+
+
 def uvicorn_config(config: ServeConfig, app: Any) -> Any:
     uvicorn = require("uvicorn", purpose="the HTTP server")
-    return uvicorn.Config(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level=config.log_level,
-        access_log=False,  # ours is JSON and optional (--access-log)
-        lifespan="on",
-        timeout_graceful_shutdown=config.drain_timeout,
-        ssl_certfile=config.tls_certfile,
-        ssl_keyfile=config.tls_keyfile,
-        ssl_ca_certs=config.tls_ca_certs,
-        ssl_cert_reqs=2 if config.tls_ca_certs else 0,  # ssl.CERT_REQUIRED when a client CA is given
-        server_header=False,
-        http="httptools" if _has("httptools") else "h11",
-        loop="uvloop" if _has("uvloop") else "asyncio",
-    )
+    return uvicorn.Config(app, **uvicorn_options(config))
 
 
 def serve(config: ServeConfig) -> None:
@@ -237,14 +241,8 @@ def _serve_workers(config: ServeConfig) -> None:
 
     if not os.environ.get(METRICS_DIR_ENV):
         os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="modelport-metrics-")
-    ucfg = uvicorn_config(config, "modelport.serve.server:worker_app")
-    ucfg.factory = True
-    ucfg.workers = config.workers
-    ucfg.app = "modelport.serve.server:worker_app"
-    sock = ucfg.bind_socket()
-    from uvicorn.supervisors import Multiprocess
-
-    Multiprocess(ucfg, target=uvicorn.Server(ucfg).run, sockets=[sock]).run()
+    # uvicorn supervises the workers (restarts a dead one, forwards SIGTERM); each imports the app
+    uvicorn.run("modelport.serve.server:worker_app", factory=True, workers=config.workers, **uvicorn_options(config))
 
 
 def worker_app() -> Any:

@@ -312,7 +312,7 @@ class _Example:
         if input_names is not None and len(input_names) != len(arrays):
             raise ConversionError(f"input_names has {len(input_names)} names but the module takes {len(arrays)} inputs.")
         if columns is not None:
-            if not (kind == "single" and arrays[0].ndim == 2):
+            if not (kind == "single" and arrays[0].ndim == 2) or isinstance(sample, (Mapping, tuple, list)):
                 raise ConversionError("option columns applies to a single 2-D input only.")
             if len(columns) != arrays[0].shape[1] or len(set(columns)) != len(columns):
                 raise ConversionError(
@@ -321,7 +321,12 @@ class _Example:
         batches = {a.shape[0] for a in arrays if a.ndim}
         if any(a.ndim == 0 for a in arrays) or 0 in batches:
             raise InputError("every example input needs a batch dimension with at least one row.")
-        return cls(kind, arg_names, arrays, column_names=columns, column_dtypes=column_dtypes, float_dtype=fdt)
+        example = cls(kind, arg_names, arrays, column_names=columns, column_dtypes=column_dtypes, float_dtype=fdt)
+        if isinstance(sample, (Mapping, tuple, list)):
+            # pack() reads tabular samples as tables; a dict or tuple of tensors stays a tensor input
+            example.tabular_candidate = False
+            example.column_names = []
+        return example
 
     # torch call arguments for a set of numpy arrays shaped like the example's
     def call_args(self, arrays: Sequence[np.ndarray]) -> tuple[tuple[Any, ...], dict[str, Any]]:

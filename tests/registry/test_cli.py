@@ -146,8 +146,12 @@ def test_push_refuses_a_bundle_that_fails_verification(home, base_bundle):
 
 
 def test_push_of_a_damaged_file_is_refused(home, base_bundle):
+    import io
+    import zipfile
+
     data = bytearray(base_bundle.to_bytes())
-    data[len(data) // 3] ^= 0xFF
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("model.onnx")
+    data[info.header_offset + 30 + len("model.onnx") + info.compress_size // 2] ^= 0xFF  # inside its deflate data
     path = home / "damaged.mpk"
     path.write_bytes(bytes(data))
     r = CliRunner().invoke(cli, ["push", str(path)])

@@ -49,6 +49,7 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
                             text=True)
 
 
+@pytest.mark.slow
 def test_concurrent_pushes_keep_every_bundle_once_with_gapless_versions(any_url, tmp_path, bundle_files):
     distinct, reworded = bundle_files
     artifacts = str(tmp_path / "artifacts")

@@ -198,6 +198,8 @@ class SQLRegistry:
                 f"machine ({summary}).",
                 hint="run `modelport verify` on it for details; re-pack the model if the bundle is damaged",
             )
+        # the canonical archive, not the file as given: zip fields that no digest covers are
+        # rewritten, and the same bundle always dedupes to the same blob
         data = b.to_bytes()
         key = blob_key(data)
         manifest = b.manifest

@@ -10,7 +10,8 @@ binary, first-maximum argmax for labels) rather than onnxruntime's classifier sp
 Split values are float32 and chosen so that the float32 comparison onnxruntime makes is exactly
 the comparison the library makes on float32 input; missing values follow
 ``nodes_missing_value_tracks_true``. Set-membership splits (categories) are chains of
-``BRANCH_EQ`` nodes that share their true child, which onnxruntime folds into one membership test.
+``BRANCH_EQ`` nodes that all point at one shared true child (the subtree is not copied per
+category); onnxruntime follows such node ids like any other, and so does modelport's codegen.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
-
-from modelport.convert.base import Converted
 
 #: opsets of the emitted graphs; ai.onnx.ml 3 is the TreeEnsemble* version every onnxruntime >= 1.10 runs
 OPSETS = {"": 17, "ai.onnx.ml": 3}
@@ -350,16 +349,6 @@ def build_model(
     return model
 
 
-def column_names_for(sample: Any, model_names: Sequence[str] | None, n_features: int) -> list[str]:
-    """Column names of the bundle: the DataFrame's, else ``f0 .. f{n-1}`` (what arrays get everywhere)."""
-    from modelport.bundle.signature import default_column_names
-    from modelport.convert._sample import is_dataframe
-
-    if is_dataframe(sample):
-        return [str(c) for c in sample.columns]
-    return default_column_names(n_features)
-
-
 def converted_thresholds(ensemble: Ensemble, names: Sequence[str]) -> dict[str, list[float]]:
     """Split values per column name for edge-case probes.
 
@@ -375,11 +364,12 @@ def converted_thresholds(ensemble: Ensemble, names: Sequence[str]) -> dict[str, 
 
 
 __all__ = [
-    "Converted",
     "Ensemble",
     "Leaf",
     "Split",
+    "bottom_up",
     "build_model",
+    "converted_thresholds",
     "f32_down",
     "f32_up",
     "member_chain",

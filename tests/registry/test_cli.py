@@ -165,3 +165,16 @@ def test_registry_option_and_empty_listing(home):
     assert (home / "other.db").exists()
     r = CliRunner().invoke(cli, ["models", "--registry", "mongodb://x"])
     assert r.exit_code == 7 and "unsupported registry URL" in r.output
+
+
+def test_bundle_commands_accept_registry_uris(files):
+    """diff (another module's command) loads both sides through modelport.load(models:/...)."""
+    for f in files[:2]:
+        assert run("push", f, "--name", "churn").exit_code == 0
+    r = CliRunner().invoke(cli, ["diff", "models:/churn/1", "models:/churn/2", "--json"])
+    assert r.exit_code == 10, r.output  # metrics and the graph's doc string changed: compatible
+    assert json.loads(r.output)
+    r = CliRunner().invoke(cli, ["diff", "models:/churn/1", "models:/churn/1", "--json"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["diff", "models:/churn/1", "models:/churn/5"])
+    assert r.exit_code == 7 and "no version 5" in r.output

@@ -98,6 +98,7 @@ FAMILIES = {
     "ElasticNet": (lambda: linear_model.ElasticNet(), "regression", "reg", False),
     "SGDRegressor": (lambda: _scaled(linear_model.SGDRegressor(random_state=0)), "regression", "reg", False),
     "SVR": (lambda: _scaled(svm.SVR(C=10.0)), "regression", "reg", False),
+    "SVR-poly": (lambda: _scaled(svm.SVR(kernel="poly", C=10.0)), "regression", "reg", False),
     "KNeighborsRegressor": (lambda: _scaled(neighbors.KNeighborsRegressor()), "regression", "reg", False),
     "DecisionTreeRegressor": (lambda: tree.DecisionTreeRegressor(max_depth=6, random_state=0), "regression", "reg", False),
     "RandomForestRegressor-nan": (

@@ -17,10 +17,14 @@ Precision of the final estimator (chosen so that pack() passes the default 1e-5 
 * HistGradientBoosting*: our own graph with float64 thresholds (``_sklearn_hgb``); skl2onnx fails
   on these models with scikit-learn >= 1.7 and scikit-learn compares in float64 anyway.
 * linear classifiers without probabilities (LinearSVC, SGDClassifier with a hinge-type loss,
-  Perceptron, RidgeClassifier ...): our own float64 graph (``_sklearn_linear``).
+  Perceptron, RidgeClassifier ...) and SGDClassifier with probabilities: our own float64 graph
+  (``_sklearn_linear``).
+* SVR / NuSVR: our own float64 kernel graph (``_sklearn_svm``); ONNX Runtime's SVMRegressor is
+  float32 only.
 * everything else (linear models, SVC, KNN, GaussianNB, MLP, KMeans, PCA, ...): skl2onnx in
-  float64; where skl2onnx or ONNX Runtime has no float64 kernel (SVR's ``SVMRegressor``, for
-  one), float32 with a note in the manifest.
+  float64; where skl2onnx or ONNX Runtime has no float64 kernel (SVC's ``SVMClassifier``
+  computes in float32 whatever its input; Bagging / AdaBoost ensembles), float32 with a note in
+  the manifest when the whole estimator had to fall back.
 
 Outputs, per task
 -----------------
@@ -404,7 +408,7 @@ def _unknown_name(exc: Exception) -> str | None:
 def _estimator_graph(final: Any, n_features: int, dtype: int, plan: _Plan, notes: list[str]) -> tuple[onnx.ModelProto, int]:
     """The final estimator's graph with one (N, n_features) input, outputs named as ``plan`` says,
     and the element type that input ended up with."""
-    from modelport.convert import _sklearn_forest, _sklearn_hgb, _sklearn_linear, _sklearn_trees
+    from modelport.convert import _sklearn_forest, _sklearn_hgb, _sklearn_linear, _sklearn_svm, _sklearn_trees
 
     name = type(final).__name__
     if name in _HGB_CLASSES:
@@ -416,6 +420,9 @@ def _estimator_graph(final: Any, n_features: int, dtype: int, plan: _Plan, notes
     if _sklearn_forest.supports(final):
         onx, _ = _sklearn_forest.build(final, n_features)
         return onx, TensorProto.FLOAT
+    if _sklearn_svm.supports(final):
+        onx, _ = _sklearn_svm.build(final, n_features)
+        return onx, TensorProto.DOUBLE
     attempts = [dtype] if dtype == TensorProto.FLOAT else [TensorProto.DOUBLE, TensorProto.FLOAT]
     last: Exception | None = None
     for elem in attempts:

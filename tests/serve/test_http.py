@@ -389,3 +389,38 @@ def test_name_override_and_conflicts(bundles, tmp_path):
         Server(ServeConfig(sources=[str(bundles.iris_v1), str(bundles.repo)])).load()
     with pytest.raises(mp.ServingError, match="does not exist"):
         Server(ServeConfig(sources=[str(tmp_path / "missing.mpk")]))
+
+
+def test_compressed_request_body(client, iris2):
+    import gzip
+    import zlib
+
+    X = fresh_iris(4)
+    raw = json.dumps({"inputs": [v2("X", X)]}).encode()
+    want = iris2.predict(X.astype(np.float32))["label"]
+    for encoding, body in (("gzip", gzip.compress(raw)), ("deflate", zlib.compress(raw))):
+        r = client.post("/v2/models/iris/infer", content=body, headers={"content-encoding": encoding})
+        np.testing.assert_array_equal(outputs_of(r)["label"], want)
+    assert "not valid gzip" in _error(client.post("/v2/models/iris/infer", content=b"junk",
+                                                  headers={"content-encoding": "gzip"}), 400)
+    assert "not supported" in _error(client.post("/v2/models/iris/infer", content=raw,
+                                                 headers={"content-encoding": "br"}), 400)
+    bomb = gzip.compress(b" " * 3_000_000)  # inflates past --max-body-size
+    assert _error(client.post("/v2/models/iris/infer", content=bomb, headers={"content-encoding": "gzip"}), 413)
+
+
+def test_broken_bundle_on_repository_load_is_not_a_5xx(bundles, tmp_path):
+    import shutil
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copyfile(bundles.lin, repo / "lin.mpk")
+    with thread_server(ServeConfig(sources=[str(repo)])) as url:
+        data = (repo / "lin.mpk").read_bytes()
+        (repo / "lin.mpk").write_bytes(data[: len(data) // 2])  # truncated on disk
+        r = httpx.post(url + "/v2/repository/models/lin/load")
+        assert 400 <= r.status_code < 500, r.text
+        assert "lin.mpk" in r.json()["error"]
+        # the loaded version keeps serving
+        body = {"inputs": [{"name": "X", "shape": [1, 5], "datatype": "FP64", "data": [0, 0, 0, 0, 0]}]}
+        assert httpx.post(url + "/v2/models/lin/infer", json=body).status_code == 200

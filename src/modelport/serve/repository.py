@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelport.bundle.core import Bundle
-from modelport.errors import ModelNotFoundError, ModelportError, ServingError
+from modelport.errors import BundleError, ModelNotFoundError, ModelportError, ServingError
 
 if TYPE_CHECKING:
     from modelport.serve.model import ServedModel
@@ -144,6 +144,7 @@ class ModelRepository:
         self._cache: dict[str, tuple[Any, Bundle]] = {}
         self._unloaded: set[str] = set()
         self._lock = asyncio.Lock()
+        self.scan_errors: list[str] = []
 
     # ------------------------------------------------------------------ lookups (hot path)
     def get(self, name: str, version: str | None = None) -> ServedModel:
@@ -207,6 +208,8 @@ class ModelRepository:
                 if name in self._unloaded:
                     continue
                 cands = known.get(name, [])
+                if not cands and self.scan_errors:
+                    continue  # maybe its file is being rewritten: keep serving until it reads cleanly
                 current = self._models.get(name, {})
                 wanted = {c.version: c for c in self._selected(cands)}
                 same = set(wanted) == set(current) and all(
@@ -230,6 +233,11 @@ class ModelRepository:
             known = await asyncio.to_thread(self._scan, tolerant=True)
             self._known = known
             cands = known.get(name)
+            if not cands and self.scan_errors:
+                raise BundleError(
+                    f"no readable bundle offers a model named {name!r}; unreadable: " + "; ".join(self.scan_errors),
+                    hint="fix or replace the file, then load again",
+                )
             if not cands:
                 raise ModelNotFoundError(
                     f"no source offers a model named {name!r}; known: {', '.join(sorted(known)) or 'none'}."
@@ -324,13 +332,15 @@ class ModelRepository:
 
     def _scan(self, tolerant: bool = False) -> dict[str, list[Candidate]]:
         found: dict[str, list[Candidate]] = {}
+        self.scan_errors: list[str] = []
         for src in self.sources:
             try:
-                cands = self._candidates(src)
+                cands = self._candidates(src, tolerant)
             except ModelportError as exc:
                 if not tolerant:
                     raise
                 log.error("skipping source %s: %s", src.spec, exc)
+                self.scan_errors.append(exc.message)
                 continue
             for c in cands:
                 same = [o for o in found.get(c.name, []) if o.version == c.version]
@@ -345,7 +355,7 @@ class ModelRepository:
                 found.setdefault(c.name, []).append(c)
         return found
 
-    def _candidates(self, src: Source) -> list[Candidate]:
+    def _candidates(self, src: Source, tolerant: bool = False) -> list[Candidate]:
         if src.uri is not None:
             return [self._registry_candidate(src)]
         assert src.path is not None
@@ -356,16 +366,24 @@ class ModelRepository:
             return [self._file_candidate(path, src.name, None)]
         if not path.is_dir():
             raise ServingError(f"{path} is neither a bundle (.mpk or a directory with manifest.json) nor a directory.")
-        out = []
+        found: list[tuple[Path, str | None]] = []
         for entry in sorted(path.iterdir()):
             if entry.name.startswith("."):
                 continue
             if _is_bundle(entry):
-                out.append(self._file_candidate(entry, src.name, _version_from_path(entry)))
+                found.append((entry, src.name))
             elif entry.is_dir():  # one model per sub-directory, its entries are versions
-                for sub in sorted(entry.iterdir()):
-                    if _is_bundle(sub):
-                        out.append(self._file_candidate(sub, src.name or entry.name, _version_from_path(sub)))
+                found += [(sub, src.name or entry.name) for sub in sorted(entry.iterdir()) if _is_bundle(sub)]
+        out = []
+        for bundle_path, name in found:
+            try:
+                out.append(self._file_candidate(bundle_path, name, _version_from_path(bundle_path)))
+            except ModelportError as exc:
+                if not tolerant:
+                    raise
+                # one unreadable file (say, half-copied) must not hide its neighbours
+                log.error("skipping %s: %s", bundle_path, exc)
+                self.scan_errors.append(exc.message)
         return out
 
     def _file_candidate(self, path: Path, name: str | None, layout_version: str | None) -> Candidate:

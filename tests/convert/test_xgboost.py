@@ -234,3 +234,20 @@ def test_unfitted_model_and_wrong_sample_are_refused(train):
     linear = xgb.XGBRegressor(n_jobs=1, booster="gblinear", n_estimators=3).fit(np.nan_to_num(X), y)
     with pytest.raises(mp.UnsupportedModelError, match="gblinear"):
         mp.pack(linear, np.nan_to_num(X))
+
+
+def test_multi_target_and_multi_quantile_regression(train, fresh):
+    X, _, _, target = train
+    Y = np.column_stack([target, np.nan_to_num(X[:, 3])])
+    model = xgb.XGBRegressor(n_jobs=1, n_estimators=10, max_depth=3).fit(X, Y)
+    got = mp.pack(model, X).predict(fresh)["prediction"]
+    assert got.shape == (len(fresh), 2)
+    np.testing.assert_allclose(got, model.predict(fresh), rtol=1e-5, atol=1e-5)
+    quantiles = xgb.XGBRegressor(n_jobs=1, n_estimators=10, max_depth=3, objective="reg:quantileerror",
+                                 quantile_alpha=np.array([0.1, 0.5, 0.9])).fit(X, target)
+    got = mp.pack(quantiles, X).predict(fresh)["prediction"]
+    assert got.shape == (len(fresh), 3)
+    np.testing.assert_allclose(got, quantiles.predict(fresh), rtol=1e-5, atol=1e-5)
+    vector_leaves = xgb.XGBRegressor(n_jobs=1, n_estimators=3, multi_strategy="multi_output_tree").fit(X, Y)
+    with pytest.raises(mp.UnsupportedModelError, match="multi_output_tree"):
+        mp.pack(vector_leaves, X)

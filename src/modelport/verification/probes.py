@@ -15,6 +15,7 @@ from modelport.bundle.graph import TREE_OPS, iter_nodes
 from modelport.bundle.signature import Column
 
 UNSEEN = "__modelport_unseen__"
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def tree_thresholds(model: onnx.ModelProto, columns: Sequence[Column]) -> dict[str, list[float]]:
@@ -42,7 +43,8 @@ def tree_thresholds(model: onnx.ModelProto, columns: Sequence[Column]) -> dict[s
             thr = [t for t, m in zip(thr, modes) if m != "LEAF"]
         for f, t in zip(feats, thr):
             name = by_slot.get((src, int(f))) or (by_input.get(src) if int(f) == 0 else None)
-            if name is not None and np.isfinite(t):
+            # +-FLT_MAX sentinels (CatBoost, always-true splits) are not real thresholds
+            if name is not None and np.isfinite(t) and abs(t) < _F32_MAX:
                 out.setdefault(name, set()).add(float(np.float32(t)))
     return {k: sorted(v) for k, v in out.items()}
 
@@ -86,6 +88,8 @@ def make_probes(
             per_value[i] for i in sorted(rng.choice(len(per_value), budget // 3, replace=False))
         ]
         for name, t in take:
+            if not abs(t) < _F32_MAX:
+                continue
             t32 = np.float32(t)
             for v in (t32, np.nextafter(t32, np.float32(-np.inf)), np.nextafter(t32, np.float32(np.inf))):
                 r = row(int(rng.integers(n_base)))

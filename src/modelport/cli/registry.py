@@ -85,9 +85,9 @@ def _fmt_map(m: Any) -> str:
 
 def _version_rows(infos: Sequence[VersionInfo], *, with_name: bool) -> None:
     headers = (["model"] if with_name else []) + ["version", "created (UTC)", "digest", "aliases", "tags", "metrics"]
-    rows = []
+    rows: list[list[Any]] = []
     for v in infos:
-        version = f"{v.version} (deleted)" if v.deleted else v.version
+        version: Any = f"{v.version} (deleted)" if v.deleted else v.version
         rows.append(([v.name] if with_name else []) + [
             version, _when(v.created), _short(v.digest), ", ".join(v.aliases), _fmt_map(v.tags), _fmt_map(v.metrics),
         ])

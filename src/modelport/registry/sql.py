@@ -66,6 +66,10 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
 def _listing(items: Sequence[Any]) -> str:
     shown = ", ".join(str(i) for i in items[:_LIST_LIMIT])
     more = f", ... ({len(items)} in all)" if len(items) > _LIST_LIMIT else ""
@@ -112,7 +116,7 @@ class SQLRegistry:
                 cur.close()
 
             @sa.event.listens_for(engine, "begin")
-            def _on_begin(conn: sa.Connection) -> None:
+            def _on_begin(conn: Any) -> None:
                 # writers take the write lock up front: a deferred BEGIN that upgrades later can
                 # fail with SQLITE_BUSY without waiting, which would turn contention into errors
                 write = conn.get_execution_options().get("mp_write", False)
@@ -249,10 +253,9 @@ class SQLRegistry:
     def _lock_model(self, conn: sa.Connection, name: str, *, create: bool) -> int:
         t, sa = self._t, self._sa
         if create:
-            if self.dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            insert: Any = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
             conn.execute(insert(t.models).values(name=name, created=_now()).on_conflict_do_nothing(index_elements=["name"]))
         model_id = conn.execute(sa.select(t.models.c.id).where(t.models.c.name == name).with_for_update()).scalar()
         if model_id is None:
@@ -358,23 +361,23 @@ class SQLRegistry:
         aliases: dict[int, list[str]] = {}
         for start in range(0, len(ids), _CHUNK):
             chunk = list(ids[start : start + _CHUNK])
-            for r in conn.execute(
+            for m in conn.execute(
                 sa.select(t.versions, t.models.c.name.label("model_name"))
                 .join(t.models, t.models.c.id == t.versions.c.model_id)
                 .where(t.versions.c.id.in_(chunk))
             ).mappings():
-                rows[r["id"]] = r
-            for r in conn.execute(sa.select(t.tags).where(t.tags.c.version_id.in_(chunk))):
-                tags.setdefault(r.version_id, {})[r.key] = r.value
-            for r in conn.execute(sa.select(t.metrics).where(t.metrics.c.version_id.in_(chunk))):
-                metrics.setdefault(r.version_id, {})[r.key] = float(r.value)
-            for r in conn.execute(sa.select(t.aliases).where(t.aliases.c.version_id.in_(chunk))):
-                aliases.setdefault(r.version_id, []).append(r.alias)
+                rows[m["id"]] = m
+            for tg in conn.execute(sa.select(t.tags).where(t.tags.c.version_id.in_(chunk))):
+                tags.setdefault(tg.version_id, {})[tg.key] = tg.value
+            for mt in conn.execute(sa.select(t.metrics).where(t.metrics.c.version_id.in_(chunk))):
+                metrics.setdefault(mt.version_id, {})[mt.key] = float(mt.value)
+            for al in conn.execute(sa.select(t.aliases).where(t.aliases.c.version_id.in_(chunk))):
+                aliases.setdefault(al.version_id, []).append(al.alias)
         out = []
         for vid in ids:
             r = rows[vid]
             out.append(VersionInfo(
-                name=r["model_name"], version=int(r["version"]), digest=r["digest"], created=_aware(r["created"]),
+                name=r["model_name"], version=int(r["version"]), digest=r["digest"], created=_utc(r["created"]),
                 aliases=tuple(sorted(aliases.get(vid, []))), tags=dict(sorted(tags.get(vid, {}).items())),
                 metrics=dict(sorted(metrics.get(vid, {}).items())), parent=r["parent"],
                 description=r["description"], task=r["task"], size=int(r["size"]), blob=r["blob"],
@@ -432,7 +435,7 @@ class SQLRegistry:
             out = []
             for r in conn.execute(sa.select(t.models).order_by(t.models.c.name)):
                 latest, n = stats.get(r.id, (None, 0))
-                out.append(ModelInfo(r.name, _aware(r.created), None if latest is None else int(latest), int(n),
+                out.append(ModelInfo(r.name, _utc(r.created), None if latest is None else int(latest), int(n),
                                      dict(sorted(aliases.get(r.id, {}).items()))))
         return out
 

@@ -123,10 +123,9 @@ class SklearnConverter(Converter):
             onx = _skl2onnx(final, initial_types, plan)
             onx = _finish_estimator(onx, final, plan, notes)
         elif prefix is None:
-            est, est_type = _estimator_graph(final, len(kinds), est_dtype, plan, notes)
+            # the matrix input takes the estimator graph's own element type (float32 for trees)
+            est, _ = _estimator_graph(final, len(kinds), est_dtype, plan, notes)
             onx = _rename_input(est, _only_input(est), "X")
-            if est_type != est_dtype:  # fell back to float32; the matrix input follows it
-                est_dtype = est_type
         else:
             width = _transformed_width(prefix, sample)
             pre = _skl2onnx(prefix, initial_types, _Plan("transform", ("transformed",)))
@@ -159,6 +158,8 @@ class SklearnConverter(Converter):
                 "estimator": _estimator_name(model),
                 "converter": "skl2onnx",
                 "converter_version": skl2onnx.__version__,
+                # which part of the graph modelport wrote itself rather than skl2onnx
+                "estimator_graph": _builder_name(final),
             },
             thresholds=thresholds,
             nullable=nullable or None,
@@ -348,6 +349,17 @@ def _transformed_width(prefix: Any, sample: Any) -> int:
             "not a 2-D matrix; modelport cannot connect it to the final estimator."
         )
     return int(out.shape[1])
+
+
+def _builder_name(final: Any) -> str:
+    from modelport.convert import _sklearn_forest, _sklearn_linear, _sklearn_svm
+
+    if type(final).__name__ in _HGB_CLASSES:
+        return "modelport.hgb"
+    for name, module in (("forest", _sklearn_forest), ("linear", _sklearn_linear), ("svm", _sklearn_svm)):
+        if module.supports(final):
+            return f"modelport.{name}"
+    return "skl2onnx"
 
 
 def _label_is_argmax(final: Any) -> bool:

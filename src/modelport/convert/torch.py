@@ -502,7 +502,7 @@ def _export(model: Any, example: _Example, names: list[str], opts: dict[str, Any
         else:
             dynamic = tuple(specs)
     input_names = example.names if example.kind != "kwargs" else None
-    with _quiet():
+    with _quiet(), _shared_torchlib_registry():
         try:
             program = torch.onnx.export(
                 model,
@@ -531,6 +531,39 @@ def _export(model: Any, example: _Example, names: list[str], opts: dict[str, Any
     onx = program.model_proto
     # a round trip through bytes gives a plain, independent protobuf
     return onnx.load_model_from_string(onx.SerializeToString())
+
+
+_TORCHLIB_REGISTRIES: dict[Any, Any] = {}
+
+
+@contextlib.contextmanager
+def _shared_torchlib_registry() -> Iterator[None]:
+    """Build torch's ATen -> ONNX function table once per process instead of once per export.
+
+    torch.onnx rebuilds it on every export (about 3 s of parsing onnxscript sources); it is only
+    read during an export unless a custom translation table is given, which modelport never does.
+    Where torch's internals differ from what this expects, exports simply run unshared.
+    """
+    try:
+        from torch.onnx._internal.exporter import _registration
+
+        original = _registration.ONNXRegistry.__dict__["from_torchlib"]
+        build = original.__func__
+    except (ImportError, KeyError, AttributeError):
+        yield
+        return
+
+    def from_torchlib(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        if key not in _TORCHLIB_REGISTRIES:
+            _TORCHLIB_REGISTRIES[key] = build(cls, *args, **kwargs)
+        return _TORCHLIB_REGISTRIES[key]
+
+    _registration.ONNXRegistry.from_torchlib = classmethod(from_torchlib)  # type: ignore[assignment,method-assign]
+    try:
+        yield
+    finally:
+        _registration.ONNXRegistry.from_torchlib = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

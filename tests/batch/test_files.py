@@ -143,11 +143,13 @@ def test_truncated_and_unreadable_files(clf_path, parquet_file, tmp_path):
         mb.score_file(clf_path, parquet_file, tmp_path / "o.xlsx")
 
 
-def test_workers_match_one_process(clf_path, parquet_file, expected, tmp_path):
-    out = tmp_path / "w2.parquet"
-    result = mb.score_file(clf_path, parquet_file, out, workers=2, chunk_rows=600)
-    assert result.rows_out == 5_000
-    _same(pd.read_parquet(out), expected)
+def test_workers_match_one_process(clf_path, parquet_file, csv_file, expected, tmp_path):
+    # Parquet: workers read their own chunks; CSV: the parent reads and ships them
+    for src in (parquet_file, csv_file):
+        out = tmp_path / f"w2-{src.suffix[1:]}.parquet"
+        result = mb.score_file(clf_path, src, out, workers=2, chunk_rows=600)
+        assert result.rows_out == 5_000
+        _same(pd.read_parquet(out), expected)
 
 
 def _cli(*args: str) -> list[str]:

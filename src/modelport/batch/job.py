@@ -201,14 +201,22 @@ def score_file(
                 else:
                     from modelport.batch.parallel import run_workers
 
+                    parquet = None
+                    todo: Iterator[tuple[int, int, Any]] = chunks()
+                    if source.format == "parquet" and source.num_rows is not None:
+                        # workers read their own Parquet chunks: the parent only hands out numbers
+                        parquet = ([str(f) for f in source.files], columns, chunk_rows)
+                        todo = ((i, i * chunk_rows, None) for i in range(first_missing, n_chunks_known or 0)
+                                if i not in done)
+
                     def on_done(index: int, n_in: int, n_out: int, n_rej: int) -> None:
                         assembler.done(index)
                         bar.advance(n_in)
 
                     run_workers(
                         workers=workers, bundle_bytes=b.to_bytes(), schema=source.schema, keep=kept,
-                        on_error=on_error, prefix=prefix, threads=threads, workdir=work.path, chunks=chunks(),
-                        on_done=on_done,
+                        on_error=on_error, prefix=prefix, threads=threads, workdir=work.path, chunks=todo,
+                        on_done=on_done, parquet=parquet,
                     )
                 if n_chunks_known is not None:
                     n_chunks, rows_in = n_chunks_known, source.num_rows or 0

@@ -1,7 +1,8 @@
 """Worker processes for ``--workers N``: the parent reads chunks, N processes score and write parts.
 
-The parent streams the input (one reader, so CSV and JSON lines work too) and hands each chunk to
-a worker as Arrow IPC bytes; each worker holds its own bundle (sent once, as ``.mpk`` bytes, when
+For CSV and JSON lines the parent streams the input (they can only be read in order) and hands
+each chunk to a worker as Arrow IPC bytes; Parquet workers read their own chunks (row groups are
+randomly accessible), so the parent only hands out chunk numbers. Each worker holds its own bundle (sent once, as ``.mpk`` bytes, when
 it starts; nothing is pickled but plain bytes and strings) and ONNX Runtime session, scores the
 chunk and commits it to the work directory itself, so the parent never holds more than
 ``2 * N`` chunks. Processes are started with ``spawn``: forking a parent that already runs ONNX
@@ -22,7 +23,7 @@ _STATE: dict[str, Any] = {}
 
 
 def _init(bundle_bytes: bytes, schema_ipc: bytes, keep: list[str], on_error: str, prefix: str,
-          threads: int | None, workdir: str) -> None:
+          threads: int | None, workdir: str, parquet: tuple[list[str], list[str], int] | None) -> None:
     from modelport.batch.resume import WorkDir
     from modelport.batch.score import ArrowChunkScorer
     from modelport.bundle.core import Bundle
@@ -36,12 +37,21 @@ def _init(bundle_bytes: bytes, schema_ipc: bytes, keep: list[str], on_error: str
                                         runtime=runtime)
     _STATE["workdir"] = WorkDir(Path(workdir))
     _STATE["pa"] = pa
+    if parquet is not None:
+        from modelport.batch.io import open_source
+
+        files, columns, chunk_rows = parquet
+        _STATE["source"] = (open_source(files, format="parquet"), columns, chunk_rows)
 
 
-def _score(index: int, first_row: int, payload: bytes) -> tuple[int, int, int, int]:
+def _score(index: int, first_row: int, payload: bytes | None) -> tuple[int, int, int, int]:
     pa = _STATE["pa"]
-    with pa.ipc.open_stream(pa.py_buffer(payload)) as reader:
-        batch = reader.read_next_batch()
+    if payload is None:  # read our own chunk of the Parquet input
+        source, columns, chunk_rows = _STATE["source"]
+        _, batch = next(source.batches(chunk_rows, columns=columns, start_chunk=index))
+    else:
+        with pa.ipc.open_stream(pa.py_buffer(payload)) as reader:
+            batch = reader.read_next_batch()
     out, rejects = _STATE["scorer"].score(batch, first_row)
     _STATE["workdir"].write_part(index, out, rejects)
     return index, batch.num_rows, out.num_rows, len(rejects)
@@ -67,13 +77,17 @@ def run_workers(
     workdir: Path,
     chunks: Iterator[tuple[int, int, Any]],
     on_done: Callable[[int, int, int, int], None],
+    parquet: tuple[list[str], list[str], int] | None = None,
 ) -> None:
-    """Score ``(index, first_row, batch)`` chunks in ``workers`` processes; ``on_done`` per chunk."""
+    """Score ``(index, first_row, batch)`` chunks in ``workers`` processes; ``on_done`` per chunk.
+
+    With ``parquet=(files, columns, chunk_rows)`` the batch is None and workers read the chunk.
+    """
     ctx = multiprocessing.get_context("spawn")
     schema_ipc = schema.serialize().to_pybytes()
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init,
-        initargs=(bundle_bytes, schema_ipc, keep, on_error, prefix, threads, str(workdir)),
+        initargs=(bundle_bytes, schema_ipc, keep, on_error, prefix, threads, str(workdir), parquet),
     ) as pool:
         pending: set[Future[tuple[int, int, int, int]]] = set()
         try:
@@ -82,7 +96,8 @@ def run_workers(
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in finished:
                         on_done(*f.result())
-                pending.add(pool.submit(_score, index, first_row, _ipc(batch)))
+                payload = None if batch is None else _ipc(batch)
+                pending.add(pool.submit(_score, index, first_row, payload))
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in finished:

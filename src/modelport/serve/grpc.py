@@ -197,7 +197,7 @@ def make_auth_interceptor(tokens: Sequence[str]) -> Any:
 
     denied = grpc.unary_unary_rpc_method_handler(deny)
 
-    class BearerAuth(grpc.aio.ServerInterceptor):
+    class BearerAuth(grpc.aio.ServerInterceptor):  # type: ignore[name-defined]
         async def intercept_service(self, continuation: Any, details: Any) -> Any:
             if details.method in OPEN_METHODS:
                 return await continuation(details)

@@ -301,10 +301,14 @@ class Router:
             scope["modelport.version"] = version
             if action == "infer":
                 scope["modelport.route"] = "/v2/models/{model}/infer"
-                return await self._expect(method, "POST", send) or await self._infer(scope, receive, send, name, version)
+                if not await self._expect(method, "POST", send):
+                    await self._infer(scope, receive, send, name, version)
+                return
             if action == "records":
                 scope["modelport.route"] = "/v2/models/{model}/records"
-                return await self._expect(method, "POST", send) or await self._records(scope, receive, send, name, version)
+                if not await self._expect(method, "POST", send):
+                    await self._records(scope, receive, send, name, version)
+                return
             if action == "ready":
                 scope["modelport.route"] = "/v2/models/{model}/ready"
                 if not await self._expect(method, "GET", send):
@@ -500,7 +504,7 @@ def decode_request(
         raise InputError(
             f"the body holds {len(binary) - offset} bytes of binary data that no input claims with binary_data_size."
         )
-    outputs = None
+    outputs: list[RequestedOutput] | None = None
     raw_outputs = doc.get("outputs")
     if raw_outputs is not None:
         if not isinstance(raw_outputs, list):

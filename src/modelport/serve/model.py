@@ -214,8 +214,8 @@ class ServedModel:
                 if w is not None and w != g:
                     ok = False
         if not ok:
-            want = "[" + ", ".join("N" if d is None else str(d) for d in spec.shape) + "]"
-            raise InputError(f"input {inp.name!r} has shape {list(inp.shape)}; the model expects {want}. {self.expected()}")
+            text = "[" + ", ".join("N" if d is None else str(d) for d in spec.shape) + "]"
+            raise InputError(f"input {inp.name!r} has shape {list(inp.shape)}; the model expects {text}. {self.expected()}")
         slots = self._nonnull.get(inp.name)
         if slots is not None and arr.dtype.kind == "f" and arr.size:
             part = arr if slots is True else arr[:, slots]

@@ -332,7 +332,7 @@ class ModelRepository:
 
     def _scan(self, tolerant: bool = False) -> dict[str, list[Candidate]]:
         found: dict[str, list[Candidate]] = {}
-        self.scan_errors: list[str] = []
+        self.scan_errors = []
         for src in self.sources:
             try:
                 cands = self._candidates(src, tolerant)

@@ -165,23 +165,27 @@ def part_throughput(mpk: Path, onnx_path: Path, X: np.ndarray, duration: float) 
             p.wait(10)
 
 
-def part_overload(mpk: Path, X: np.ndarray, duration: float, timeout: float) -> None:
+def part_overload(mpk: Path, onnx_path: Path, X: np.ndarray, duration: float, timeout: float) -> None:
     body = single_row_body(X)
-    port = free_port()
+    port, bp = free_port(), free_port()
     ours = start_modelport(mpk, port, "--request-timeout", str(timeout), "--max-queue", "512")
+    bare = start_bare(onnx_path, bp)
     try:
-        wait_up(port)
+        wait_up(port), wait_up(bp, "/")
         r = wrk(port, body, 256, duration, counts=True)
+        b = wrk(bp, body, 256, duration, counts=True)  # the same load on the reference, for context
         statuses = {k: int(v) for k, v in r.items() if k.startswith("status_")}
         other = {k: v for k, v in statuses.items() if k not in ("status_200", "status_503")}
         print(
-            f"concurrency 256: {r['rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms "
-            f"(timeout {timeout * 1000:.0f} ms); statuses {statuses}; socket errors: {r['socket_errors']}; "
-            f"{'OK: only 200 and deliberate 503' if not other else 'UNEXPECTED statuses ' + str(other)}"
+            f"concurrency 256: modelport {r['rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms "
+            f"(request timeout {timeout * 1000:.0f} ms); statuses {statuses}; socket errors: {r['socket_errors']}; "
+            f"{'OK: only 200 and deliberate 503' if not other else 'UNEXPECTED statuses ' + str(other)} | "
+            f"bare {b['rps']:.0f} req/s, p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms"
         )
     finally:
-        ours.terminate()
-        ours.wait(10)
+        for p in (ours, bare):
+            p.terminate()
+            p.wait(10)
 
 
 def part_binary(mpk: Path, X: np.ndarray, repeats: int) -> None:
@@ -255,7 +259,7 @@ def main() -> None:
     if "throughput" in parts:
         part_throughput(mpk, onnx_path, X, args.duration)
     if "overload" in parts:
-        part_overload(mpk, X, args.duration, args.timeout)
+        part_overload(mpk, onnx_path, X, args.duration, args.timeout)
     if "binary" in parts:
         part_binary(mpk, X, args.repeats)
 

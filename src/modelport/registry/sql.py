@@ -286,47 +286,58 @@ class SQLRegistry:
             return self._infos(conn, [self._resolve_id(conn, ref)])[0]
 
     def _resolve_id(self, conn: sa.Connection, ref: ModelRef, *, model_id: int | None = None) -> int:
+        # one query on the happy path (it is what a server polls to follow an alias); the
+        # lookups that explain a failure run only when there is one
         t, sa = self._t, self._sa
-        if model_id is None:
-            model_id = conn.execute(sa.select(t.models.c.id).where(t.models.c.name == ref.name)).scalar()
-            if model_id is None:
-                raise self._unknown_model(conn, ref.name)
-        v = t.versions
+        v, m = t.versions, t.models
+        model = (m.c.id == model_id) if model_id is not None else (m.c.name == ref.name)
         if ref.alias is not None:
             vid = conn.execute(
-                sa.select(t.aliases.c.version_id).where(t.aliases.c.model_id == model_id, t.aliases.c.alias == ref.alias)
+                sa.select(t.aliases.c.version_id).join(m, m.c.id == t.aliases.c.model_id)
+                .where(model, t.aliases.c.alias == ref.alias)
             ).scalar()
-            if vid is None:
-                have = self._aliases_of(conn, model_id)
-                raise ModelNotFoundError(
-                    f"model {ref.name!r} has no alias {ref.alias!r}; its aliases: "
-                    f"{_listing([f'{a} -> {n}' for a, n in sorted(have.items())])}.",
-                    hint=f"set it with: modelport alias {ref.name} {ref.alias} VERSION",
-                )
-            return int(vid)
+            if vid is not None:
+                return int(vid)
+            have = self._aliases_of(conn, self._model_id(conn, ref.name, model_id))
+            raise ModelNotFoundError(
+                f"model {ref.name!r} has no alias {ref.alias!r}; its aliases: "
+                f"{_listing([f'{a} -> {n}' for a, n in sorted(have.items())])}.",
+                hint=f"set it with: modelport alias {ref.name} {ref.alias} VERSION",
+            )
         if ref.version is not None:
             row = conn.execute(
-                sa.select(v.c.id, v.c.deleted).where(v.c.model_id == model_id, v.c.version == ref.version)
+                sa.select(v.c.id, v.c.deleted).join(m, m.c.id == v.c.model_id).where(model, v.c.version == ref.version)
             ).first()
-            if row is None or row.deleted is not None:
-                live = self._live_numbers(conn, model_id)
-                gone = "" if row is None else f" (it was deleted on {_aware(row.deleted):%Y-%m-%d %H:%M} UTC)"
-                raise ModelNotFoundError(
-                    f"model {ref.name!r} has no version {ref.version}{gone}; its versions: {_listing(live)}"
-                    + (f" (latest {live[-1]})." if live else "."),
-                    hint=f"list them with: modelport versions {ref.name}"
-                    + ("; push the same bundle again to restore a deleted version" if row is not None else ""),
-                )
-            return int(row.id)
-        vid = conn.execute(
-            sa.select(v.c.id).where(v.c.model_id == model_id, v.c.deleted.is_(None)).order_by(v.c.version.desc()).limit(1)
-        ).scalar()
-        if vid is None:
+            if row is not None and row.deleted is None:
+                return int(row.id)
+            live = self._live_numbers(conn, self._model_id(conn, ref.name, model_id))
+            gone = "" if row is None else f" (it was deleted on {_utc(row.deleted):%Y-%m-%d %H:%M} UTC)"
             raise ModelNotFoundError(
-                f"model {ref.name!r} has no live versions (all were deleted).",
-                hint=f"push a bundle with: modelport push FILE --name {ref.name}",
+                f"model {ref.name!r} has no version {ref.version}{gone}; its versions: {_listing(live)}"
+                + (f" (latest {live[-1]})." if live else "."),
+                hint=f"list them with: modelport versions {ref.name}"
+                + ("; push the same bundle again to restore a deleted version" if row is not None else ""),
             )
-        return int(vid)
+        vid = conn.execute(
+            sa.select(v.c.id).join(m, m.c.id == v.c.model_id).where(model, v.c.deleted.is_(None))
+            .order_by(v.c.version.desc()).limit(1)
+        ).scalar()
+        if vid is not None:
+            return int(vid)
+        self._model_id(conn, ref.name, model_id)
+        raise ModelNotFoundError(
+            f"model {ref.name!r} has no live versions (all were deleted).",
+            hint=f"push a bundle with: modelport push FILE --name {ref.name}",
+        )
+
+    def _model_id(self, conn: sa.Connection, name: str, known: int | None = None) -> int:
+        if known is not None:
+            return known
+        t = self._t
+        model_id = conn.execute(self._sa.select(t.models.c.id).where(t.models.c.name == name)).scalar()
+        if model_id is None:
+            raise self._unknown_model(conn, name)
+        return int(model_id)
 
     def _unknown_model(self, conn: sa.Connection, name: str) -> ModelNotFoundError:
         names = conn.execute(self._sa.select(self._t.models.c.name).order_by(self._t.models.c.name)).scalars().all()
@@ -367,12 +378,26 @@ class SQLRegistry:
                 .where(t.versions.c.id.in_(chunk))
             ).mappings():
                 rows[m["id"]] = m
-            for tg in conn.execute(sa.select(t.tags).where(t.tags.c.version_id.in_(chunk))):
-                tags.setdefault(tg.version_id, {})[tg.key] = tg.value
-            for mt in conn.execute(sa.select(t.metrics).where(t.metrics.c.version_id.in_(chunk))):
-                metrics.setdefault(mt.version_id, {})[mt.key] = float(mt.value)
-            for al in conn.execute(sa.select(t.aliases).where(t.aliases.c.version_id.in_(chunk))):
-                aliases.setdefault(al.version_id, []).append(al.alias)
+            # tags, metrics and aliases in one round trip
+            text, num = sa.String(512), sa.Float
+            extras = sa.union_all(
+                sa.select(t.tags.c.version_id, sa.literal_column("'t'").label("kind"), t.tags.c.key,
+                          t.tags.c.value.label("text"), sa.cast(sa.null(), num).label("num"))
+                .where(t.tags.c.version_id.in_(chunk)),
+                sa.select(t.metrics.c.version_id, sa.literal_column("'m'"), t.metrics.c.key,
+                          sa.cast(sa.null(), text), t.metrics.c.value)
+                .where(t.metrics.c.version_id.in_(chunk)),
+                sa.select(t.aliases.c.version_id, sa.literal_column("'a'"), t.aliases.c.alias,
+                          sa.cast(sa.null(), text), sa.cast(sa.null(), num))
+                .where(t.aliases.c.version_id.in_(chunk)),
+            )
+            for e in conn.execute(extras):
+                if e.kind == "t":
+                    tags.setdefault(e.version_id, {})[e.key] = e.text
+                elif e.kind == "m":
+                    metrics.setdefault(e.version_id, {})[e.key] = float(e.num)
+                else:
+                    aliases.setdefault(e.version_id, []).append(e.key)
         out = []
         for vid in ids:
             r = rows[vid]

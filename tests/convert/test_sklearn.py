@@ -19,6 +19,7 @@ from sklearn import (
     svm,
     tree,
 )
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.datasets import make_classification, make_regression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -73,6 +74,9 @@ FAMILIES = {
     "SVC": (lambda: _scaled(svm.SVC()), "classification", "multi", False),
     "SVC-binary": (lambda: _scaled(svm.SVC()), "classification", "binary", False),
     "SVC-proba": (lambda: _scaled(svm.SVC(probability=True, random_state=0)), "classification", "multi", False),
+    # scikit-learn 1.9's replacement for SVC(probability=True)
+    "CalibratedClassifierCV-SVC": (
+        lambda: _scaled(CalibratedClassifierCV(svm.SVC(), ensemble=False)), "classification", "multi", False),
     "KNeighborsClassifier": (lambda: _scaled(neighbors.KNeighborsClassifier()), "classification", "multi", False),
     "GaussianNB": (lambda: naive_bayes.GaussianNB(), "classification", "multi", False),
     "DecisionTreeClassifier": (lambda: tree.DecisionTreeClassifier(max_depth=6, random_state=0), "classification", "multi", False),

@@ -101,6 +101,17 @@ def test_mlp_classifier_matches_torch_at_every_batch_size(classifier_bundle, mlp
     assert mp.check(b).passed
 
 
+def test_verify_in_a_session_that_did_not_pack(classifier_bundle, mlp, tmp_path):
+    import copy
+
+    b = mp.load(classifier_bundle.save(tmp_path / "v.mpk"))
+    same = copy.deepcopy(mlp)  # an object the converter has never seen, like a module loaded elsewhere
+    report = mp.verify(b, same, fresh(64, 4, seed=5))
+    assert report.passed and report.label_agreement == 1.0
+    torch.manual_seed(99)
+    assert not mp.verify(b, MLP(), fresh(64, 4, seed=6)).passed
+
+
 def test_pack_is_deterministic(classifier_bundle, mlp):
     again = mp.pack(mlp, fresh(40, 4, seed=0), name="mlp", options={"task": "classification", "classes": ["a", "b", "c"]})
     assert again.to_bytes() == classifier_bundle.to_bytes()

@@ -133,6 +133,8 @@ class TorchConverter(Converter):
             "estimator": "ExportedProgram" if is_program else type(model).__name__,
             "converter": "torch.onnx.export(dynamo=True)",
             "converter_version": f"torch {torch.__version__}, onnxscript {onnxscript.__version__}",
+            # what prepare() needs to ask the module the same question in another session
+            "call": {"kind": example.kind, "inputs": example.names, "outputs": names, "scores": opts["scores"]},
         }
         self._remember(model, config)
         return Converted(
@@ -146,6 +148,36 @@ class TorchConverter(Converter):
             notes=notes,
         )
 
+    def prepare(self, model: Any, bundle: Any) -> None:
+        """Learn from ``bundle`` how ``model`` was packed (task, classes, inputs), so that
+        :meth:`reference` works in a session that did not pack it (``modelport.verify``)."""
+        if self._config(model) is not None:
+            return
+        call = (bundle.manifest.get("source") or {}).get("call")
+        if not isinstance(call, Mapping):
+            raise ConversionError(
+                f"{bundle.origin}: the manifest does not record how the torch module was called; "
+                "it was packed by an older modelport.",
+                hint="pack the module again, or compare in the session that packed it",
+            )
+        specs = list(bundle.signature.inputs)
+        arrays = [np.zeros([1 if d is None else d for d in t.shape] or [1], dtype=t.dtype) for t in specs]
+        columns = bundle.signature.columns
+        example = _Example(
+            str(call.get("kind", "single")),
+            list(call["inputs"]) if call.get("inputs") else None,
+            arrays,
+            column_names=[c.name for c in columns] if columns else None,
+            column_dtypes=[c.dtype for c in columns] if columns else None,
+            float_dtype=_float_dtype(model),
+        )
+        example.tabular_candidate = columns is not None
+        if columns is None:
+            example.column_names = []
+        outputs = list(call.get("outputs") or bundle.signature.output_names)
+        config = _Config(bundle.task, bundle.classes, str(call.get("scores", "logits")), example, outputs)
+        self._remember(model, config)
+
     # ------------------------------------------------------------------ the original's answers
     def reference(self, model: Any, data: Any) -> dict[str, np.ndarray]:
         """Outputs of the module on ``data``, named and shaped like the bundle's."""
@@ -153,8 +185,9 @@ class TorchConverter(Converter):
         config = self._config(model)
         if config is None:
             raise ConversionError(
-                "the torch converter has not converted this module yet, so it does not know its task and outputs.",
-                hint="pack the module first (modelport.pack(module, example_input, ...))",
+                "the torch converter has not seen this module yet, so it does not know its task and outputs.",
+                hint="pack the module first, or call TorchConverter.prepare(module, bundle) "
+                "(modelport.verify does) with the bundle it was packed into",
             )
         args, kwargs = config.example.inputs_like(data, model)
         with _eval_mode(model):

@@ -17,6 +17,9 @@ def verify(bundle: Bundle, model: Any, data: Any, *, tolerance: Tolerance | None
     from modelport.convert._sample import to_columns
 
     conv = find(model)
+    prepare = getattr(conv, "prepare", None)
+    if prepare is not None:  # converters that must learn from the bundle how the model was packed (torch)
+        prepare(model, bundle)
     expected = conv.reference(model, data)
     if bundle.signature.is_tabular:
         actual = bundle.predict(to_columns(data) if not isinstance(data, dict) else data)

@@ -398,6 +398,8 @@ def test_load_model_file_onnx_by_content_and_passthrough_classifier(work, xgb_bu
     assert again.manifest["source"]["converter"] == "passthrough" and again.signature.column_names == COLUMNS
     fresh = read_table(work / "fresh.csv")[COLUMNS]
     np.testing.assert_array_equal(again.predict(fresh)["probabilities"], b.predict(fresh)["probabilities"])
+    # verify() in a session that did not pack it: a model object the converter has never seen
+    assert mp.verify(mp.load(again.save(work / "again.mpk")), load_model_file(work / "graph.bin"), fresh).passed
 
 
 @pytest.mark.parametrize(

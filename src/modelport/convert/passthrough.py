@@ -122,12 +122,34 @@ class OnnxConverter(Converter):
                 "estimator": f"ONNX graph ({producer})",
                 "converter": "passthrough",
                 "converter_version": onnx.__version__,
+                "options": {"rename": rename} if rename else {},
             },
             notes=["passthrough: the model was ONNX already; parity compares ONNX Runtime with itself on the sample."],
         )
         self._converted[id(model)] = result
         self._sessions.pop(id(model), None)
         return result
+
+    def prepare(self, model: Any, bundle: Any) -> None:
+        """Learn from ``bundle`` how ``model`` was packed (renamed outputs, task, columns), for
+        :meth:`reference` in a session that did not pack it (``modelport.verify``)."""
+        if id(model) in self._converted:
+            return
+        proto = model.model if isinstance(model, OnnxModel) else model
+        if not isinstance(proto, onnx.ModelProto):
+            raise ConversionError(f"the onnx converter takes an ONNX ModelProto; got {type(model).__name__}.")
+        onx = onnx.ModelProto()
+        onx.CopyFrom(proto)
+        options = (bundle.manifest.get("source") or {}).get("options") or {}
+        try:
+            rename_outputs(onx, dict(options.get("rename") or {}))
+            keep_outputs(onx, bundle.signature.output_names)
+        except ValueError as exc:
+            raise ConversionError(f"this ONNX model is not the one {bundle.origin} was packed from: {exc}") from exc
+        self._converted[id(model)] = Converted(
+            onnx_model=onx, task=bundle.task, columns=bundle.signature.columns, classes=bundle.classes, source={}
+        )
+        self._sessions.pop(id(model), None)
 
     def reference(self, model: Any, data: Any) -> dict[str, np.ndarray]:
         import onnxruntime as ort

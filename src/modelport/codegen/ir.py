@@ -28,10 +28,15 @@ from modelport.errors import CodegenError
 # --------------------------------------------------------------------------- float32 helpers
 
 
+_F32 = struct.Struct("<f")
+
+
 def f32(v: float) -> float:
-    """``v`` rounded to the nearest float32, as a Python float."""
-    with np.errstate(over="ignore"):
-        return float(np.float32(v))
+    """``v`` rounded to the nearest float32 (ties to even), as a Python float."""
+    try:
+        return _F32.unpack(_F32.pack(v))[0]
+    except OverflowError:  # beyond the float32 range: rounds to infinity unless within half an ulp
+        return math.copysign(math.inf, v) if abs(v) >= 2.0**128 - 2.0**103 else math.copysign(3.4028234663852886e38, v)
 
 
 def next_up32(v: float) -> float:

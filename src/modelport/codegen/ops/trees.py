@@ -79,10 +79,10 @@ def _build_v3(lw: Lowering, node: Any, a: dict[str, Any], prefix: str, n_targets
             raise lw.fail(node, f"a leaf weight targets index {k}, outside 0..{n_targets - 1}.")
         d = leaf_w.setdefault((t, n), {})
         d[k] = rnd(d.get(k, 0.0) + rnd(w)) if k in d else rnd(w)
-    roots: list[int] = []
-    for t in tree_ids:
-        if t not in roots:
-            roots.append(t)
+    roots: dict[int, int] = {}  # tree id -> its smallest node id, in order of appearance
+    for t, n in zip(tree_ids, node_ids):
+        if t not in roots or n < roots[t]:
+            roots[t] = n
 
     def build(t: int, n: int, depth: int) -> Leaf | Split:
         i = index.get((t, n))
@@ -106,7 +106,7 @@ def _build_v3(lw: Lowering, node: Any, a: dict[str, Any], prefix: str, n_targets
             false=build(t, int(false_ids[i]), depth + 1),
         )
 
-    trees = [build(t, min(n for tt, n in zip(tree_ids, node_ids) if tt == t), 0) for t in roots]
+    trees = [build(t, n, 0) for t, n in roots.items()]
     return lw.add_ensemble(Ensemble(feats, trees, n_targets, aggregate, double))
 
 

@@ -142,10 +142,10 @@ def single_row_body(X: np.ndarray) -> Path:
     return path
 
 
-def part_throughput(mpk: Path, onnx_path: Path, X: np.ndarray, duration: float) -> None:
+def part_throughput(mpk: Path, onnx_path: Path, X: np.ndarray, duration: float, extra: list[str]) -> None:
     body = single_row_body(X)
     bp, mp_port = free_port(), free_port()
-    bare, ours = start_bare(onnx_path, bp), start_modelport(mpk, mp_port)
+    bare, ours = start_bare(onnx_path, bp), start_modelport(mpk, mp_port, *extra)
     try:
         wait_up(bp, "/"), wait_up(mp_port)
         for port in (bp, mp_port):  # warm both
@@ -250,6 +250,7 @@ def main() -> None:
     ap.add_argument("--parts", default="throughput,overload,binary")
     ap.add_argument("--timeout", type=float, default=0.5, help="request timeout for the overload part (s)")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--modelport-args", default="", help="extra `modelport serve` options for the throughput part")
     args = ap.parse_args()
     parts = args.parts.split(",")
     if {"throughput", "overload"} & set(parts) and shutil.which("wrk") is None:
@@ -257,7 +258,7 @@ def main() -> None:
     mpk, onnx_path, X = build_model()
     print(f"model: 100 trees, depth 10, 20 features ({mpk.stat().st_size / 1e6:.1f} MB bundle); {os.cpu_count()} CPUs")
     if "throughput" in parts:
-        part_throughput(mpk, onnx_path, X, args.duration)
+        part_throughput(mpk, onnx_path, X, args.duration, args.modelport_args.split())
     if "overload" in parts:
         part_overload(mpk, onnx_path, X, args.duration, args.timeout)
     if "binary" in parts:

@@ -38,7 +38,8 @@ class Bundles:
     iris_v2: Path
     churn: Path
     lin: Path
-    repo: Path  # iris/1.mpk, iris/2.mpk, churn.mpk, lin.mpk
+    tiers: Path  # string class labels
+    repo: Path  # iris/1.mpk, iris/2.mpk, churn.mpk, lin.mpk, tiers.mpk
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +73,12 @@ def bundles(tmp_path_factory, iris) -> Bundles:
     (repo / "iris").mkdir(parents=True)
     b = Bundles(
         iris_v1=repo / "iris" / "1.mpk", iris_v2=repo / "iris" / "2.mpk", churn=repo / "churn.mpk",
-        lin=repo / "lin.mpk", repo=repo,
+        lin=repo / "lin.mpk", tiers=repo / "tiers.mpk", repo=repo,
     )
+    tiers = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0).fit(
+        X, np.array(["gold", "silver", "bronze"])[y]
+    )
+    mp.pack(tiers, X, name="tiers", version="1").save(b.tiers)
     mp.pack(f1, X, name="iris", version="1").save(b.iris_v1)
     mp.pack(f2, X, name="iris", version="2").save(b.iris_v2)
     mp.pack(churn, df, name="churn", version="1").save(b.churn)

@@ -424,3 +424,24 @@ def test_broken_bundle_on_repository_load_is_not_a_5xx(bundles, tmp_path):
         # the loaded version keeps serving
         body = {"inputs": [{"name": "X", "shape": [1, 5], "datatype": "FP64", "data": [0, 0, 0, 0, 0]}]}
         assert httpx.post(url + "/v2/models/lin/infer", json=body).status_code == 200
+
+
+def test_string_labels_are_bytes(client, bundles):
+    tiers = mp.load(bundles.tiers)
+    X = fresh_iris(5)
+    meta = client.get("/v2/models/tiers").json()
+    assert {"name": "label", "datatype": "BYTES", "shape": [-1]} in meta["outputs"]
+    resp = client.post("/v2/models/tiers/infer", json={"inputs": [v2("X", X)]})
+    label = next(o for o in resp.json()["outputs"] if o["name"] == "label")
+    assert label["datatype"] == "BYTES" and label["data"] == tiers.predict(X.astype(np.float32))["label"].tolist()
+    # binary: 4-byte length prefixed elements
+    resp = client.post("/v2/models/tiers/infer", json={
+        "inputs": [v2("X", X)], "outputs": [{"name": "label", "parameters": {"binary_data": True}}]})
+    n = int(resp.headers["inference-header-content-length"])
+    from modelport.serve.codec import from_raw
+
+    got = from_raw("label", "BYTES", [5], resp.content[n:])
+    assert [g.decode() for g in got] == tiers.predict(X.astype(np.float32))["label"].tolist()
+    preds = client.post("/v2/models/tiers/records", json={"records": [{f"f{j}": float(X[0, j]) for j in range(4)}]}).json()
+    assert preds["predictions"][0]["label"] in {"gold", "silver", "bronze"}
+    assert set(preds["predictions"][0]["probabilities"]) == set(tiers.classes)

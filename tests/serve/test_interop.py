@@ -76,6 +76,19 @@ def test_tritonclient_http_bytes_inputs(served, bundles):
     np.testing.assert_allclose(result.as_numpy("probabilities"), want["probabilities"], rtol=1e-9)
 
 
+def test_tritonclient_string_labels(served, bundles):
+    X = fresh(6, 9)
+    want = mp.load(bundles.tiers).predict(X)["label"].tolist()
+    hc = tc_http.InferenceServerClient(served.http.removeprefix("http://"))
+    i = tc_http.InferInput("X", list(X.shape), "FP32")
+    i.set_data_from_numpy(X)
+    assert [v.decode() for v in hc.infer("tiers", [i]).as_numpy("label")] == want
+    gc = tc_grpc.InferenceServerClient(served.grpc)
+    g = tc_grpc.InferInput("X", list(X.shape), "FP32")
+    g.set_data_from_numpy(X)
+    assert [v.decode() for v in gc.infer("tiers", [g]).as_numpy("label")] == want
+
+
 def test_tritonclient_http_repository_extension(served):
     client = tc_http.InferenceServerClient(served.http.removeprefix("http://"))
     names = {(m["name"], m["version"]) for m in client.get_model_repository_index()}

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from modelport.bundle.graph import TREE_OPS, iter_nodes
 from modelport.bundle.signature import Column
@@ -30,22 +29,27 @@ def tree_thresholds(model: onnx.ModelProto, columns: Sequence[Column]) -> dict[s
         src = node.input[0]
         while src in producers and producers[src].op_type in ("Cast", "Identity"):
             src = producers[src].input[0]
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {a.name: a for a in node.attribute}
         if node.op_type == "TreeEnsemble":
-            feats = list(attrs.get("nodes_featureids", []))
+            feats = np.asarray(attrs["nodes_featureids"].ints if "nodes_featureids" in attrs else [], dtype=np.int64)
             thr_t = attrs.get("nodes_splits")
-            thr = list(onnx.numpy_helper.to_array(thr_t).astype(np.float64)) if thr_t is not None else []
+            thr = onnx.numpy_helper.to_array(thr_t.t).astype(np.float64) if thr_t is not None else np.empty(0)
         else:
-            feats = list(attrs.get("nodes_featureids", []))
-            thr = list(attrs.get("nodes_values", []))
-            modes = [m.decode() if isinstance(m, bytes) else m for m in attrs.get("nodes_modes", [])]
-            feats = [f for f, m in zip(feats, modes) if m != "LEAF"]
-            thr = [t for t, m in zip(thr, modes) if m != "LEAF"]
-        for f, t in zip(feats, thr):
+            feats = np.asarray(attrs["nodes_featureids"].ints if "nodes_featureids" in attrs else [], dtype=np.int64)
+            if "nodes_values_as_tensor" in attrs:
+                thr = onnx.numpy_helper.to_array(attrs["nodes_values_as_tensor"].t).astype(np.float64)
+            else:
+                thr = np.asarray(attrs["nodes_values"].floats if "nodes_values" in attrs else [], dtype=np.float64)
+            modes = np.asarray(list(attrs["nodes_modes"].strings) if "nodes_modes" in attrs else [], dtype=object)
+            split = modes != b"LEAF"
+            feats, thr = feats[split], thr[split]
+        # +-FLT_MAX sentinels (CatBoost, always-true splits) are not real thresholds
+        keep = np.isfinite(thr) & (np.abs(thr) < _F32_MAX)
+        feats, thr = feats[keep], thr[keep].astype(np.float32)
+        for f in np.unique(feats).tolist():
             name = by_slot.get((src, int(f))) or (by_input.get(src) if int(f) == 0 else None)
-            # +-FLT_MAX sentinels (CatBoost, always-true splits) are not real thresholds
-            if name is not None and np.isfinite(t) and abs(t) < _F32_MAX:
-                out.setdefault(name, set()).add(float(np.float32(t)))
+            if name is not None:
+                out.setdefault(name, set()).update(np.unique(thr[feats == f]).astype(np.float64).tolist())
     return {k: sorted(v) for k, v in out.items()}
 
 

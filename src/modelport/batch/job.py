@@ -155,11 +155,13 @@ def score_file(
     if engine != "local":
         from modelport.batch.engines import run_engine
 
-        rows_in, rows_out, n_rej = run_engine(
-            engine, b, source, out, out_fmt, scorer, work, kept=kept, on_error=on_error, prefix=prefix,
-            address=address, rejects_path=rej_path, progress=progress,
-        )
-        work.remove()
+        try:
+            rows_in, rows_out, n_rej = run_engine(
+                engine, b, source, out, out_fmt, scorer, work, kept=kept, on_error=on_error, prefix=prefix,
+                address=address, rejects_path=rej_path, progress=progress,
+            )
+        finally:  # engine jobs are not resumable: never leave a work directory that asks for --resume
+            work.remove()
         return ScoreResult(out, rows_in, rows_out, n_rej, rej_path, time.perf_counter() - started)
 
     done = work.done() if resuming else set()

@@ -8,7 +8,8 @@ single-row V2 JSON requests, one server worker pinned to CPU 0 and the load gene
 
 Parts: ``throughput`` (concurrency 8 and 32: throughput ratio and p99 ratio vs bare),
 ``overload`` (concurrency 256 against modelport: status codes, p99 vs the timeout),
-``binary`` (one 10,000-row request, binary tensor extension vs JSON, end to end).
+``binary`` (one 10,000-row request, binary tensor extension vs JSON, end to end), and on request
+``soak`` (concurrency 64 for --soak-seconds, default 5 minutes: statuses and server memory).
 Needs ``wrk`` (Debian: apt-get install wrk) for the first two.
 """
 
@@ -188,6 +189,32 @@ def part_overload(mpk: Path, onnx_path: Path, X: np.ndarray, duration: float, ti
             p.wait(10)
 
 
+def part_soak(mpk: Path, X: np.ndarray, duration: float) -> None:
+    """Concurrency 64 for ``duration`` seconds: every status, and the server's memory over time."""
+    body = single_row_body(X)
+    port = free_port()
+    ours = start_modelport(mpk, port)
+    try:
+        wait_up(port)
+        wrk(port, body, 64, 3)  # warm: sessions, allocator pools
+        rss0 = _rss_mb(ours.pid)
+        r = wrk(port, body, 64, duration, counts=True)
+        rss1 = _rss_mb(ours.pid)
+        statuses = {k: int(v) for k, v in r.items() if k.startswith("status_")}
+        print(f"soak, concurrency 64, {duration:.0f} s: {r['rps']:.0f} req/s, statuses {statuses}, "
+              f"socket errors: {r['socket_errors']}; server RSS {rss0:.0f} MB -> {rss1:.0f} MB")
+    finally:
+        ours.terminate()
+        ours.wait(10)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def part_binary(mpk: Path, X: np.ndarray, repeats: int) -> None:
     import httpx
     import orjson
@@ -247,7 +274,8 @@ def part_binary(mpk: Path, X: np.ndarray, repeats: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
-    ap.add_argument("--parts", default="throughput,overload,binary")
+    ap.add_argument("--parts", default="throughput,overload,binary", help="also: soak")
+    ap.add_argument("--soak-seconds", type=float, default=300)
     ap.add_argument("--timeout", type=float, default=0.5, help="request timeout for the overload part (s)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--modelport-args", default="", help="extra `modelport serve` options for the throughput part")
@@ -263,6 +291,8 @@ def main() -> None:
         part_overload(mpk, onnx_path, X, args.duration, args.timeout)
     if "binary" in parts:
         part_binary(mpk, X, args.repeats)
+    if "soak" in parts:
+        part_soak(mpk, X, args.soak_seconds)
 
 
 if __name__ == "__main__":

@@ -177,3 +177,21 @@ def test_batching_over_http_under_concurrency(bundles):
         batches = m[("modelport_batch_requests_count", labels)]
         requests = m[("modelport_batch_requests_sum", labels)]
         assert requests == 120 and batches < 120  # several requests shared a batch
+
+
+def test_queue_delay_gathers_companions_only_under_load():
+    model = FakeModel(delay=0.02)
+
+    async def main() -> None:
+        b, stats = batcher(model, max_batch_size=64, max_queue_delay=0.05)
+        # a first burst makes the batcher see load (a multi-request batch) ...
+        await asyncio.gather(*(b.submit({"x": rows(i, 1)}, 1, ["double"]) for i in range(3)))
+        # ... so a lone request that arrives next waits up to the delay for companions
+        first = asyncio.ensure_future(b.submit({"x": rows(10, 1)}, 1, ["double"]))
+        await asyncio.sleep(0.01)
+        late = asyncio.ensure_future(b.submit({"x": rows(11, 1)}, 1, ["double"]))
+        out = await asyncio.gather(first, late)
+        np.testing.assert_array_equal(out[1]["double"], rows(11, 1) * 2)
+        assert stats[-1].requests == 2  # the late one joined the waiting batch
+
+    asyncio.run(main())

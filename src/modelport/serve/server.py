@@ -234,8 +234,11 @@ def _serve_workers(config: ServeConfig) -> None:
 
     uvicorn = require("uvicorn", purpose="the HTTP server")
     # validate the sources once in the supervisor, so a bad bundle fails before workers start
-    DataPlane(config.sources, policy=VersionPolicy.parse(config.version_policy),
-              registry_url=config.registry_url).load()
+    probe = DataPlane(config.sources, policy=VersionPolicy.parse(config.version_policy),
+                      registry_url=config.registry_url)
+    probe.load()
+    probe.close()
+    del probe  # the supervisor does not serve: do not keep its sessions in memory
     os.environ[CONFIG_ENV] = config.to_json()
     from modelport.serve.metrics import METRICS_DIR_ENV
 

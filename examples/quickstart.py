@@ -35,6 +35,7 @@ bundle = mp.pack(model, X_train, name="cancer", version="1", metrics={"accuracy"
                  description="Breast cancer diagnosis (scikit-learn sample data), 100-tree forest.")
 bundle.save(out / "cancer.mpk")
 X_new.to_csv(out / "new_patients.csv", index=False)
+(out / "one_patient.json").write_text(X_new.iloc[:1].to_json(orient="records").join(['{"records": ', "}"]))
 
 report = mp.verify(mp.load(out / "cancer.mpk"), model, X_new)
 print(f"packed {bundle.name} {bundle.digest[:23]}…  parity on fresh rows: {report.summary()}")

@@ -27,7 +27,7 @@ _LOCK = threading.Lock()
 def _plugin_class() -> type:
     distributed = require("distributed", purpose="scoring on Dask")
 
-    class BundlePlugin(distributed.WorkerPlugin):  # type: ignore[misc, name-defined]
+    class BundlePlugin(distributed.WorkerPlugin):  # type: ignore[name-defined]
         """Holds a bundle's bytes; opens the bundle once on each worker it is installed on."""
 
         def __init__(self, digest: str, data: bytes) -> None:

@@ -390,7 +390,7 @@ class ArrowChunkScorer:
         preds, scored, rejects = self.core.score_columns(cols, n, first_row)
         all_ok = bool(scored.all())
         keep_rows = all_ok or self.core.on_error == "null" or self.error_column
-        arrays = []
+        arrays: list[Any] = []
         if keep_rows:
             arrays.extend(batch.column(c) for c in self.keep)
         else:

@@ -120,7 +120,7 @@ def predict_udf(
     def _score(batches: Any) -> Any:
         from pyspark import TaskContext
 
-        scorer = ChunkScorer(_bundle(digest, bc), on_error=on_error, prefix=prefix)  # type: ignore[arg-type]
+        scorer = ChunkScorer(_bundle(digest, bc), on_error=on_error, prefix=prefix)
         ctx = TaskContext.get()
         offset = 0
         for series in batches:
@@ -133,8 +133,12 @@ def predict_udf(
             offset += len(frame)
             yield out.reset_index(drop=True)
 
-    arg = Iterator[pd.Series] if len(names) == 1 else Iterator[tuple[(pd.Series,) * len(names)]]  # type: ignore[misc]
-    _score.__annotations__ = {"batches": arg, "return": Iterator[pd.DataFrame]}
+    # pyspark picks the UDF kind from these hints: an iterator of (tuples of) Series -> of DataFrames
+    series: Any = pd.Series
+    several: Any = tuple[(series,) * len(names)]  # type: ignore[misc]
+    frame: Any = pd.DataFrame
+    arg: Any = Iterator[series] if len(names) == 1 else Iterator[several]
+    _score.__annotations__ = {"batches": arg, "return": Iterator[frame]}
     udf = pandas_udf(_score, returnType=return_type)  # type: ignore[call-overload]
     udf.input_columns = names
     udf.output_columns = core.output_names
@@ -181,7 +185,7 @@ def predict_map(
     def _map(frames: Iterator[Any]) -> Iterator[Any]:
         from pyspark import TaskContext
 
-        scorer = ChunkScorer(_bundle(digest, bc), on_error=on_error, prefix=prefix)  # type: ignore[arg-type]
+        scorer = ChunkScorer(_bundle(digest, bc), on_error=on_error, prefix=prefix)
         ctx = TaskContext.get()
         offset = 0
         for frame in frames:

@@ -136,7 +136,7 @@ def read_mpk_bytes(data: bytes, *, origin: str = "<bytes>", limits: Limits = DEF
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise IntegrityError(f"{origin}: corrupt or truncated archive ({exc}).") from exc
+        raise IntegrityError(f"{origin}: corrupt or truncated archive ({_brief(exc)}).") from exc
     out: dict[str, bytes] = {}
     total = 0
     with zf:
@@ -166,7 +166,7 @@ def read_mpk_bytes(data: bytes, *, origin: str = "<bytes>", limits: Limits = DEF
                     # read at most one byte past the declared size: headers can lie
                     blob = fh.read(info.file_size + 1)
             except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as exc:
-                raise IntegrityError(f"{origin}: entry {name!r} is corrupt or truncated ({exc}).") from exc
+                raise IntegrityError(f"{origin}: entry {name!r} is corrupt or truncated ({_brief(exc)}).") from exc
             if len(blob) != info.file_size:
                 raise IntegrityError(f"{origin}: entry {name!r} is not the size its header declares.")
             total += len(blob)
@@ -206,3 +206,9 @@ def _read_dir(root: Path, limits: Limits) -> dict[str, bytes]:
                 raise IntegrityError(f"{root}: more than {limits.max_entries} files.")
             out[check_member_name(rel, str(root))] = p.read_bytes()
     return out
+
+
+def _brief(exc: BaseException, limit: int = 160) -> str:
+    """zipfile puts raw header bytes into some messages; keep errors readable."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

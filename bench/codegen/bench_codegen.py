@@ -22,15 +22,6 @@ import numpy as np
 warnings.filterwarnings("ignore")
 
 
-def best_of(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def models(n_train: int):
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
@@ -91,8 +82,12 @@ def main() -> None:
             # interleaved, best of several: the machine may be shared, and both sides see the same noise
             c_times, ort_times = [], []
             for _ in range(args.repeat):
-                c_times.append(best_of(lambda: fn(batch.ctypes.data, args.rows, res.ctypes.data), 1))
-                ort_times.append(best_of(lambda: rt.session.run(["probabilities"], feeds), 1))
+                t0 = time.perf_counter()
+                fn(batch.ctypes.data, args.rows, res.ctypes.data)
+                c_times.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                rt.session.run(["probabilities"], feeds)
+                ort_times.append(time.perf_counter() - t0)
             c_time, ort_time = min(c_times), min(ort_times)
             ref = rt.session.run(["probabilities"], feeds)[0]
             err = float(np.abs(ref - res).max())

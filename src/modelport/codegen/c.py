@@ -26,6 +26,7 @@ from modelport.codegen.ir import (
     Call,
     Cmp,
     Col,
+    CouplingOut,
     Dot,
     Ensemble,
     Expr,
@@ -169,6 +170,7 @@ class _CWriter:
         self.num = Numbering(roots)
         self.p = p
         self.row = row
+        self.couplings: dict[int, str] = {}
 
     def ref(self, e: Expr) -> str:
         if isinstance(e, Num):
@@ -254,6 +256,23 @@ class _CWriter:
         if isinstance(e, TreeOut):
             ens = e.ensemble
             return [f"const {ty} {name} = acc{ens.index}[r * {ens.n_targets} + {e.target}];"]
+        if isinstance(e, CouplingOut):
+            cp = e.coupling
+            key = id(cp)
+            lines = []
+            if key not in self.couplings:
+                cn = f"cp{len(self.couplings)}"
+                self.couplings[key] = cn
+                k = cp.k
+                lines.append(f"float {cn}_r[{k * k}] = {{0}}; float {cn}[{k}];")
+                q = 0
+                for i in range(k - 1):
+                    for j in range(i + 1, k):
+                        v = r(cp.pairs[q])
+                        lines.append(f"{cn}_r[{i * k + j}] = {v}; {cn}_r[{j * k + i}] = 1.0f - {v};")
+                        q += 1
+                lines.append(f"{p}_coupling({k}, {cn}_r, {cn});")
+            return [*lines, f"const float {name} = {self.couplings[key]}[{e.index}];"]
         raise CodegenError(f"the C target cannot render {type(e).__name__}.")
 
 
@@ -395,6 +414,41 @@ def _branchy_eval(p: str, ens: Ensemble) -> list[str]:
 # --------------------------------------------------------------------------- the program
 
 
+def _coupling_c(p: str, program: Program) -> list[str]:
+    """ONNX Runtime's multiclass_probability (pairwise coupling), in float, if the program uses it."""
+    from modelport.codegen.ir import topo
+
+    order, _ = topo(program.outputs())
+    ks = [e.coupling.k for e in order if isinstance(e, CouplingOut)]
+    if not ks:
+        return []
+    kmax = max(ks)
+    return [
+        f"static void {p}_coupling(int k, const float *r, float *p) {{",
+        f"    float Q[{kmax * kmax}] = {{0}}, Qp[{kmax}] = {{0}};",
+        "    const float eps = 0.005f / (float)k;",
+        "    for (int i = 0; i < k; i++) {",
+        "        p[i] = 1.0f / (float)k;",
+        "        for (int j = 0; j < i; j++) { Q[i * k + i] += r[j * k + i] * r[j * k + i]; Q[i * k + j] = Q[j * k + i]; }",
+        "        for (int j = i + 1; j < k; j++) { Q[i * k + i] += r[j * k + i] * r[j * k + i]; Q[i * k + j] = -r[j * k + i] * r[i * k + j]; }",
+        "    }",
+        "    for (int loop = 0; loop < 100; loop++) {",
+        "        float pQp = 0;",
+        "        for (int i = 0; i < k; i++) { Qp[i] = 0; for (int j = 0; j < k; j++) Qp[i] += Q[i * k + j] * p[j]; pQp += p[i] * Qp[i]; }",
+        "        float max_error = 0;",
+        "        for (int i = 0; i < k; i++) { const float err = fabsf(Qp[i] - pQp); if (err > max_error) max_error = err; }",
+        "        if (max_error < eps) break;",
+        "        for (int i = 0; i < k; i++) {",
+        "            const float diff = (-Qp[i] + pQp) / Q[i * k + i];",
+        "            p[i] += diff;",
+        "            pQp = (pQp + diff * (diff * Q[i * k + i] + 2 * Qp[i])) / (1 + diff) / (1 + diff);",
+        "            for (int j = 0; j < k; j++) { Qp[j] = (Qp[j] + diff * Q[i * k + j]) / (1 + diff); p[j] /= (1 + diff); }",
+        "        }",
+        "    }",
+        "}",
+    ]
+
+
 def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
     """(source, header) for ``program``."""
     p = prefix
@@ -433,6 +487,7 @@ def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
         "    const double v = 1.0 / (1.0 + exp(-fabs(x)));",
         "    return x < 0 ? 1.0 - v : v;",
         "}",
+        *_coupling_c(p, program),
         f"static long long {p}_toint(float x) {{",
         "    if (isnan(x) || x >= 9.2233720368547758e18f || x < -9.2233720368547758e18f) return INT64_MIN;",
         "    return (long long)x;",

@@ -259,6 +259,24 @@ class TreeOut(Expr):
         return tuple(self.ensemble.inputs)
 
 
+@dataclass(eq=False)
+class Coupling:
+    """ONNX Runtime's multiclass_probability: pairwise probabilities r[i<j] -> k class probabilities."""
+
+    pairs: tuple[Expr, ...]
+    k: int
+
+
+@dataclass(eq=False)
+class CouplingOut(Expr):
+    coupling: Coupling
+    index: int
+    kind: str = "f"
+
+    def children(self) -> Sequence[Expr]:
+        return self.coupling.pairs
+
+
 # --------------------------------------------------------------------------- trees
 
 

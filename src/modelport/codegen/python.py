@@ -15,6 +15,7 @@ from modelport.codegen.ir import (
     Call,
     Cmp,
     Col,
+    CouplingOut,
     Dot,
     Ensemble,
     Expr,
@@ -137,6 +138,52 @@ def _toint(x):
     return int(x)
 
 
+def _coupling(k, pairs):
+    """ONNX Runtime's multiclass_probability in float32: pairwise probabilities -> k classes."""
+    r = [0.0] * (k * k)
+    q = 0
+    for i in range(k - 1):
+        for j in range(i + 1, k):
+            r[i * k + j] = pairs[q]
+            r[j * k + i] = _f32(1.0 - pairs[q])
+            q += 1
+    Q = [0.0] * (k * k)
+    Qp = [0.0] * k
+    p = [0.0] * k
+    eps = _f32(_f32(0.005) / k)
+    for i in range(k):
+        p[i] = _f32(1.0 / k)
+        for j in range(i):
+            Q[i * k + i] = _f32(Q[i * k + i] + _f32(r[j * k + i] * r[j * k + i]))
+            Q[i * k + j] = Q[j * k + i]
+        for j in range(i + 1, k):
+            Q[i * k + i] = _f32(Q[i * k + i] + _f32(r[j * k + i] * r[j * k + i]))
+            Q[i * k + j] = _f32(-r[j * k + i] * r[i * k + j])
+    for _ in range(100):
+        pQp = 0.0
+        for i in range(k):
+            Qp[i] = 0.0
+            for j in range(k):
+                Qp[i] = _f32(Qp[i] + _f32(Q[i * k + j] * p[j]))
+            pQp = _f32(pQp + _f32(p[i] * Qp[i]))
+        max_error = 0.0
+        for i in range(k):
+            err = abs(_f32(Qp[i] - pQp))
+            if err > max_error:  # NaN never counts, as in ONNX Runtime's loop
+                max_error = err
+        if max_error < eps:
+            break
+        for i in range(k):
+            diff = _f32(_f32(-Qp[i] + pQp) / Q[i * k + i])
+            p[i] = _f32(p[i] + diff)
+            one = _f32(1.0 + diff)
+            pQp = _f32(_f32(_f32(pQp + _f32(diff * _f32(_f32(diff * Q[i * k + i]) + _f32(2.0 * Qp[i])))) / one) / one)
+            for j in range(k):
+                Qp[j] = _f32(_f32(Qp[j] + _f32(diff * Q[i * k + j])) / one)
+                p[j] = _f32(p[j] / one)
+    return p
+
+
 def _switch(i, values, default):
     return values[i] if 0 <= i < len(values) else default
 '''
@@ -210,6 +257,8 @@ class _PyWriter:
             return f"float({r(e.a)})" if d else f"_f32(float({r(e.a)}))"
         if isinstance(e, TreeOut):
             return f"_e{e.ensemble.index}[{e.target}]"
+        if isinstance(e, CouplingOut):
+            return f"_coupling({e.coupling.k}, ({', '.join(r(x) for x in e.coupling.pairs)},))[{e.index}]"
         raise CodegenError(f"the Python target cannot render {type(e).__name__}.")
 
     # ------------------------------------------------------------------ trees

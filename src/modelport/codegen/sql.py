@@ -25,6 +25,7 @@ from modelport.codegen.ir import (
     Call,
     Cmp,
     Col,
+    CouplingOut,
     Dot,
     Ensemble,
     Expr,
@@ -278,6 +279,12 @@ class _SqlWriter:
             return f"CAST({r(e.a)} AS {d.double})"
         if isinstance(e, TreeOut):
             return self.tree_out(e.ensemble, e.target)
+        if isinstance(e, CouplingOut):
+            raise CodegenError(
+                "this SVM's class probabilities come from an iterative pairwise coupling (up to 100 rounds), "
+                "which one SQL SELECT cannot express.",
+                hint="compile to --target c or --target python, or pack the SVC with probability=False",
+            )
         raise CodegenError(f"the SQL target cannot render {type(e).__name__}.")
 
     # ----------------------------------------------------------------- trees

@@ -24,8 +24,9 @@ _SUFFIXES = {
     ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv",
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
 }
-# Parquet pages are streamed through a buffer of this size instead of loading whole row groups
-_PARQUET_BUFFER = 8 * 1024 * 1024
+# Parquet pages are streamed through a buffer of this size (per column) instead of loading whole
+# row groups; 1 MiB measured fastest (8 MiB buffers cost more to allocate than they save)
+_PARQUET_BUFFER = 1024 * 1024
 _CSV_BLOCK = 8 * 1024 * 1024
 
 

@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--postgres", default=os.environ.get("MODELPORT_TEST_POSTGRES_URL"))
     ap.add_argument("--skip-sql", action="store_true")
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--sql-models", default="rf100_d10,xgb200_d6", help="models to run the SQL part for")
+    ap.add_argument("--sql-engines", default="duckdb,postgresql")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -99,7 +101,7 @@ def main() -> None:
             f"  C {args.rows / c_time:,.0f} rows/s vs ORT(1 thread) {args.rows / ort_time:,.0f} rows/s "
             f"-> ratio {ort_time / c_time:.2f}x (max abs diff {err:.2g})"
         )
-        if args.skip_sql:
+        if args.skip_sql or name not in args.sql_models.split(","):
             continue
         sql_bench(b, prog, X, args, ort_time / args.rows)
         sys.stdout.flush()
@@ -113,7 +115,12 @@ def sql_bench(b, prog, X, args, ort_per_row: float) -> None:
     data = X[rng.integers(0, len(X), n)].astype(np.float64)
     names = [c.name for c in prog.columns]
     ort_rows_s = 1 / ort_per_row
+    engines = args.sql_engines.split(",")
+    if "duckdb" not in engines:
+        print("  DuckDB not requested")
     try:
+        if "duckdb" not in engines:
+            raise ImportError("not requested")
         import duckdb
         import pyarrow as pa
 
@@ -135,8 +142,8 @@ def sql_bench(b, prog, X, args, ort_per_row: float) -> None:
         con.close()
     except ImportError as exc:
         print(f"  DuckDB skipped: {exc}")
-    if not args.postgres:
-        print("  PostgreSQL skipped: no --postgres URL")
+    if not args.postgres or "postgresql" not in engines:
+        print("  PostgreSQL skipped: no --postgres URL or not requested")
         return
     import psycopg
 

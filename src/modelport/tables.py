@@ -14,12 +14,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from modelport._deps import require
+from modelport._fs import atomic_file
 from modelport.errors import InputError
 
 if TYPE_CHECKING:
@@ -198,18 +198,8 @@ def write_table(
     fmt = detect_format(target, format)
     if target.is_dir():
         raise InputError(f"{target} is a directory; expected a file path for the output table.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            _write_binary(df, fh, fmt)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as fh:
+        _write_binary(df, fh, fmt)
 
 
 def _write_stream(df: pd.DataFrame, stream: IO[Any], fmt: str) -> None:

@@ -387,17 +387,3 @@ class Writer:
                 self._w.close()
         except Exception:
             pass
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file (or directory entry) to disk so that a rename after it is durable."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from modelport._deps import require
-from modelport.batch.io import Writer, fsync_path
+from modelport._fs import fsync_path
+from modelport.batch.io import Writer
 from modelport.batch.score import ERROR_COLUMN, Rejects
 from modelport.errors import InputError
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from modelport._fs import atomic_file
 from modelport.errors import BundleError, IntegrityError
 
 MANIFEST = "manifest.json"
@@ -73,17 +74,8 @@ def write(path: str | os.PathLike[str], files: Mapping[str, bytes], *, overwrite
         if target.is_dir():
             raise BundleError(f"{target} is a directory; cannot write a .mpk file there.")
         data = write_mpk_bytes(files)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(target) as fh:
+            fh.write(data)
         return target
     if target.exists() and not target.is_dir():
         raise BundleError(f"{target} exists and is not a directory.")

@@ -14,13 +14,13 @@ import contextlib
 import hashlib
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from modelport._deps import require
+from modelport._fs import atomic_file
 from modelport.errors import IntegrityError, RegistryError
 
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -78,18 +78,8 @@ class LocalStore:
                     return False
         target.parent.mkdir(parents=True, exist_ok=True)
         # the temporary name carries the key so that gc can tell whose write it was
-        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{key}-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-            _fsync_dir(target.parent)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(target, prefix=f"{TMP_PREFIX}{key}-") as fh:
+            fh.write(data)
         return True
 
     def get(self, key: str) -> bytes:
@@ -232,17 +222,3 @@ def _verify(key: str, data: bytes, where: str) -> None:
             f"blob {key} in {where} has sha256 {got}: it was modified or corrupted after it was stored.",
             hint="push the same bundle file again from a good copy (modelport push FILE) to repair the store",
         )
-
-
-def _fsync_dir(path: Path) -> None:
-    # the rename is durable only once the directory entry is on disk
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -45,6 +45,7 @@ start_pg() {
     as_pg_user "$bin/initdb" -D "$data" -U modelport --auth=trust -E UTF8 >/dev/null
   fi
   if ! as_pg_user "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    rm -f "$data/postmaster.pid"  # left behind by a killed server; pg_ctl said none runs
     as_pg_user "$bin/pg_ctl" -D "$data" -l "$STATE/pg.log" -w \
       -o "-p $PG_PORT -k $STATE -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
   fi

@@ -368,3 +368,21 @@ def test_tree_thresholds_are_exact_in_float32() -> None:
     rows = _threshold_rows(model, X, limit=10_000)
     np.testing.assert_array_equal(bundle.predict(rows)["label"], model.predict(rows))
     np.testing.assert_array_equal(bundle.predict(rows)["probabilities"], model.predict_proba(rows).astype(np.float32))
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf", "poly"])
+@pytest.mark.parametrize("labels", [None, ("no", "yes")])
+def test_bare_svc_without_probabilities_packs(kernel, labels):
+    # a lone SVC graph from skl2onnx declares opset 9; the label/one-hot nodes added after it need more
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(120, 4))
+    y = (X[:, 0] + 0.3 * X[:, 1] > 0).astype(int)
+    if labels is not None:
+        y = np.asarray(labels)[y]
+    model = svm.SVC(kernel=kernel).fit(X, y)
+    bundle = mp.pack(model, X)
+    X_new = rng.normal(size=(60, 4))
+    out = bundle.predict(X_new)
+    np.testing.assert_array_equal(out["label"], model.predict(X_new))
+    np.testing.assert_allclose(out["decision_function"], model.decision_function(X_new), rtol=1e-5, atol=1e-6)
+    assert mp.verify(bundle, model, X_new).passed

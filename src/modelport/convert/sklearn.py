@@ -524,6 +524,12 @@ def _hard_outputs(onx: onnx.ModelProto, final: Any, outs: list[str], plan: _Plan
     onx.graph.node.extend(b.nodes)
     onx.graph.initializer.extend(b.initializers)
     onx.graph.output.extend(new_outputs)
+    # skl2onnx declares the lowest opset its own nodes need (9 for a lone SVMClassifier); the nodes
+    # added here need opset 13 (Unsqueeze with an axes input), 19 for Equal on strings
+    needed = 19 if label_type == TensorProto.STRING else 13
+    for imp in onx.opset_import:
+        if imp.domain in ("", "ai.onnx") and imp.version < needed:
+            imp.version = needed
 
 
 def _fix_output_shapes(onx: onnx.ModelProto, final: Any, plan: _Plan) -> None:

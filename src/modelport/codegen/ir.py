@@ -362,7 +362,12 @@ def const_expr(v: Any) -> Expr:
 def exprs_of(v: Val, batch_rank: int | None = None) -> np.ndarray:
     """Object array of expressions; constants are lifted (a leading 1 of a full-rank const dropped)."""
     if v.exprs is not None:
-        return v.exprs
+        if isinstance(v.exprs, np.ndarray):
+            return v.exprs
+        # indexing an object array with scalars (Gather of one column) yields the element itself
+        wrapped = np.empty((), dtype=object)
+        wrapped[()] = v.exprs
+        return wrapped
     c = np.asarray(v.const)
     if batch_rank is not None and c.ndim == batch_rank + 1 and c.shape[0] == 1:
         c = c[0]

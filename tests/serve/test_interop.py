@@ -4,6 +4,7 @@ serve`` in a subprocess, compared with ``bundle.predict``; gRPC errors and auth;
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -227,7 +228,13 @@ def test_sigterm_drains_in_flight_requests(bundles, tmp_path):
         t = threading.Thread(target=call)
         t0 = time.time()
         t.start()
-        time.sleep(0.3)
+        # signal only once the server reports the request in flight (a fixed sleep races a fast machine)
+        deadline = time.time() + 20
+        while time.time() < deadline and "error" not in result and "done" not in result:
+            metrics = httpx.get(proc.http + "/metrics", timeout=5).text
+            if re.search(r'^modelport_inflight_requests\{model="iris"\} [1-9]', metrics, re.M):
+                break
+            time.sleep(0.005)
         signalled = time.time()
         proc.proc.send_signal(signal.SIGTERM)
         t.join(60)

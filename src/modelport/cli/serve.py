@@ -40,7 +40,7 @@ def _optional_int(value: int) -> int | None:
 @click.option("--poll", "poll_interval", type=float, default=None, metavar="SECONDS",
               help="Re-scan directories (and follow registry aliases) every SECONDS; swap changed bundles.")
 @click.option("--registry", "registry_url", default=None, help="Registry URL for models:/ sources.")
-@click.option("--max-batch-size", default=64, show_default=True, help="Rows per adaptive batch (1 turns batching off).")
+@click.option("--max-batch-size", default=8, show_default=True, help="Rows per adaptive batch (1 turns batching off).")
 @click.option("--max-queue-delay", default=0.0, show_default=True, metavar="SECONDS",
               help="How long a batch may wait for more requests under load (never when idle).")
 @click.option("--max-queue", default=2048, show_default=True, help="Requests queued per model before shedding (503).")

@@ -62,7 +62,7 @@ class Batcher:
         run: RunFn,
         output_order: list[str],
         *,
-        max_batch_size: int = 64,
+        max_batch_size: int = 8,
         max_queue_delay: float = 0.0,
         max_queue: int = 2048,
         inline_rows: int = 256,

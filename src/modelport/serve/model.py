@@ -37,7 +37,7 @@ class BatchingConfig:
     """Adaptive batching of one model: ``max_batch_size`` rows (1 turns batching off), the
     longest a request may wait for companions, and the queue bound beyond which requests are shed."""
 
-    max_batch_size: int = 64
+    max_batch_size: int = 8
     max_queue_delay: float = 0.0
     max_queue: int = 2048
     inline_rows: int = 256

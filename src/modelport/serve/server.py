@@ -47,7 +47,7 @@ class ServeConfig:
     poll_interval: float | None = None
     registry_url: str | None = None
     # batching and runtime
-    max_batch_size: int = 64
+    max_batch_size: int = 8
     max_queue_delay: float = 0.0
     max_queue: int = 2048
     # calls of a model averaging under this run on the event loop (no thread hop); 0 sends every

@@ -9,7 +9,9 @@ single-row V2 JSON requests, one server worker pinned to CPU 0 and the load gene
 Parts: ``throughput`` (concurrency 8 and 32: throughput ratio and p99 ratio vs bare),
 ``overload`` (concurrency 256 against modelport: status codes, p99 vs the timeout),
 ``binary`` (one 10,000-row request, binary tensor extension vs JSON, end to end), and on request
-``soak`` (concurrency 64 for --soak-seconds, default 5 minutes: statuses and server memory).
+``soak`` (concurrency 64 for --soak-seconds, default 5 minutes: statuses and server memory), and
+``mlserver`` (MLServer 1.7 + mlserver-sklearn on the same forest from joblib, adaptive batching on,
+against modelport; needs --mlserver-bin from a separate venv).
 Needs ``wrk`` (Debian: apt-get install wrk) for the first two.
 """
 
@@ -31,6 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = Path(tempfile.gettempdir()) / "modelport-bench-serve"
+PARALLEL_WORKERS = int(os.environ.get("MLSERVER_PARALLEL_WORKERS", "0"))  # 1 (its default) failed requests here
 
 LUA_POST = """
 wrk.method = "POST"
@@ -70,6 +73,10 @@ def build_model() -> tuple[Path, Path, np.ndarray]:
         model = RandomForestClassifier(n_estimators=100, max_depth=10, random_state=0, n_jobs=2).fit(X, y)
         bundle = mp.pack(model, X, name="rf", version="1")
         bundle.save(mpk)
+        import joblib  # MLServer's sklearn runtime loads the model this way (our own file, in a temp dir)
+
+        model.set_params(n_jobs=1)  # one-row predictions: joblib's thread pool would only add overhead
+        joblib.dump(model, WORK / "rf.joblib")
         onnx_path.write_bytes(bundle.model_bytes)
         np.save(xs, X.astype(np.float32))
     return mpk, onnx_path, np.load(xs)
@@ -189,6 +196,53 @@ def part_overload(mpk: Path, onnx_path: Path, X: np.ndarray, duration: float, ti
             p.wait(10)
 
 
+def part_mlserver(mpk: Path, X: np.ndarray, duration: float, mlserver_bin: str) -> None:
+    """MLServer (mlserver-sklearn, the same forest from joblib, adaptive batching on) vs modelport.
+
+    MLServer lives in its own virtual environment; pass its executable with --mlserver-bin.
+    """
+    import json
+
+    joblib_path = WORK / "rf.joblib"
+    if not joblib_path.exists():
+        raise SystemExit(f"{joblib_path} is missing: delete {WORK} and run again to rebuild the models")
+    body = single_row_body(X)
+    repo = WORK / "mlserver"
+    (repo / "rf").mkdir(parents=True, exist_ok=True)
+    ml_port, grpc_port, metrics_port, mp_port = free_port(), free_port(), free_port(), free_port()
+    (repo / "settings.json").write_text(json.dumps({
+        "http_port": ml_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
+        "parallel_workers": PARALLEL_WORKERS, "debug": False,
+    }))
+    (repo / "rf" / "model-settings.json").write_text(json.dumps({
+        "name": "rf", "implementation": "mlserver_sklearn.SKLearnModel",
+        "max_batch_size": 8, "max_batch_time": 0.002,
+        "parameters": {"uri": str(joblib_path), "version": "1"},
+    }))
+    ml = subprocess.Popen(["taskset", "-c", "0", mlserver_bin, "start", str(repo)], cwd=repo,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ours = start_modelport(mpk, mp_port)
+    try:
+        wait_up(ml_port, timeout=120), wait_up(mp_port)
+        for port in (ml_port, mp_port):
+            wrk(port, body, 8, 2)
+        for conns in (8, 32):
+            m = wrk(ml_port, body, conns, duration)
+            o = wrk(mp_port, body, conns, duration)
+            print(
+                f"concurrency {conns:>3}: MLServer {m['rps']:8.0f} req/s p99 {m['p99_ms']:6.2f} ms "
+                f"(non-2xx {int(m['non2xx'])}) | modelport {o['rps']:8.0f} req/s p99 {o['p99_ms']:6.2f} ms | "
+                f"throughput ratio {o['rps'] / max(m['rps'], 1e-9):.1f}x (target >= 5x)"
+            )
+    finally:
+        for p in (ml, ours):
+            p.terminate()
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def part_soak(mpk: Path, X: np.ndarray, duration: float) -> None:
     """Concurrency 64 for ``duration`` seconds: every status, and the server's memory over time."""
     body = single_row_body(X)
@@ -279,6 +333,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=0.5, help="request timeout for the overload part (s)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--modelport-args", default="", help="extra `modelport serve` options for the throughput part")
+    ap.add_argument("--mlserver-bin", default=None,
+                    help="the `mlserver` executable of a separate venv (pip install 'mlserver==1.7.*' "
+                    "'mlserver-sklearn==1.7.*'); enables the `mlserver` part")
     args = ap.parse_args()
     parts = args.parts.split(",")
     if {"throughput", "overload"} & set(parts) and shutil.which("wrk") is None:
@@ -293,6 +350,10 @@ def main() -> None:
         part_binary(mpk, X, args.repeats)
     if "soak" in parts:
         part_soak(mpk, X, args.soak_seconds)
+    if "mlserver" in parts:
+        if not args.mlserver_bin:
+            sys.exit("the mlserver part needs --mlserver-bin PATH (MLServer in its own virtual environment)")
+        part_mlserver(mpk, X, args.duration, args.mlserver_bin)
 
 
 if __name__ == "__main__":

@@ -363,10 +363,49 @@ def converted_thresholds(ensemble: Ensemble, names: Sequence[str]) -> dict[str, 
     }
 
 
+def booster_converted(
+    onx: onnx.ModelProto,
+    *,
+    ensemble: Ensemble,
+    task: str,
+    columns: Sequence[Any],
+    classes: list[Any] | None,
+    names: Sequence[str],
+    framework: str,
+    framework_version: str,
+    estimator: str,
+    nullable: dict[str, bool] | None = None,
+) -> Any:
+    """The Converted of a booster whose trees modelport wrote itself (XGBoost, LightGBM, CatBoost).
+
+    Category columns hold codes, not split values: an empty threshold entry keeps the generic graph
+    scan off them. Boosters take NaN in every column unless ``nullable`` says otherwise.
+    """
+    from modelport import __version__
+    from modelport.convert.base import Converted
+
+    return Converted(
+        onnx_model=onx,
+        task=task,
+        columns=tuple(columns),
+        classes=classes,
+        source={
+            "framework": framework,
+            "framework_version": framework_version,
+            "estimator": estimator,
+            "converter": "modelport",
+            "converter_version": __version__,
+        },
+        thresholds={**converted_thresholds(ensemble, names), **{c.name: [] for c in columns if c.dtype == "category"}},
+        nullable=nullable if nullable is not None else {c.name: True for c in columns},
+    )
+
+
 __all__ = [
     "Ensemble",
     "Leaf",
     "Split",
+    "booster_converted",
     "bottom_up",
     "build_model",
     "converted_thresholds",

@@ -21,7 +21,7 @@ import numpy as np
 from modelport._deps import require
 from modelport.bundle.signature import Column
 from modelport.convert._sample import column_kinds
-from modelport.convert._trees import Ensemble, Leaf, Node, Split, build_model, converted_thresholds
+from modelport.convert._trees import Ensemble, Leaf, Node, Split, booster_converted, build_model
 from modelport.convert.base import Converted, Converter
 from modelport.errors import ConversionError, UnsupportedModelError
 
@@ -79,19 +79,10 @@ class CatBoostConverter(Converter):
             flat = int(f["flat_feature_index"])
             if f.get("nan_value_treatment") in ("AsFalse", "AsTrue") and flat < len(names):
                 nullable[names[flat]] = True
-        return Converted(
-            onnx_model=onx,
-            task=task,
-            columns=tuple(columns),
-            classes=classes,
-            source={
-                "framework": "catboost",
-                "framework_version": catboost.__version__,
-                "estimator": type(model).__name__ if type(model).__name__ != "CatBoost" else f"CatBoost({loss})",
-                "converter": "modelport",
-                "converter_version": _modelport_version(),
-            },
-            thresholds=converted_thresholds(ensemble, names),
+        return booster_converted(
+            onx, ensemble=ensemble, task=task, columns=columns, classes=classes, names=names,
+            framework="catboost", framework_version=catboost.__version__,
+            estimator=type(model).__name__ if type(model).__name__ != "CatBoost" else f"CatBoost({loss})",
             nullable=nullable,
         )
 
@@ -193,9 +184,3 @@ def _classes(model: Any, dims: int) -> list[Any]:
     if classes is not None and len(classes):
         return [c.item() if hasattr(c, "item") else c for c in classes]
     return list(range(2 if dims == 1 else dims))
-
-
-def _modelport_version() -> str:
-    from modelport import __version__
-
-    return __version__

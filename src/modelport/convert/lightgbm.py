@@ -29,9 +29,9 @@ from modelport.convert._trees import (
     Leaf,
     Node,
     Split,
+    booster_converted,
     bottom_up,
     build_model,
-    converted_thresholds,
     f32_down,
     member_chain,
 )
@@ -73,21 +73,10 @@ class LightGBMConverter(Converter):
         classes = _classes(wrapper, n_targets) if task == "classification" else None
         onx = build_model(ensemble, task=task, link=link, classes=classes,
                           doc=f"LightGBM {lgb.__version__} {dump['objective']}")
-        return Converted(
-            onnx_model=onx,
-            task=task,
-            columns=tuple(columns),
-            classes=classes,
-            source={
-                "framework": "lightgbm",
-                "framework_version": lgb.__version__,
-                "estimator": type(model).__name__ if wrapper is not None else f"Booster({objective})",
-                "converter": "modelport",
-                "converter_version": _modelport_version(),
-            },
-            # category columns hold codes, not split values; an empty entry keeps the graph scan off them
-            thresholds={**converted_thresholds(ensemble, names), **{c.name: [] for c in columns if c.dtype == "category"}},
-            nullable={c.name: True for c in columns},
+        return booster_converted(
+            onx, ensemble=ensemble, task=task, columns=columns, classes=classes, names=names,
+            framework="lightgbm", framework_version=lgb.__version__,
+            estimator=type(model).__name__ if wrapper is not None else f"Booster({objective})",
         )
 
     def reference(self, model: Any, data: Any) -> dict[str, np.ndarray]:
@@ -259,9 +248,3 @@ def _classes(wrapper: Any, n_targets: int) -> list[Any]:
     if wrapper is not None and hasattr(wrapper, "classes_"):
         return [c.item() if hasattr(c, "item") else c for c in wrapper.classes_]
     return list(range(2 if n_targets == 1 else n_targets))
-
-
-def _modelport_version() -> str:
-    from modelport import __version__
-
-    return __version__

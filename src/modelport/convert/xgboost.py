@@ -23,9 +23,9 @@ from modelport.convert._trees import (
     Leaf,
     Node,
     Split,
+    booster_converted,
     bottom_up,
     build_model,
-    converted_thresholds,
     member_chain,
 )
 from modelport.convert.base import Converted, Converter
@@ -110,21 +110,10 @@ class XGBoostConverter(Converter):
                 f"XGBoost objective {objective!r} with {n_targets} outputs on a {type(model).__name__} is not supported."
             )
         onx = build_model(ensemble, task=task, link=link, classes=classes, doc=f"XGBoost {xgb.__version__} {objective}")
-        return Converted(
-            onnx_model=onx,
-            task=task,
-            columns=tuple(columns),
-            classes=classes,
-            source={
-                "framework": "xgboost",
-                "framework_version": xgb.__version__,
-                "estimator": type(model).__name__ if wrapper is not None else f"Booster({objective})",
-                "converter": "modelport",
-                "converter_version": _modelport_version(),
-            },
-            # category columns hold codes, not split values; an empty entry keeps the graph scan off them
-            thresholds={**converted_thresholds(ensemble, names), **{c.name: [] for c in columns if c.dtype == "category"}},
-            nullable={c.name: True for c in columns},
+        return booster_converted(
+            onx, ensemble=ensemble, task=task, columns=columns, classes=classes, names=names,
+            framework="xgboost", framework_version=xgb.__version__,
+            estimator=type(model).__name__ if wrapper is not None else f"Booster({objective})",
         )
 
     def reference(self, model: Any, data: Any) -> dict[str, np.ndarray]:
@@ -342,9 +331,3 @@ def _softmax(margin: np.ndarray) -> np.ndarray:
     m = margin.astype(np.float64)
     e = np.exp(m - m.max(axis=1, keepdims=True))
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _modelport_version() -> str:
-    from modelport import __version__
-
-    return __version__

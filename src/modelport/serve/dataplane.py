@@ -9,7 +9,7 @@ its own statuses.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from modelport import __version__
 from modelport.bundle.core import Bundle
-from modelport.errors import ModelNotFoundError, ModelportError
+from modelport.errors import InputError, ModelNotFoundError, ModelportError
 from modelport.serve.batching import BatchStats
 from modelport.serve.codec import InferOutput, InferRequest, InferResponse
 from modelport.serve.errors import NotReadyError, OverloadedError, PayloadTooLargeError
@@ -122,36 +122,43 @@ class DataPlane:
     # ------------------------------------------------------------------ inference
     async def infer(self, request: InferRequest, protocol: str = "rest") -> InferResponse:
         """Score one V2 request. Raises InputError (400), ModelNotFoundError (404), ... ."""
-        try:
-            model = self.repository.get(request.model, request.version)
-        except ModelNotFoundError:
-            self.metrics.failure.labels("", "", protocol, "not_found").inc()
-            raise
-        ch = self._children(model, protocol)
-        ch["requests"].inc()
-        ch["inflight"].inc()
-        t0 = time.perf_counter()
-        try:
-            if self.draining:
-                raise NotReadyError("the server is shutting down; request refused.", hint="retry on another replica")
+
+        def prepare(model: ServedModel) -> tuple[dict[str, np.ndarray], int, list[str]]:
             wanted = model.check_outputs([o.name for o in request.outputs] if request.outputs else None)
             feeds, rows = model.feeds_from_v2(request.inputs)
-            self._check_rows(rows)
-            result = await self._submit(model, feeds, rows, wanted)
-        except ModelportError as exc:
-            self.metrics.failure.labels(model.name, model.version, protocol, _reason(exc)).inc()
-            raise
-        finally:
-            ch["inflight"].dec()
+            return feeds, rows, wanted
+
+        model, result, _, wanted = await self._score(request.model, request.version, protocol, prepare)
         outputs = [
             InferOutput(name, model.output_datatypes[name], result[name].shape, result[name]) for name in wanted
         ]
-        ch["success"].inc()
-        ch["latency"].observe(time.perf_counter() - t0)
         return InferResponse(model.name, model.version, outputs, id=request.id)
 
     async def records(self, name: str, version: str | None, records: Any, protocol: str = "records") -> dict[str, Any]:
         """Score ``{"records": [...]}``: one prediction per record, with class names and probabilities."""
+
+        def prepare(model: ServedModel) -> tuple[dict[str, np.ndarray], int, list[str]]:
+            if not isinstance(records, list):
+                raise InputError(
+                    "the body must be an object with a list under 'records', e.g. "
+                    '{"records": [{"f0": 1.0, ...}]}. ' + model.expected(records=True)
+                )
+            feeds, rows = model.feeds_from_records(records)
+            return feeds, rows, model.output_names
+
+        model, result, rows, _ = await self._score(name, version, protocol, prepare)
+        preds = _records_out(result, model.bundle.classes, rows)
+        return {"model_name": model.name, "model_version": model.version, "predictions": preds}
+
+    async def _score(
+        self,
+        name: str,
+        version: str | None,
+        protocol: str,
+        prepare: Callable[[ServedModel], tuple[dict[str, np.ndarray], int, list[str]]],
+    ) -> tuple[ServedModel, dict[str, np.ndarray], int, list[str]]:
+        """The bookkeeping every scoring request shares: model lookup, drain check, row limit,
+        batching, and the request / in-flight / failure / success / latency metrics."""
         try:
             model = self.repository.get(name, version)
         except ModelNotFoundError:
@@ -162,25 +169,19 @@ class DataPlane:
         ch["inflight"].inc()
         t0 = time.perf_counter()
         try:
-            if not isinstance(records, list):
-                from modelport.errors import InputError
-
-                raise InputError(
-                    "the body must be an object with a list under 'records', e.g. "
-                    '{"records": [{"f0": 1.0, ...}]}. ' + model.expected(records=True)
-                )
-            feeds, rows = model.feeds_from_records(records)
+            if self.draining:
+                raise NotReadyError("the server is shutting down; request refused.", hint="retry on another replica")
+            feeds, rows, wanted = prepare(model)
             self._check_rows(rows)
-            result = await self._submit(model, feeds, rows, model.output_names)
+            result = await self._submit(model, feeds, rows, wanted)
         except ModelportError as exc:
             self.metrics.failure.labels(model.name, model.version, protocol, _reason(exc)).inc()
             raise
         finally:
             ch["inflight"].dec()
-        preds = _records_out(result, model.bundle.classes, rows)
         ch["success"].inc()
         ch["latency"].observe(time.perf_counter() - t0)
-        return {"model_name": model.name, "model_version": model.version, "predictions": preds}
+        return model, result, rows, wanted
 
     async def _submit(self, model: ServedModel, feeds: dict[str, np.ndarray], rows: int, wanted: list[str]) -> dict[str, np.ndarray]:
         return await model.batcher().submit(feeds, rows, wanted, timeout=self.request_timeout)

@@ -1,4 +1,4 @@
-"""Graph surgery shared by converters: rename outputs to modelport's names, flatten shapes,
+"""Graph surgery shared by converters: rename tensors to modelport's names, flatten shapes,
 drop unused outputs, pin the opset imports."""
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ import onnx
 from onnx import helper
 
 
-def rename_outputs(model: onnx.ModelProto, mapping: Mapping[str, str]) -> onnx.ModelProto:
-    """Rename graph outputs (and every use of those tensor names) in place."""
+def rename_tensors(model: onnx.ModelProto, mapping: Mapping[str, str]) -> onnx.ModelProto:
+    """Rename tensors (graph inputs, outputs, node inputs and outputs, value infos) in place."""
     graph = model.graph
+    for inp in graph.input:
+        if inp.name in mapping:
+            inp.name = mapping[inp.name]
     for node in graph.node:
         for i, name in enumerate(node.output):
             if name in mapping:
@@ -44,7 +47,7 @@ def flatten_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     """Make output ``name`` (shape [N, 1]) one-dimensional [N] with a Reshape node."""
     graph = model.graph
     inner = f"{name}__2d"
-    rename_outputs(model, {name: inner})
+    rename_tensors(model, {name: inner})
     out = next(o for o in graph.output if o.name == inner)
     elem = out.type.tensor_type.elem_type
     shape_name = f"{name}__shape"

@@ -23,7 +23,7 @@ import onnx
 
 from modelport.bundle.graph import check as check_graph
 from modelport.bundle.signature import Column, Signature, TensorSpec
-from modelport.convert._graph import keep_outputs, rename_outputs
+from modelport.convert._graph import keep_outputs, rename_tensors
 from modelport.convert._sample import column_kinds, is_dataframe
 from modelport.convert.base import Converted, Converter
 from modelport.errors import ConversionError, InputError, IntegrityError
@@ -83,7 +83,7 @@ class OnnxConverter(Converter):
             missing = [k for k in rename if k not in {o.name for o in onx.graph.output}]
             if missing:
                 raise ConversionError(f"rename names output(s) {missing} that the graph does not have.")
-            rename_outputs(onx, rename)
+            rename_tensors(onx, rename)
         outputs = [o.name for o in onx.graph.output]
         task = options.get("task", "tensor")
         classes = options.get("classes")
@@ -142,7 +142,7 @@ class OnnxConverter(Converter):
         onx.CopyFrom(proto)
         options = (bundle.manifest.get("source") or {}).get("options") or {}
         try:
-            rename_outputs(onx, dict(options.get("rename") or {}))
+            rename_tensors(onx, dict(options.get("rename") or {}))
             keep_outputs(onx, bundle.signature.output_names)
         except ValueError as exc:
             raise ConversionError(f"this ONNX model is not the one {bundle.origin} was packed from: {exc}") from exc

@@ -65,7 +65,7 @@ from modelport._deps import require
 from modelport.bundle.signature import Column
 from modelport.convert import _sklearn_fixes
 from modelport.convert import _sklearn_graph as sg
-from modelport.convert._graph import flatten_output, keep_outputs, output_rank, rename_outputs
+from modelport.convert._graph import flatten_output, keep_outputs, output_rank, rename_tensors
 from modelport.convert._sample import column_kinds, head, is_dataframe
 from modelport.convert.base import Converted, Converter
 from modelport.errors import ConversionError, UnsupportedModelError
@@ -125,13 +125,13 @@ class SklearnConverter(Converter):
         elif prefix is None:
             # the matrix input takes the estimator graph's own element type (float32 for trees)
             est, _ = _estimator_graph(final, len(kinds), est_dtype, plan, notes)
-            onx = _rename_input(est, _only_input(est), "X")
+            onx = rename_tensors(est, {_only_input(est): "X"})
         else:
             width = _transformed_width(prefix, sample)
             pre = _skl2onnx(prefix, initial_types, _Plan("transform", ("transformed",)))
             est, est_type = _estimator_graph(final, width, est_dtype, plan, notes)
             onx = sg.join(pre, pre.graph.output[0].name, est, est_type)
-            rename_outputs(onx, {f"est_{n}": n for n in plan.outputs})
+            rename_tensors(onx, {f"est_{n}": n for n in plan.outputs})
 
         if per_column:
             _int64_inputs(onx, [c.name for c in columns if c.dtype in _INT_DTYPES])
@@ -476,21 +476,21 @@ def _finish_estimator(onx: onnx.ModelProto, final: Any, plan: _Plan, notes: list
         if plan.hard:
             _hard_outputs(onx, final, outs, plan)
         else:
-            rename_outputs(onx, {outs[0]: "label", outs[1]: "probabilities"})
+            rename_tensors(onx, {outs[0]: "label", outs[1]: "probabilities"})
     elif plan.task == "regression":
-        rename_outputs(onx, {outs[0]: "prediction"})
+        rename_tensors(onx, {outs[0]: "prediction"})
         if output_rank(onx, "prediction") == 2 and int(getattr(final, "n_outputs_", 1)) == 1 and _coef_targets(final) == 1:
             flatten_output(onx, "prediction")
     elif plan.task == "clustering":
-        rename_outputs(onx, {outs[0]: "label", outs[1]: "distances"})
+        rename_tensors(onx, {outs[0]: "label", outs[1]: "distances"})
     elif plan.task == "anomaly":
-        rename_outputs(onx, {outs[0]: "label", outs[1]: "score"})
+        rename_tensors(onx, {outs[0]: "label", outs[1]: "score"})
         if output_rank(onx, "score") == 2:
             flatten_output(onx, "score")
         if output_rank(onx, "label") == 2:
             flatten_output(onx, "label")
     else:
-        rename_outputs(onx, {outs[0]: "transformed"})
+        rename_tensors(onx, {outs[0]: "transformed"})
     return onx
 
 
@@ -498,7 +498,7 @@ def _hard_outputs(onx: onnx.ModelProto, final: Any, outs: list[str], plan: _Plan
     """label + one-hot probabilities (+ decision values) for a classifier skl2onnx converted."""
     classes = np.asarray(final.classes_)
     # skl2onnx may call its score output "probabilities"; move it out of the way first
-    rename_outputs(onx, {outs[0]: "label", **({outs[1]: "hard_scores"} if len(outs) > 1 else {})})
+    rename_tensors(onx, {outs[0]: "label", **({outs[1]: "hard_scores"} if len(outs) > 1 else {})})
     b = sg.GraphBuilder("hard_")
     unsq = b.op1("Unsqueeze", ["label", b.const([1], "axis1", np.int64)])
     label_type = next(o.type.tensor_type.elem_type for o in onx.graph.output if o.name == "label")
@@ -576,19 +576,6 @@ def _int64_inputs(onx: onnx.ModelProto, names: list[str]) -> None:
         casts.append(helper.make_node("Cast", [name], [inner], name=f"{name}__cast", to=TensorProto.DOUBLE))
     for i, node in enumerate(casts):
         onx.graph.node.insert(i, node)
-
-
-def _rename_input(onx: onnx.ModelProto, old: str, new: str) -> onnx.ModelProto:
-    if old == new:
-        return onx
-    for node in onx.graph.node:
-        for i, name in enumerate(node.input):
-            if name == old:
-                node.input[i] = new
-    for vi in onx.graph.input:
-        if vi.name == old:
-            vi.name = new
-    return onx
 
 
 def _hgb_thresholds(final: Any, columns: tuple[Column, ...]) -> dict[str, list[float]]:

@@ -37,7 +37,7 @@ from onnx import TensorProto, helper
 
 from modelport._deps import require
 from modelport.bundle.signature import Column
-from modelport.convert._graph import keep_outputs, rename_outputs
+from modelport.convert._graph import keep_outputs, rename_tensors
 from modelport.convert._sample import is_dataframe
 from modelport.convert.base import Converted, Converter
 from modelport.errors import ConversionError, InputError, UnsupportedModelError
@@ -720,7 +720,7 @@ def _add_regression_head(onx: onnx.ModelProto, source: str, first: Any) -> None:
         g.node.append(helper.make_node("Reshape", [source, "mp_flat_shape"], ["prediction"], name="mp_flatten"))
         g.output.append(helper.make_tensor_value_info("prediction", elem, [BATCH]))
     elif len(shape) in (1, 2):
-        rename_outputs(onx, {source: "prediction"})
+        rename_tensors(onx, {source: "prediction"})
     else:
         raise ConversionError(
             f"a regressor's first output must have shape [N] or [N, targets]; {source!r} has {list(first.shape)}."

@@ -369,30 +369,8 @@ def to_sql(program: Program, *, dialect: str = "duckdb", table: str = "t", keep:
     # levels of materialised nodes
     level: dict[int, int] = {}
 
-    def depth_of(e: Expr) -> int:
-        """Level needed to compute e inline: the deepest materialised node it reads."""
-        best = 0
-        stack = list(e.children())
-        seen: set[int] = set()
-        while stack:
-            c = stack.pop()
-            if id(c) in seen:
-                continue
-            seen.add(id(c))
-            if id(c) in w.materialized:
-                best = max(best, level[id(c)])
-            else:
-                stack.extend(c.children())
-        return best
-
-    mats = [e for e in w.num.order if id(e) in w.materialized]
-    for e in mats:
-        level[id(e)] = depth_of(e) + 1
-    n_levels = max(level.values(), default=0)
-    # which materialised columns each level reads, to carry them no further than needed
-    last_use: dict[int, int] = {}
-
     def reads(e: Expr) -> list[Expr]:
+        """The materialised nodes that computing e inline reads."""
         found, stack, seen = [], list(e.children()), set()
         while stack:
             c = stack.pop()
@@ -405,8 +383,15 @@ def to_sql(program: Program, *, dialect: str = "duckdb", table: str = "t", keep:
                 stack.extend(c.children())
         return found
 
+    mats = [e for e in w.num.order if id(e) in w.materialized]
+    mat_reads = {id(e): reads(e) for e in mats}
+    for e in mats:  # topological order: what e reads already has its level
+        level[id(e)] = max((level[id(c)] for c in mat_reads[id(e)]), default=0) + 1
+    n_levels = max(level.values(), default=0)
+    # which materialised columns each level reads, to carry them no further than needed
+    last_use: dict[int, int] = {}
     for e in mats:
-        for c in reads(e):
+        for c in mat_reads[id(e)]:
             last_use[id(c)] = max(last_use.get(id(c), 0), level[id(e)])
     final_reads = []
     for o in program.outputs():

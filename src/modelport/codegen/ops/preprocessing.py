@@ -208,13 +208,7 @@ def array_feature_extractor(lw: Lowering, node: Any, ins: list[Val | None]) -> l
     # symbolic indices into a constant array (e.g. class labels picked by an ArgMax)
     if not data.is_const:
         raise lw.fail(node, "selects with per-row indices from a per-row array; only constant arrays are supported.")
-    c = np.asarray(data.const).reshape(-1)
-    values = tuple(const_expr(v.item() if hasattr(v, "item") else v) for v in c)
-    ie = exprs_of(idx)
-    out = np.empty(ie.shape, dtype=object)
-    for k in np.ndindex(ie.shape):
-        out[k] = Switch(ie[k], values, values[0], kind=values[0].kind)
-    return [Val(exprs=out, kind=values[0].kind)]
+    return [_pick_constant(np.asarray(data.const).reshape(-1), idx)]
 
 
 @register("", "Gather")
@@ -238,12 +232,17 @@ def gather(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
     c = np.asarray(data.const)
     if c.ndim != 1:
         raise lw.fail(node, f"gathers per-row indices from a constant of shape {list(c.shape)}; only 1-D is supported.")
+    return [_pick_constant(c, idx)]
+
+
+def _pick_constant(c: np.ndarray, idx: Val) -> Val:
+    """Per-row indices into a constant 1-D array (class labels picked by an ArgMax, ...)."""
     values = tuple(const_expr(v.item() if hasattr(v, "item") else v) for v in c)
     ie = exprs_of(idx)
     out = np.empty(ie.shape, dtype=object)
     for k in np.ndindex(ie.shape):
         out[k] = Switch(ie[k], values, values[0], kind=values[0].kind)
-    return [Val(exprs=out, kind=values[0].kind)]
+    return Val(exprs=out, kind=values[0].kind)
 
 
 @register("ai.onnx.ml", "FeatureVectorizer")

@@ -12,33 +12,10 @@ import modelport as mp
 cb = pytest.importorskip("catboost")
 pd = pytest.importorskip("pandas")
 
-N_FEATURES = 5
+N_FEATURES = 5  # as in conftest.py
 FLT_MAX = float(np.finfo(np.float32).max)
 PARAMS = {"iterations": 30, "depth": 4, "verbose": 0, "allow_writing_files": False, "thread_count": 1,
           "random_seed": 0}
-
-
-def _data(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, N_FEATURES))
-    X[rng.random(X.shape) < 0.15] = np.nan
-    return X
-
-
-@pytest.fixture(scope="module")
-def train():
-    X = _data(400, 0)
-    rng = np.random.default_rng(1)
-    signal = np.nan_to_num(X[:, 0]) + 0.5 * np.nan_to_num(X[:, 1], nan=1.0) + 0.3 * rng.normal(size=len(X))
-    return X, (signal > 0).astype(int), np.digitize(signal, [-0.5, 0.5]), 3 * np.nan_to_num(X[:, 2]) + signal
-
-
-@pytest.fixture(scope="module")
-def fresh():
-    X = _data(200, 2)
-    X[0] = np.nan
-    X[1] = 0.0
-    return X
 
 
 def _edge_rows(model, base: np.ndarray, limit: int = 120) -> np.ndarray:

@@ -13,7 +13,7 @@ from modelport.bundle import manifest as mf
 from modelport.bundle import npz
 from modelport.bundle.core import MODEL_FILE, REFERENCE_INPUTS, REFERENCE_OUTPUTS, Bundle
 from modelport.bundle.graph import opsets
-from modelport.bundle.reference import encode_columns, statistics
+from modelport.bundle.reference import encode_columns, missing_mask, statistics
 from modelport.bundle.signature import Column, Signature, TensorSpec
 from modelport.convert import registry
 from modelport.convert._sample import concat_columns, head, like, n_rows, to_columns
@@ -213,7 +213,7 @@ def _verify_tabular(
     thresholds = {**tree_thresholds(converted.onnx_model, columns), **converted.thresholds}
     probes = make_probes(cols, columns, thresholds=thresholds, nullable=nullable, unseen_ok=unseen_ok, max_rows=probe_rows)
     # NaN probes the bundle cannot reproduce make the column non-nullable instead of failing the pack
-    nan_rows = {c.name: _nan_rows(probes[c.name]) for c in columns if nullable.get(c.name)}
+    nan_rows = {c.name: np.flatnonzero(missing_mask(probes[c.name])) for c in columns if nullable.get(c.name)}
     for cname, idx in nan_rows.items():
         if idx.size == 0:
             continue
@@ -245,14 +245,6 @@ def _verify_tabular(
     stats["probes"] = len(next(iter(probes.values())))
     stats["stored_rows"] = len(next(iter(evaluation.values())))
     return report, encode_columns(evaluation), actual, stats, notes, signature
-
-
-def _nan_rows(values: np.ndarray) -> np.ndarray:
-    if values.dtype == object:
-        return np.flatnonzero([v is None or (isinstance(v, float) and v != v) for v in values])
-    if values.dtype.kind == "f":
-        return np.flatnonzero(np.isnan(values))
-    return np.array([], dtype=int)
 
 
 def _verify_tensor(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from modelport._deps import require
+from modelport.bundle.reference import missing_mask
 from modelport.errors import InputError, ModelportError
 from modelport.runtime.session import output_columns
 
@@ -253,7 +254,7 @@ class ChunkScorer:
             raise InputError(f"column {name!r} must be one-dimensional; got shape {arr.shape}.")
         if logical == "category" or tensor == "str" or logical == "str":
             if tensor == "str":
-                missing = _missing_mask(arr)
+                missing = missing_mask(arr)
                 if missing.any():
                     return arr, missing, lambda i: f"column {name!r} is missing; this model cannot take missing strings."
             return arr, None, None
@@ -316,14 +317,6 @@ def _arrow_to_numpy(col: Any, *, text: bool) -> np.ndarray:
     if pa.types.is_null(t):
         return np.full(len(col), np.nan)
     return col.to_numpy(zero_copy_only=False)
-
-
-def _missing_mask(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype.kind == "f":
-        return np.isnan(arr)
-    if arr.dtype == object:
-        return np.fromiter((v is None or (isinstance(v, float) and v != v) for v in arr), dtype=bool, count=arr.size)
-    return np.zeros(arr.shape[0], dtype=bool)
 
 
 def _parse_numbers(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

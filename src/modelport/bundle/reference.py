@@ -15,8 +15,18 @@ import numpy as np
 MASK_SUFFIX = "::missing"
 
 
-def _is_missing(v: Any) -> bool:
+def is_missing(v: Any) -> bool:
+    """None or a float NaN: what a missing value looks like in an object column."""
     return v is None or (isinstance(v, float) and v != v)
+
+
+def missing_mask(arr: np.ndarray) -> np.ndarray:
+    """Which entries of a 1-D column are missing (NaN in float columns, None/NaN in object ones)."""
+    if arr.dtype.kind == "f":
+        return np.isnan(arr)
+    if arr.dtype == object:
+        return np.fromiter((is_missing(v) for v in arr), dtype=bool, count=arr.size)
+    return np.zeros(arr.shape[0], dtype=bool)
 
 
 def encode_columns(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -25,9 +35,9 @@ def encode_columns(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         arr = np.asarray(values)
         if arr.dtype.kind in "OUS":
             objs = arr.astype(object).reshape(-1)
-            mask = np.array([_is_missing(v) for v in objs], dtype=bool)
-            if all(isinstance(v, (int, float, np.number)) or _is_missing(v) for v in objs) and not all(mask):
-                out[name] = np.array([np.nan if _is_missing(v) else float(v) for v in objs], dtype=np.float64)
+            mask = np.array([is_missing(v) for v in objs], dtype=bool)
+            if all(isinstance(v, (int, float, np.number)) or is_missing(v) for v in objs) and not all(mask):
+                out[name] = np.array([np.nan if is_missing(v) else float(v) for v in objs], dtype=np.float64)
                 continue
             out[name] = np.array(["" if m else str(v) for v, m in zip(objs, mask)], dtype=str)
             if mask.any():
@@ -84,8 +94,8 @@ def statistics(columns: Mapping[str, np.ndarray], *, bins: int = 10, top: int = 
             stats[name] = entry
         else:
             objs = arr.astype(object)
-            missing = sum(1 for v in objs if _is_missing(v))
-            values_, counts = np.unique(np.array([str(v) for v in objs if not _is_missing(v)], dtype=str), return_counts=True)
+            missing = sum(1 for v in objs if is_missing(v))
+            values_, counts = np.unique(np.array([str(v) for v in objs if not is_missing(v)], dtype=str), return_counts=True)
             order = np.argsort(-counts, kind="stable")[:top]
             stats[name] = {
                 "kind": "categorical",

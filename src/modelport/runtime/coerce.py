@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.bundle.reference import is_missing, missing_mask
 from modelport.bundle.signature import Column, Signature, TensorSpec
 from modelport.errors import InputError
 
@@ -197,7 +198,7 @@ def _column_values(col: Column, raw: Any, spec: TensorSpec) -> np.ndarray:
         if arr.dtype.kind not in "OUS":
             raise InputError(f"column {col.name!r} must hold strings; got dtype {arr.dtype}.")
         objs = arr.astype(object)
-        bad = [i for i, v in enumerate(objs) if v is None or (isinstance(v, float) and v != v)]
+        bad = np.flatnonzero(missing_mask(objs)).tolist()
         if bad:
             raise InputError(
                 f"column {col.name!r} has missing values in row(s) {_list(bad)}; this model cannot take missing strings."
@@ -231,7 +232,7 @@ def _encode_category(col: Column, arr: np.ndarray) -> np.ndarray:
     # values are matched as the training categories were: strings to strings, numbers to numbers
     out = np.empty(arr.shape[0], dtype=np.float64)
     for i, v in enumerate(arr.tolist()):
-        if v is None or (isinstance(v, float) and v != v):
+        if is_missing(v):
             out[i] = np.nan
         else:
             out[i] = index.get(v, index.get(str(v), np.nan))

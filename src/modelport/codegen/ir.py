@@ -335,6 +335,13 @@ class Val:
     const: np.ndarray | None = None
     kind: str = "f"
 
+    def __post_init__(self) -> None:
+        if self.exprs is not None and not isinstance(self.exprs, np.ndarray):
+            # indexing an object array with scalars (Gather of one column) yields the element itself
+            wrapped = np.empty((), dtype=object)
+            wrapped[()] = self.exprs
+            self.exprs = wrapped
+
     @property
     def is_const(self) -> bool:
         return self.const is not None
@@ -362,12 +369,7 @@ def const_expr(v: Any) -> Expr:
 def exprs_of(v: Val, batch_rank: int | None = None) -> np.ndarray:
     """Object array of expressions; constants are lifted (a leading 1 of a full-rank const dropped)."""
     if v.exprs is not None:
-        if isinstance(v.exprs, np.ndarray):
-            return v.exprs
-        # indexing an object array with scalars (Gather of one column) yields the element itself
-        wrapped = np.empty((), dtype=object)
-        wrapped[()] = v.exprs
-        return wrapped
+        return v.exprs
     c = np.asarray(v.const)
     if batch_rank is not None and c.ndim == batch_rank + 1 and c.shape[0] == 1:
         c = c[0]

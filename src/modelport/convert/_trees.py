@@ -352,15 +352,11 @@ def build_model(
 def converted_thresholds(ensemble: Ensemble, names: Sequence[str]) -> dict[str, list[float]]:
     """Split values per column name for edge-case probes.
 
-    +-FLT_MAX splits (CatBoost's NaN borders, LightGBM's open-ended ones) are left out: their float32
-    neighbours overflow to infinity. A column keeps its (possibly empty) entry so that it replaces what
-    the generic graph scan finds.
+    A column keeps its (possibly empty) entry so that it replaces what the generic graph scan finds.
+    +-FLT_MAX splits (CatBoost's NaN borders, LightGBM's open-ended ones) are skipped by the probe
+    builder (verification/probes.py), the one place that decides which values can be probed.
     """
-    limit = float(np.finfo(np.float32).max)
-    return {
-        names[f]: [v for v in values if abs(v) < limit]
-        for f, values in thresholds(ensemble).items() if f < len(names)
-    }
+    return {names[f]: list(values) for f, values in thresholds(ensemble).items() if f < len(names)}
 
 
 def booster_converted(

@@ -86,14 +86,14 @@ def make_probes(
             r[c.name] = None
             rows.append(r)
     budget = max(0, max_rows - len(rows))
-    per_value = [(name, t) for name, ts in thresholds.items() for t in ts]
+    # +-FLT_MAX sentinels (CatBoost NaN borders, open-ended splits) are not real thresholds, and
+    # their float32 neighbours overflow
+    per_value = [(name, t) for name, ts in thresholds.items() for t in ts if abs(t) < _F32_MAX]
     if per_value and budget:
         take = per_value if len(per_value) * 3 <= budget else [
             per_value[i] for i in sorted(rng.choice(len(per_value), budget // 3, replace=False))
         ]
         for name, t in take:
-            if not abs(t) < _F32_MAX:
-                continue
             t32 = np.float32(t)
             for v in (t32, np.nextafter(t32, np.float32(-np.inf)), np.nextafter(t32, np.float32(np.inf))):
                 r = row(int(rng.integers(n_base)))

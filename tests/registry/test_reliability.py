@@ -133,3 +133,62 @@ def test_kill_9_during_push_leaves_no_half_visible_version(any_url, tmp_path, ba
     assert [v.version for v in reg.versions("iris")] == [1, 2]
     assert reg.load("models:/iris/2").digest == second.digest
     assert reg.gc() == []
+
+
+
+def _open_at_once(url: str, artifacts: list[str | None]) -> tuple[dict[int, str], list[BaseException]]:
+    """Open the registry at ``url`` from one thread per entry of ``artifacts``, all released at once."""
+    import threading
+
+    from modelport.registry.sql import SQLRegistry
+
+    barrier = threading.Barrier(len(artifacts))
+    stores: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def client(i: int) -> None:
+        barrier.wait()
+        try:
+            reg = SQLRegistry(url, artifacts=artifacts[i])
+            stores[i] = reg.store.url
+            reg.close()
+        except BaseException as exc:  # collected and reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(artifacts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return stores, errors
+
+
+@pytest.mark.integration
+def test_many_clients_opening_a_fresh_postgresql_registry_at_once_all_succeed(postgres_url, tmp_path):
+    """Creating the schema and recording the artifact location race when clients start together;
+    every client must open the registry and all must agree on where the artifacts are."""
+    import uuid
+
+    import psycopg
+
+    from modelport.registry.sql import SQLRegistry
+
+    n_clients = 8
+    for round_ in range(4):
+        schema = f"mp_open_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}options=-csearch_path%3D{schema}"
+        try:
+            # client 0 names a location, the others name none and read back whichever was recorded
+            stores, errors = _open_at_once(url, [str(tmp_path / f"a{round_}")] + [None] * (n_clients - 1))
+            assert not errors, errors[0]
+            assert len(stores) == n_clients
+            recorded = {stores[i] for i in range(1, n_clients)}
+            assert len(recorded) == 1
+            reg = SQLRegistry(url)
+            assert reg.store.url in recorded
+            reg.close()
+        finally:
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

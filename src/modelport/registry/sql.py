@@ -159,13 +159,22 @@ class SQLRegistry:
             db = Path(self.engine.url.database or "registry.db")
             return str(db.with_name(db.stem + ".artifacts"))
         # a shared database records where its artifacts are, so that every client agrees
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
         t = self._t
+        query = self._sa.select(t.settings.c.value).where(t.settings.c.key == "artifacts")
         with self._tx(write=True) as conn:
-            stored = conn.execute(self._sa.select(t.settings.c.value).where(t.settings.c.key == "artifacts")).scalar()
+            stored = conn.execute(query).scalar()
             if stored is None:
                 home = Path(os.environ.get("MODELPORT_HOME") or Path.home() / ".modelport").expanduser()
-                stored = chosen or str(home / "artifacts")
-                conn.execute(t.settings.insert().values(key="artifacts", value=stored))
+                # many clients may open a fresh database at once: the first insert wins and the
+                # others read what it stored (a plain INSERT would fail them on the primary key)
+                conn.execute(
+                    pg_insert(t.settings)
+                    .values(key="artifacts", value=chosen or str(home / "artifacts"))
+                    .on_conflict_do_nothing(index_elements=["key"])
+                )
+                stored = conn.execute(query).scalar()
         return chosen or stored
 
     def close(self) -> None:

@@ -76,14 +76,15 @@ def test_csv_input_and_directory_of_parquet(clf_path, csv_file, frame, expected,
     _same(pd.read_parquet(out3), expected)
 
 
-def test_bad_values_in_a_late_csv_block_are_rejected_by_row(clf_path, frame, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_values_in_a_late_csv_block_are_rejected_by_row(clf_path, frame, tmp_path, workers):
     df = frame.copy().astype({"c": object})
     df.loc[4321, "c"] = "oops"
     df.loc[17, "a"] = np.nan
     src = tmp_path / "bad.csv"
     df.to_csv(src, index=False)
     out = tmp_path / "out.csv"
-    result = mb.score_file(clf_path, src, out, on_error="skip", chunk_rows=1_000)
+    result = mb.score_file(clf_path, src, out, on_error="skip", chunk_rows=1_000, workers=workers)
     assert (result.rows_in, result.rows_out, result.rejected) == (5_000, 4_998, 2)
     rejects = pd.read_csv(result.rejects_path)
     assert rejects["row"].tolist() == [17, 4321]
@@ -91,7 +92,7 @@ def test_bad_values_in_a_late_csv_block_are_rejected_by_row(clf_path, frame, tmp
     got = pd.read_csv(out)
     assert not got["id"].isin(frame["id"][[17, 4321]]).any()
     with pytest.raises(InputError, match="row 17 cannot be scored"):
-        mb.score_file(clf_path, src, tmp_path / "fail.csv", chunk_rows=1_000)
+        mb.score_file(clf_path, src, tmp_path / "fail.csv", chunk_rows=1_000, workers=workers)
     assert not (tmp_path / "fail.csv").exists()
 
 
@@ -150,6 +151,105 @@ def test_workers_match_one_process(clf_path, parquet_file, csv_file, expected, t
         result = mb.score_file(clf_path, src, out, workers=2, chunk_rows=600)
         assert result.rows_out == 5_000
         _same(pd.read_parquet(out), expected)
+
+
+def test_parent_and_worker_processes_share_the_chunks(clf_path, parquet_file, csv_file, expected, tmp_path,
+                                                    monkeypatch):
+    """The parent scores while the worker processes start; both must contribute, in order."""
+    from modelport.batch.worker import ChunkWorker
+
+    for src in (parquet_file, csv_file):
+        in_parent: list[int] = []
+        score = ChunkWorker.score_chunk
+
+        def slow(self, chunk, score=score, seen=in_parent):
+            time.sleep(0.3)  # only in this process: the worker processes run the real method
+            seen.append(chunk[0])
+            return score(self, chunk)
+
+        monkeypatch.setattr(ChunkWorker, "score_chunk", slow)
+        out = tmp_path / f"shared-{src.suffix[1:]}.parquet"
+        result = mb.score_file(clf_path, src, out, workers=2, chunk_rows=250)
+        n_chunks = 5_000 // 250
+        assert result.rows_out == 5_000
+        assert 0 < len(in_parent) < n_chunks, in_parent  # the worker process scored the rest
+        _same(pd.read_parquet(out), expected)
+
+
+def test_a_script_without_main_guard_can_use_workers(clf_path, parquet_file, expected, tmp_path):
+    """Worker processes never re-import the caller's __main__ (unlike multiprocessing's spawn)."""
+    out = tmp_path / "guardless.parquet"
+    script = tmp_path / "guardless.py"
+    script.write_text(
+        "import modelport.batch as mb\n"
+        f"r = mb.score_file({str(clf_path)!r}, {str(parquet_file)!r}, {str(out)!r}, workers=2, chunk_rows=500)\n"
+        "print('rows', r.rows_out)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["rows", "5000"]  # the script ran once, not once per worker
+    _same(pd.read_parquet(out), expected)
+
+
+def _worker_pids() -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"modelport.batch.worker" in cmd and ppid == os.getpid():
+            pids.append(int(d.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker process through /proc")
+def test_a_killed_worker_process_fails_the_job_clearly_and_resume_finishes_it(
+    clf_path, parquet_file, expected, tmp_path, monkeypatch
+):
+    import threading
+
+    from modelport.batch.worker import ChunkWorker
+    from modelport.errors import ModelportError
+
+    score = ChunkWorker.score_chunk
+
+    def slow(self, chunk):
+        time.sleep(0.2)  # keeps the job running (in this process) until the worker is killed
+        return score(self, chunk)
+
+    monkeypatch.setattr(ChunkWorker, "score_chunk", slow)
+    out = tmp_path / "killed-worker.parquet"
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            mb.score_file(clf_path, parquet_file, out, workers=2, chunk_rows=100)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    job = threading.Thread(target=run)
+    job.start()
+    deadline = time.monotonic() + 60
+    parts = tmp_path / f".{out.name}.modelport-partial" / "parts"
+    while time.monotonic() < deadline and not (_worker_pids() and parts.exists() and any(parts.glob("*.arrow"))):
+        time.sleep(0.02)
+    pids = _worker_pids()
+    assert pids, "no worker process found"
+    os.kill(pids[0], signal.SIGKILL)
+    job.join(timeout=120)
+    assert not job.is_alive(), "the job hung after its worker was killed"
+    assert isinstance(outcome[0], ModelportError), outcome
+    assert "worker process 1 stopped unexpectedly" in str(outcome[0])
+    assert not out.exists()
+    monkeypatch.undo()
+    result = mb.score_file(clf_path, parquet_file, out, workers=2, chunk_rows=100, resume=True)
+    assert result.resumed_chunks > 0
+    _same(pd.read_parquet(out), expected)
 
 
 def _cli(*args: str) -> list[str]:

@@ -27,6 +27,7 @@ from modelport._deps import require
 from modelport.batch.io import format_of, open_source
 from modelport.batch.resume import Assembler, WorkDir, workdir_for
 from modelport.batch.score import (
+    BATCH_SESSION_CONFIG,
     ON_ERROR,
     ArrowChunkScorer,
     OnError,
@@ -168,13 +169,16 @@ def score_file(
     end = work.end() if resuming else None
     total = source.num_rows if source.num_rows is not None else _estimate_rows(source)
     n_chunks_known = math.ceil(source.num_rows / chunk_rows) if source.num_rows is not None else None
+    cores = os.cpu_count() or 1
+    # one process without --threads: one single-threaded run per core, on different chunks,
+    # rather than one run split across the cores (no thread waits for another's share)
+    scorers = cores if workers == 1 and threads is None else 1
     if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-    runtime = None
-    if threads is not None and workers == 1:
+        threads = max(1, cores // workers) if workers > 1 else (1 if scorers > 1 else None)
+    if workers == 1:
         from modelport.runtime.session import Runtime
 
-        runtime = Runtime(b, intra_op_threads=threads)
+        runtime = Runtime(b, intra_op_threads=threads, session_config=BATCH_SESSION_CONFIG)
         scorer = ArrowChunkScorer(b, source.schema, keep=kept, on_error=on_error, prefix=prefix, runtime=runtime)
 
     delimiter = source.delimiter if out_fmt == "csv" and source.format == "csv" else ","
@@ -199,7 +203,7 @@ def score_file(
 
                 bar.advance(min(first_missing * chunk_rows, total or 0))
                 if workers == 1:
-                    _pipeline(chunks(), scorer, work, assembler, bar)
+                    _pipeline(chunks(), scorer, work, assembler, bar, scorers=scorers)
                 else:
                     from modelport.batch.parallel import run_workers
 
@@ -242,10 +246,13 @@ _STOP = object()
 
 
 def _pipeline(chunks: Iterator[tuple[int, int, Any]], scorer: ArrowChunkScorer, work: WorkDir,
-              assembler: Assembler, bar: _Progress) -> None:
-    """Read, score and write in three threads, so that I/O overlaps ONNX Runtime (which drops the GIL).
+              assembler: Assembler, bar: _Progress, *, scorers: int = 1) -> None:
+    """Read, score and write in threads, so that I/O overlaps ONNX Runtime (which drops the GIL).
 
-    At most two chunks wait on each side, so memory stays bounded by a few chunks.
+    The reading thread also prepares each chunk (checks and conversion to the runtime's feeds),
+    so the ``scorers`` scoring threads do little but run ONNX Runtime, each on its own chunk;
+    the writing thread commits the parts and hands them to the assembler, which puts them back
+    in order. At most two chunks wait on each side, so memory stays bounded by a few chunks.
     """
     inq: queue.Queue[Any] = queue.Queue(maxsize=2)
     outq: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -254,20 +261,31 @@ def _pipeline(chunks: Iterator[tuple[int, int, Any]], scorer: ArrowChunkScorer, 
 
     def read() -> None:
         try:
-            for item in chunks:
+            for index, first_row, batch in chunks:
                 if stop.is_set():
                     return
-                inq.put(item)
+                inq.put((index, scorer.prepare(batch, first_row)))
         except BaseException as exc:
             errors.append(exc)
         finally:
-            inq.put(_STOP)
+            for _ in range(scorers):
+                inq.put(_STOP)
+
+    def score() -> None:
+        try:
+            while not stop.is_set() and (item := inq.get()) is not _STOP:
+                index, prepared = item
+                scored, rej = scorer.finish(prepared)
+                outq.put((index, scored, rej, prepared[0].num_rows))
+        except BaseException as exc:
+            errors.insert(0, exc)
+            stop.set()
 
     def write() -> None:
         failed = False
         while (item := outq.get()) is not _STOP:
             if failed:
-                continue  # keep draining so that the scoring thread never blocks
+                continue  # keep draining so that the scoring threads never block
             try:
                 index, scored, rej, n = item
                 work.write_part(index, scored, rej)
@@ -280,15 +298,14 @@ def _pipeline(chunks: Iterator[tuple[int, int, Any]], scorer: ArrowChunkScorer, 
 
     reader = threading.Thread(target=read, name="modelport-read", daemon=True)
     writer = threading.Thread(target=write, name="modelport-write", daemon=True)
+    workers = [threading.Thread(target=score, name=f"modelport-score-{i}", daemon=True) for i in range(scorers)]
     reader.start()
     writer.start()
+    for t in workers:
+        t.start()
     try:
-        while not stop.is_set() and (item := inq.get()) is not _STOP:
-            index, first_row, batch = item
-            scored, rej = scorer.score(batch, first_row)
-            outq.put((index, scored, rej, batch.num_rows))
-    except BaseException as exc:
-        errors.insert(0, exc)
+        for t in workers:
+            t.join()
     finally:
         stop.set()
         outq.put(_STOP)

@@ -1,60 +1,38 @@
-"""Worker processes for ``--workers N``: the parent reads chunks, N processes score and write parts.
+"""``--workers N``: the parent process and N - 1 worker processes score chunks side by side.
 
-For CSV and JSON lines the parent streams the input (they can only be read in order) and hands
-each chunk to a worker as Arrow IPC bytes; Parquet workers read their own chunks (row groups are
-randomly accessible), so the parent only hands out chunk numbers. Each worker holds its own bundle (sent once, as ``.mpk`` bytes, when
-it starts; nothing is pickled but plain bytes and strings) and ONNX Runtime session, scores the
-chunk and commits it to the work directory itself, so the parent never holds more than
-``2 * N`` chunks. Processes are started with ``spawn``: forking a parent that already runs ONNX
-Runtime threads is not safe.
+Worker processes are plain ``python -m modelport.batch.worker`` children that talk to the parent
+over their standard input and output (:mod:`modelport.batch.worker` has the message format).
+Unlike ``multiprocessing`` they never re-import the caller's ``__main__`` module, so a script
+that calls ``score_file(workers=2)`` needs no ``if __name__ == "__main__":`` guard, and a
+worker that cannot start or dies is an error the parent reports, never a hang. Nothing is
+pickled: the bundle travels once as ``.mpk`` bytes, chunks as Arrow IPC bytes, the rest as JSON.
+
+The parent scores chunks itself from the first moment, while the workers start (a fresh Python
+process needs most of a second to import pyarrow and ONNX Runtime, which on a short job is the
+difference between scaling and not). For CSV and JSON lines the parent streams the input (they
+can only be read in order) and sends each chunk to a worker; Parquet chunks are read by whoever
+scores them (row groups are randomly accessible), so the parent only sends chunk numbers. Each
+process commits its chunks to the work directory itself; the parent assembles them in order.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from modelport._deps import require
+from modelport.batch.worker import ChunkWorker, read_message, write_message
+from modelport.errors import InputError, ModelportError
 
-_STATE: dict[str, Any] = {}
-
-
-def _init(bundle_bytes: bytes, schema_ipc: bytes, keep: list[str], on_error: str, prefix: str,
-          threads: int | None, workdir: str, parquet: tuple[list[str], list[str], int] | None) -> None:
-    from modelport.batch.resume import WorkDir
-    from modelport.batch.score import ArrowChunkScorer
-    from modelport.bundle.core import Bundle
-    from modelport.runtime.session import Runtime
-
-    pa = require("pyarrow")
-    bundle = Bundle.from_bytes(bundle_bytes, origin="<worker bundle>")
-    schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
-    runtime = Runtime(bundle, intra_op_threads=threads, inter_op_threads=1)
-    _STATE["scorer"] = ArrowChunkScorer(bundle, schema, keep=keep, on_error=on_error, prefix=prefix,  # type: ignore[arg-type]
-                                        runtime=runtime)
-    _STATE["workdir"] = WorkDir(Path(workdir))
-    _STATE["pa"] = pa
-    if parquet is not None:
-        from modelport.batch.io import open_source
-
-        files, columns, chunk_rows = parquet
-        _STATE["source"] = (open_source(files, format="parquet"), columns, chunk_rows)
-
-
-def _score(index: int, first_row: int, payload: bytes | None) -> tuple[int, int, int, int]:
-    pa = _STATE["pa"]
-    if payload is None:  # read our own chunk of the Parquet input
-        source, columns, chunk_rows = _STATE["source"]
-        _, batch = next(source.batches(chunk_rows, columns=columns, start_chunk=index))
-    else:
-        with pa.ipc.open_stream(pa.py_buffer(payload)) as reader:
-            batch = reader.read_next_batch()
-    out, rejects = _STATE["scorer"].score(batch, first_row)
-    _STATE["workdir"].write_part(index, out, rejects)
-    return index, batch.num_rows, out.num_rows, len(rejects)
+Result = tuple[int, int, int, int]  # chunk index, rows in, rows out, rejects
+Chunk = tuple[int, int, Any]  # chunk index, first row, record batch or None (Parquet: read it there)
 
 
 def _ipc(batch: Any) -> bytes:
@@ -63,6 +41,89 @@ def _ipc(batch: Any) -> bytes:
     with pa.ipc.new_stream(sink, batch.schema) as w:
         w.write_batch(batch)
     return sink.getvalue().to_pybytes()
+
+
+class WorkerProcess:
+    """One ``python -m modelport.batch.worker`` child: started at once, used one chunk at a time."""
+
+    def __init__(self, number: int, init: dict[str, Any], bundle_bytes: bytes, schema_ipc: bytes,
+                 log_dir: Path) -> None:
+        import modelport
+
+        self.number = number
+        self.log_path = log_dir / f"worker-{number}.log"
+        env = dict(os.environ)
+        # the child imports this very modelport, wherever it was imported from here
+        root = str(Path(modelport.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "modelport.batch.worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+            )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._out: IO[bytes] = self.proc.stdin
+        self._in: IO[bytes] = self.proc.stdout
+        # sent by the first score() (from its own thread): the pipe takes it only once the child
+        # has imported everything, and that wait must not hold up the caller
+        self._init: tuple[dict[str, Any], bytes] | None = ({"op": "init", **init}, bundle_bytes + schema_ipc)
+
+    def _send(self, header: dict[str, Any], payload: bytes = b"") -> None:
+        try:
+            write_message(self._out, header, payload)
+        except (BrokenPipeError, OSError) as exc:
+            raise self._died() from exc
+
+    def _receive(self) -> dict[str, Any]:
+        try:
+            header, _ = read_message(self._in)
+        except (EOFError, OSError, ValueError) as exc:
+            raise self._died() from exc
+        if header.get("op") == "error":
+            cls = InputError if header.get("type") == "InputError" else ModelportError
+            raise cls(header.get("message", "a worker process failed"), hint=header.get("hint"))
+        return header
+
+    def score(self, chunk: Chunk) -> Result:
+        if self._init is not None:
+            self._send(*self._init)
+            self._init = None
+            self._receive()  # "ready", or the error that kept the worker from starting
+        index, first_row, batch = chunk
+        payload = b"" if batch is None else _ipc(batch)
+        self._send({"op": "score", "index": index, "first_row": first_row, "has_batch": batch is not None}, payload)
+        reply = self._receive()
+        i, n_in, n_out, n_rej = reply["result"]
+        return int(i), int(n_in), int(n_out), int(n_rej)
+
+    def _died(self) -> ModelportError:
+        code = self.proc.poll()
+        if code is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self.proc.wait(timeout=5)
+        try:
+            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-5:]
+        except OSError:
+            tail = []
+        return ModelportError(
+            f"batch worker process {self.number} stopped unexpectedly (exit code {code})"
+            + (": " + " | ".join(tail) if tail else "."),
+            hint="see the message above; a process killed by the system may have run out of memory "
+            "(use fewer --workers or smaller --chunk-rows)",
+        )
+
+    def close(self, *, kill: bool = False) -> None:
+        with contextlib.suppress(OSError):
+            self._out.close()
+        if kill and self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            self._in.close()
 
 
 def run_workers(
@@ -75,34 +136,65 @@ def run_workers(
     prefix: str,
     threads: int | None,
     workdir: Path,
-    chunks: Iterator[tuple[int, int, Any]],
+    chunks: Iterator[Chunk],
     on_done: Callable[[int, int, int, int], None],
     parquet: tuple[list[str], list[str], int] | None = None,
 ) -> None:
-    """Score ``(index, first_row, batch)`` chunks in ``workers`` processes; ``on_done`` per chunk.
+    """Score ``(index, first_row, batch)`` chunks in this process and ``workers - 1`` others.
 
-    With ``parquet=(files, columns, chunk_rows)`` the batch is None and workers read the chunk.
+    With ``parquet=(files, columns, chunk_rows)`` the batch is None and the scorer reads the
+    chunk. ``on_done`` is called once per chunk, never from two threads at once. The first
+    error stops every process and is raised here.
     """
-    ctx = multiprocessing.get_context("spawn")
     schema_ipc = schema.serialize().to_pybytes()
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init,
-        initargs=(bundle_bytes, schema_ipc, keep, on_error, prefix, threads, str(workdir), parquet),
-    ) as pool:
-        pending: set[Future[tuple[int, int, int, int]]] = set()
+    init = {
+        "keep": keep, "on_error": on_error, "prefix": prefix, "threads": threads, "workdir": str(workdir),
+        "parquet": list(parquet) if parquet is not None else None,
+        "bundle_size": len(bundle_bytes), "schema_size": len(schema_ipc),
+    }
+    json.dumps(init)  # fail here, not in a child, if anything is not plain data
+    take = threading.Lock()  # the chunk iterator is shared by every scoring thread
+    report = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def next_chunk() -> Chunk | None:
+        with take:
+            return None if stop.is_set() else next(chunks, None)
+
+    def serve(score: Callable[[Chunk], Result]) -> None:
         try:
-            for index, first_row, batch in chunks:
-                while len(pending) >= 2 * workers:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        on_done(*f.result())
-                payload = None if batch is None else _ipc(batch)
-                pending.add(pool.submit(_score, index, first_row, payload))
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    on_done(*f.result())
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
+            while (item := next_chunk()) is not None:
+                result = score(item)
+                with report:
+                    on_done(*result)
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+
+    procs: list[WorkerProcess] = []
+    threads_: list[threading.Thread] = []
+    try:
+        for n in range(1, workers):  # started first: they import while this process scores
+            procs.append(WorkerProcess(n, init, bundle_bytes, schema_ipc, workdir))
+        local = ChunkWorker(bundle_bytes, schema_ipc, keep=keep, on_error=on_error, prefix=prefix,
+                            threads=threads, workdir=str(workdir), parquet=parquet)
+        threads_ = [threading.Thread(target=serve, args=(local.score_chunk,), name="modelport-score-0", daemon=True)]
+        threads_ += [threading.Thread(target=serve, args=(p.score,), name=f"modelport-score-{p.number}", daemon=True)
+                     for p in procs]
+        for t in threads_:
+            t.start()
+        for t in threads_:
+            t.join()
+    except BaseException as exc:
+        errors.insert(0, exc)
+        stop.set()
+    finally:
+        for p in procs:  # a worker still scoring after an error is stopped, not waited for
+            p.close(kill=bool(errors))
+        for t in threads_:
+            t.join()
+    if errors:
+        # a chunk's own error (a bad row) explains more than "worker stopped" from the others
+        errors.sort(key=lambda e: not isinstance(e, InputError))
+        raise errors[0]

@@ -3,6 +3,7 @@ output naming and error translation."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +30,10 @@ class Runtime:
         intra_op_threads: int | None = None,
         inter_op_threads: int | None = None,
         providers: list[str] | None = None,
+        session_config: Mapping[str, str] | None = None,
     ) -> None:
+        """``session_config``: extra ONNX Runtime session configuration entries
+        (``SessionOptions.add_session_config_entry``), e.g. ``{"session.dynamic_block_base": "4"}``."""
         self.bundle = bundle
         self.signature = bundle.signature
         options = ort.SessionOptions()
@@ -37,6 +41,8 @@ class Runtime:
             options.intra_op_num_threads = intra_op_threads
         if inter_op_threads is not None:
             options.inter_op_num_threads = inter_op_threads
+        for key, value in (session_config or {}).items():
+            options.add_session_config_entry(key, value)
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(

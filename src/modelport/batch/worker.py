@@ -1,0 +1,140 @@
+"""A batch worker process: ``python -m modelport.batch.worker``, driven by its parent over stdin/stdout.
+
+Messages both ways are a 4-byte big-endian length, a JSON header of that length, then
+``header["size"]`` bytes of payload (nothing is pickled):
+
+* parent -> worker ``init`` (payload: the bundle's ``.mpk`` bytes, then the input schema as
+  Arrow IPC; the header gives both sizes and the scoring options); the worker answers ``ready``.
+* parent -> worker ``score`` with ``index`` and ``first_row`` (payload: the chunk as an Arrow IPC
+  stream, or nothing for a Parquet input, which the worker reads itself); the worker commits the
+  chunk's part to the work directory and answers ``done`` with ``[index, rows in, rows out, rejects]``.
+* any failure is answered with ``error`` (``type``, ``message``, ``hint``) and ends the worker.
+* end of input on stdin ends the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from modelport._deps import require
+
+_LEN = struct.Struct(">I")
+MAX_HEADER = 1 << 20
+
+
+def write_message(out: IO[bytes], header: dict[str, Any], payload: bytes = b"") -> None:
+    head = json.dumps({**header, "size": len(payload)}).encode()
+    out.write(_LEN.pack(len(head)) + head)
+    if payload:
+        out.write(payload)
+    out.flush()
+
+
+def read_message(inp: IO[bytes]) -> tuple[dict[str, Any], bytes]:
+    """One message; EOFError at a clean end of input, ValueError for a malformed one."""
+    raw = inp.read(_LEN.size)
+    if not raw:
+        raise EOFError("end of input")
+    if len(raw) < _LEN.size:
+        raise ValueError("truncated message length")
+    (n,) = _LEN.unpack(raw)
+    if n > MAX_HEADER:
+        raise ValueError(f"message header of {n} bytes")
+    head = inp.read(n)
+    if len(head) < n:
+        raise ValueError("truncated message header")
+    header = json.loads(head)
+    size = int(header.get("size", 0))
+    payload = inp.read(size) if size else b""
+    if len(payload) < size:
+        raise ValueError("truncated message payload")
+    return header, payload
+
+
+class ChunkWorker:
+    """One process's scorer: its bundle, ONNX Runtime session, work directory and (for Parquet) input."""
+
+    def __init__(self, bundle_bytes: bytes, schema_ipc: bytes, *, keep: list[str], on_error: str, prefix: str,
+                 threads: int | None, workdir: str, parquet: Any = None) -> None:
+        from modelport.batch.resume import WorkDir
+        from modelport.batch.score import BATCH_SESSION_CONFIG, ArrowChunkScorer
+        from modelport.bundle.core import Bundle
+        from modelport.runtime.session import Runtime
+
+        pa = require("pyarrow")
+        self.pa = pa
+        bundle = Bundle.from_bytes(bundle_bytes, origin="<worker bundle>")
+        schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
+        runtime = Runtime(bundle, intra_op_threads=threads, inter_op_threads=1, session_config=BATCH_SESSION_CONFIG)
+        self.scorer = ArrowChunkScorer(bundle, schema, keep=keep, on_error=on_error, prefix=prefix,  # type: ignore[arg-type]
+                                       runtime=runtime)
+        self.workdir = WorkDir(Path(workdir))
+        self.source: tuple[Any, list[str], int] | None = None
+        if parquet is not None:
+            from modelport.batch.io import open_source
+
+            files, columns, chunk_rows = parquet
+            self.source = (open_source(list(files), format="parquet"), list(columns), int(chunk_rows))
+
+    def score_chunk(self, chunk: tuple[int, int, Any]) -> tuple[int, int, int, int]:
+        """Score chunk ``index`` (``batch``: a record batch, Arrow IPC bytes, or None to read it here)."""
+        index, first_row, batch = chunk
+        pa = self.pa
+        if batch is None:  # read our own chunk of the Parquet input
+            if self.source is None:
+                raise ValueError("a chunk without data for a worker that reads no Parquet input")
+            source, columns, chunk_rows = self.source
+            _, batch = next(source.batches(chunk_rows, columns=columns, start_chunk=index))
+        elif isinstance(batch, bytes):
+            with pa.ipc.open_stream(pa.py_buffer(batch)) as reader:
+                batch = reader.read_next_batch()
+        out, rejects = self.scorer.score(batch, first_row)
+        self.workdir.write_part(index, out, rejects)
+        return index, batch.num_rows, out.num_rows, len(rejects)
+
+
+def main() -> int:
+    # the protocol owns the real stdout; anything a library prints goes to stderr (the log)
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    inp = sys.stdin.buffer
+    worker: ChunkWorker | None = None
+    while True:
+        try:
+            header, payload = read_message(inp)
+        except EOFError:
+            return 0
+        try:
+            if header["op"] == "init":
+                n = int(header["bundle_size"])
+                worker = ChunkWorker(
+                    payload[:n], payload[n:], keep=header["keep"], on_error=header["on_error"],
+                    prefix=header["prefix"], threads=header["threads"], workdir=header["workdir"],
+                    parquet=header["parquet"],
+                )
+                write_message(out, {"op": "ready"})
+            elif header["op"] == "score" and worker is not None:
+                batch = payload if header.get("has_batch") else None
+                result = worker.score_chunk((int(header["index"]), int(header["first_row"]), batch))
+                write_message(out, {"op": "done", "result": list(result)})
+            else:
+                raise ValueError(f"unexpected message {header.get('op')!r}")
+        except Exception as exc:
+            from modelport.errors import ModelportError
+
+            if isinstance(exc, ModelportError):
+                reply = {"op": "error", "type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+            else:
+                reply = {"op": "error", "type": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}",
+                         "hint": None}
+            write_message(out, reply)
+            return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

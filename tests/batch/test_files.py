@@ -49,6 +49,22 @@ def test_chunks_have_exact_sizes_across_row_groups(parquet_file, frame):
     assert i == 3 and b.column("id")[0].as_py() == frame["id"][3000]
 
 
+@pytest.mark.parametrize("chunk_rows", [300, 700, 1000, 1234, 5000, 9000])
+def test_one_chunk_read_alone_equals_that_chunk_of_a_full_pass(parquet_file, tmp_path, frame, chunk_rows):
+    # several files and row groups that the chunks straddle (a worker reads only its own chunk)
+    pieces = []
+    for k, (a, b) in enumerate([(0, 1500), (1500, 1600), (1600, 5000)]):
+        path = tmp_path / f"part-{k}.parquet"
+        pq.write_table(pa.Table.from_pandas(frame.iloc[a:b], preserve_index=False), path, row_group_size=450)
+        pieces.append(path)
+    for src in (open_source(parquet_file), open_source(tmp_path)):
+        full = dict(src.batches(chunk_rows, columns=["id", "a"]))
+        for i, want in full.items():
+            got = src.chunk(i, chunk_rows, columns=["id", "a"])
+            assert got.equals(want), (i, chunk_rows)
+        assert src.chunk(len(full), chunk_rows) is None
+
+
 @pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl"])
 def test_parquet_to_each_format(clf_path, parquet_file, expected, tmp_path, suffix):
     out = tmp_path / f"scored{suffix}"

@@ -100,19 +100,30 @@ class Source:
             )
 
     def batches(
-        self, chunk_rows: int, *, columns: Sequence[str] | None = None, start_chunk: int = 0
+        self, chunk_rows: int, *, columns: Sequence[str] | None = None, start_chunk: int = 0,
+        stop_chunk: int | None = None,
     ) -> Iterator[tuple[int, Any]]:
-        """Yield ``(chunk_index, RecordBatch)`` from chunk ``start_chunk`` on."""
+        """Yield ``(chunk_index, RecordBatch)`` for chunks ``start_chunk`` up to ``stop_chunk`` (excluded)."""
         if chunk_rows <= 0:
             raise InputError(f"chunk_rows must be positive; got {chunk_rows}.")
         start_row = start_chunk * chunk_rows
-        raw = self._raw_batches(chunk_rows, columns, start_row)
-        yield from _rechunk(raw, chunk_rows, start_chunk)
+        stop_row = None if stop_chunk is None else stop_chunk * chunk_rows
+        raw = self._raw_batches(chunk_rows, columns, start_row, stop_row)
+        for index, batch in _rechunk(raw, chunk_rows, start_chunk):
+            if stop_chunk is not None and index >= stop_chunk:
+                return
+            yield index, batch
+
+    def chunk(self, index: int, chunk_rows: int, *, columns: Sequence[str] | None = None) -> Any:
+        """Chunk ``index`` alone (Parquet reads only the row groups it spans); None past the end."""
+        return next((b for _, b in self.batches(chunk_rows, columns=columns, start_chunk=index,
+                                                stop_chunk=index + 1)), None)
 
     # ------------------------------------------------------------------ readers
-    def _raw_batches(self, chunk_rows: int, columns: Sequence[str] | None, start_row: int) -> Iterator[Any]:
+    def _raw_batches(self, chunk_rows: int, columns: Sequence[str] | None, start_row: int,
+                     stop_row: int | None = None) -> Iterator[Any]:
         if self.format == "parquet":
-            yield from self._parquet(chunk_rows, columns, start_row)
+            yield from self._parquet(chunk_rows, columns, start_row, stop_row)
             return
         skip = start_row
         for batch in self._stream(columns):
@@ -124,14 +135,19 @@ class Source:
                 skip = 0
             yield batch
 
-    def _parquet(self, chunk_rows: int, columns: Sequence[str] | None, start_row: int) -> Iterator[Any]:
+    def _parquet(self, chunk_rows: int, columns: Sequence[str] | None, start_row: int,
+                 stop_row: int | None = None) -> Iterator[Any]:
         pq = require("pyarrow.parquet", purpose="reading Parquet")
         pa = _pa()
         skip = start_row
+        # rows still wanted from here on (None: all); row groups past them are not read at all
+        left = None if stop_row is None else stop_row - start_row
         for path, n in zip(self.files, self._row_counts):
             if skip >= n:
                 skip -= n
                 continue
+            if left is not None and left <= 0:
+                return
             try:
                 pf = pq.ParquetFile(path, buffer_size=_PARQUET_BUFFER, pre_buffer=False)
                 md = pf.metadata
@@ -139,7 +155,14 @@ class Source:
                 while first_rg < md.num_row_groups and skip >= md.row_group(first_rg).num_rows:
                     skip -= md.row_group(first_rg).num_rows
                     first_rg += 1
-                groups = list(range(first_rg, md.num_row_groups))
+                last_rg = md.num_row_groups
+                if left is not None:
+                    need, last_rg = skip + left, first_rg
+                    while last_rg < md.num_row_groups and need > 0:
+                        need -= md.row_group(last_rg).num_rows
+                        last_rg += 1
+                    left -= sum(md.row_group(g).num_rows for g in range(first_rg, last_rg)) - skip
+                groups = list(range(first_rg, last_rg))
                 if not groups:
                     continue
                 for batch in pf.iter_batches(

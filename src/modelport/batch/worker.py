@@ -89,7 +89,9 @@ class ChunkWorker:
             if self.source is None:
                 raise ValueError("a chunk without data for a worker that reads no Parquet input")
             source, columns, chunk_rows = self.source
-            _, batch = next(source.batches(chunk_rows, columns=columns, start_chunk=index))
+            batch = source.chunk(index, chunk_rows, columns=columns)
+            if batch is None:
+                raise ValueError(f"chunk {index} lies past the end of the input")
         elif isinstance(batch, bytes):
             with pa.ipc.open_stream(pa.py_buffer(batch)) as reader:
                 batch = reader.read_next_batch()

@@ -192,6 +192,29 @@ def test_parent_and_worker_processes_share_the_chunks(clf_path, parquet_file, cs
         _same(pd.read_parquet(out), expected)
 
 
+def test_ranges_cover_every_chunk_once_shrinking_and_never_across_a_gap():
+    from modelport.batch.parallel import Ranges
+
+    todo = [i for i in range(100) if i not in (7, 8, 50)]  # chunks done before a resume
+    ranges = list(Ranges(todo, scorers=2))
+    covered = [i for a, b in ranges for i in range(a, b)]
+    assert covered == todo  # each once, in order, none that was done
+    sizes = [b - a for a, b in ranges]
+    assert sizes[0] == 7 and sizes[-1] == 1  # cut short at the gap at 7; single chunks at the end
+    assert max(sizes) <= len(todo) // 4
+    assert list(Ranges([], scorers=2)) == []
+
+
+def test_workers_on_parquet_with_row_groups_much_larger_than_a_chunk(clf_path, frame, expected, tmp_path):
+    # one 5,000-row group and 200-row chunks: the parent reads it in one pass and ships the chunks
+    src = tmp_path / "one-group.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), src, row_group_size=10_000)
+    out = tmp_path / "one-group-out.parquet"
+    result = mb.score_file(clf_path, src, out, workers=2, chunk_rows=200)
+    assert result.rows_out == 5_000
+    _same(pd.read_parquet(out), expected)
+
+
 def test_a_script_without_main_guard_can_use_workers(clf_path, parquet_file, expected, tmp_path):
     """Worker processes never re-import the caller's __main__ (unlike multiprocessing's spawn)."""
     out = tmp_path / "guardless.parquet"
@@ -361,3 +384,21 @@ def test_module_is_importable_lazily():
 
 def test_path_types(clf_path, parquet_file, tmp_path):
     assert isinstance(mb.score_file(str(clf_path), str(parquet_file), str(tmp_path / "x.parquet")).output, Path)
+
+
+def test_allocator_settings_apply_only_where_modelport_owns_the_process():
+    from modelport.batch.memory import child_env
+
+    assert child_env({})["MIMALLOC_PURGE_DELAY"] == "-1"
+    assert child_env({"MIMALLOC_PURGE_DELAY": "5"})["MIMALLOC_PURGE_DELAY"] == "5"  # the user's wins
+    # importing modelport (and scoring from a library call) changes nothing process-wide
+    code = ("import os, modelport, modelport.batch; "
+            "print(os.environ.get('MIMALLOC_PURGE_DELAY'))")
+    env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_PURGE_DELAY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.strip() == "None", out.stderr
+    # the score command sets it before pyarrow loads
+    code = ("import os, sys; from modelport.batch.memory import tune_this_process; tune_this_process(); "
+            "print(os.environ.get('MIMALLOC_PURGE_DELAY'), 'pyarrow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.split() == ["-1", "False"], out.stderr

@@ -71,6 +71,8 @@ class Source:
     num_rows: int | None
     delimiter: str = ","
     _row_counts: list[int] = field(default_factory=list, repr=False)
+    #: rows of the largest Parquet row group (0 for other formats)
+    largest_row_group: int = 0
     _csv_types: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -284,8 +286,8 @@ def open_source(
     if fmt != "parquet" and len(files) > 1:
         raise InputError("several input files are only supported for Parquet.", hint="concatenate the files first")
     if fmt == "parquet":
-        schema, counts = _parquet_meta(files)
-        return Source(files, fmt, schema, sum(counts), _row_counts=counts)
+        schema, counts, largest = _parquet_meta(files)
+        return Source(files, fmt, schema, sum(counts), _row_counts=counts, largest_row_group=largest)
     if fmt == "csv":
         delim = delimiter or ("\t" if files[0].name.lower().endswith((".tsv", ".tsv.gz")) else ",")
         src = Source(files, fmt, None, None, delimiter=delim)
@@ -327,16 +329,20 @@ def _expand(spec: Any) -> list[Path]:
     return [p]
 
 
-def _parquet_meta(files: list[Path]) -> tuple[Any, list[int]]:
+def _parquet_meta(files: list[Path]) -> tuple[Any, list[int], int]:
+    """The common schema, each file's row count, and the largest row group's row count."""
     pq = require("pyarrow.parquet", purpose="reading Parquet")
     pa = _pa()
     schema = None
     counts = []
+    largest = 0
     for f in files:
         try:
             pf = pq.ParquetFile(f)
             s = pf.schema_arrow
-            counts.append(pf.metadata.num_rows)
+            md = pf.metadata
+            counts.append(md.num_rows)
+            largest = max([largest, *(md.row_group(g).num_rows for g in range(md.num_row_groups))])
         except (OSError, pa.ArrowException) as exc:
             raise _translate(exc, f, "Parquet") from exc
         if schema is None:
@@ -346,7 +352,7 @@ def _parquet_meta(files: list[Path]) -> tuple[Any, list[int]]:
                 f"{f}: its columns {s.names} differ from those of {files[0]} ({schema.names}).",
                 hint="all Parquet files of one input must share the same columns",
             )
-    return _strip_pandas_meta(schema), counts
+    return _strip_pandas_meta(schema), counts, largest
 
 
 def _strip_pandas_meta(schema: Any) -> Any:

@@ -208,12 +208,16 @@ def score_file(
                     from modelport.batch.parallel import run_workers
 
                     parquet = None
-                    todo: Iterator[tuple[int, int, Any]] = chunks()
-                    if source.format == "parquet" and source.num_rows is not None:
-                        # workers read their own Parquet chunks: the parent only hands out numbers
-                        parquet = ([str(f) for f in source.files], columns, chunk_rows)
-                        todo = ((i, i * chunk_rows, None) for i in range(first_missing, n_chunks_known or 0)
-                                if i not in done)
+                    streamed: Iterator[tuple[int, int, Any]] | None = chunks()
+                    # scorers read Parquet themselves (the parent only hands out chunk numbers),
+                    # unless its row groups are so large that each reader would decode most of
+                    # a group to reach its own rows: then the parent reads it in one pass
+                    if source.format == "parquet" and source.largest_row_group <= 4 * chunk_rows:
+                        todo = [i for i in range(first_missing, n_chunks_known or 0) if i not in done]
+                        parquet = ([str(f) for f in source.files], columns, chunk_rows, todo)
+                        streamed = None
+                        bar.advance(sum(min(chunk_rows, (source.num_rows or 0) - i * chunk_rows)
+                                        for i in done if i >= first_missing))
 
                     def on_done(index: int, n_in: int, n_out: int, n_rej: int) -> None:
                         assembler.done(index)
@@ -221,7 +225,7 @@ def score_file(
 
                     run_workers(
                         workers=workers, bundle_bytes=b.to_bytes(), schema=source.schema, keep=kept,
-                        on_error=on_error, prefix=prefix, threads=threads, workdir=work.path, chunks=todo,
+                        on_error=on_error, prefix=prefix, threads=threads, workdir=work.path, chunks=streamed,
                         on_done=on_done, parquet=parquet,
                     )
                 if n_chunks_known is not None:

@@ -10,9 +10,11 @@ pickled: the bundle travels once as ``.mpk`` bytes, chunks as Arrow IPC bytes, t
 The parent scores chunks itself from the first moment, while the workers start (a fresh Python
 process needs most of a second to import pyarrow and ONNX Runtime, which on a short job is the
 difference between scaling and not). For CSV and JSON lines the parent streams the input (they
-can only be read in order) and sends each chunk to a worker; Parquet chunks are read by whoever
-scores them (row groups are randomly accessible), so the parent only sends chunk numbers. Each
-process commits its chunks to the work directory itself; the parent assembles them in order.
+can only be read in order) and sends each chunk to a worker. Parquet is read by whoever scores
+it: the parent hands out ranges of consecutive chunks, large at first and smaller towards the
+end (guided self-scheduling), so each range is read in one pass and all processes finish close
+together. Each process commits its chunks to the work directory itself; the parent assembles
+them in order.
 """
 
 from __future__ import annotations
@@ -32,7 +34,35 @@ from modelport.batch.worker import ChunkWorker, read_message, write_message
 from modelport.errors import InputError, ModelportError
 
 Result = tuple[int, int, int, int]  # chunk index, rows in, rows out, rejects
-Chunk = tuple[int, int, Any]  # chunk index, first row, record batch or None (Parquet: read it there)
+Chunk = tuple[int, int, Any]  # chunk index, first row, record batch
+Range = tuple[int, int]  # chunks start .. stop - 1 of a Parquet input, read by the scorer
+Task = Chunk | Range
+
+
+class Ranges:
+    """Hands out runs of consecutive chunk numbers from ``todo``: about 1 / (2 * scorers) of what
+    is left each time, so that early ranges are long (few restarts inside row groups) and the last
+    ones single chunks (no scorer waits long for another at the end)."""
+
+    def __init__(self, todo: list[int], scorers: int) -> None:
+        self.todo = sorted(todo)
+        self.pos = 0
+        self.scorers = scorers
+
+    def __iter__(self) -> Iterator[Range]:
+        return self
+
+    def __next__(self) -> Range:
+        left = len(self.todo) - self.pos
+        if left <= 0:
+            raise StopIteration
+        want = max(1, left // (2 * self.scorers))
+        start = self.todo[self.pos]
+        n = 1
+        while n < want and self.todo[self.pos + n] == start + n:  # stop at a chunk done before
+            n += 1
+        self.pos += n
+        return start, start + n
 
 
 def _ipc(batch: Any) -> bytes:
@@ -52,7 +82,9 @@ class WorkerProcess:
 
         self.number = number
         self.log_path = log_dir / f"worker-{number}.log"
-        env = dict(os.environ)
+        from modelport.batch.memory import child_env
+
+        env = child_env(dict(os.environ))
         # the child imports this very modelport, wherever it was imported from here
         root = str(Path(modelport.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -84,17 +116,21 @@ class WorkerProcess:
             raise cls(header.get("message", "a worker process failed"), hint=header.get("hint"))
         return header
 
-    def score(self, chunk: Chunk) -> Result:
+    def run(self, task: Task) -> Iterator[Result]:
+        """Send one task; yield each chunk's result as the worker reports it."""
         if self._init is not None:
             self._send(*self._init)
             self._init = None
             self._receive()  # "ready", or the error that kept the worker from starting
-        index, first_row, batch = chunk
-        payload = b"" if batch is None else _ipc(batch)
-        self._send({"op": "score", "index": index, "first_row": first_row, "has_batch": batch is not None}, payload)
-        reply = self._receive()
-        i, n_in, n_out, n_rej = reply["result"]
-        return int(i), int(n_in), int(n_out), int(n_rej)
+        if len(task) == 2:
+            start, stop = task  # type: ignore[misc]
+            self._send({"op": "range", "start": start, "stop": stop})
+        else:
+            index, first_row, batch = task  # type: ignore[misc]
+            self._send({"op": "score", "index": index, "first_row": first_row}, _ipc(batch))
+        while (reply := self._receive())["op"] == "done":
+            i, n_in, n_out, n_rej = reply["result"]
+            yield int(i), int(n_in), int(n_out), int(n_rej)
 
     def _died(self) -> ModelportError:
         code = self.proc.poll()
@@ -136,38 +172,46 @@ def run_workers(
     prefix: str,
     threads: int | None,
     workdir: Path,
-    chunks: Iterator[Chunk],
+    chunks: Iterator[Chunk] | None = None,
+    parquet: tuple[list[str], list[str], int, list[int]] | None = None,
     on_done: Callable[[int, int, int, int], None],
-    parquet: tuple[list[str], list[str], int] | None = None,
 ) -> None:
-    """Score ``(index, first_row, batch)`` chunks in this process and ``workers - 1`` others.
+    """Score in this process and ``workers - 1`` others, calling ``on_done`` once per chunk.
 
-    With ``parquet=(files, columns, chunk_rows)`` the batch is None and the scorer reads the
-    chunk. ``on_done`` is called once per chunk, never from two threads at once. The first
-    error stops every process and is raised here.
+    Either ``chunks`` yields ``(index, first_row, batch)`` read here, or
+    ``parquet=(files, columns, chunk_rows, todo)`` names the chunks (``todo``) that the scorers
+    read themselves. ``on_done`` is never called from two threads at once. The first error stops
+    every process and is raised here.
     """
     schema_ipc = schema.serialize().to_pybytes()
     init = {
         "keep": keep, "on_error": on_error, "prefix": prefix, "threads": threads, "workdir": str(workdir),
-        "parquet": list(parquet) if parquet is not None else None,
+        "parquet": list(parquet[:3]) if parquet is not None else None,
         "bundle_size": len(bundle_bytes), "schema_size": len(schema_ipc),
     }
     json.dumps(init)  # fail here, not in a child, if anything is not plain data
-    take = threading.Lock()  # the chunk iterator is shared by every scoring thread
+    tasks: Iterator[Task]
+    if parquet is not None:
+        tasks = Ranges(parquet[3], workers)
+    elif chunks is not None:
+        tasks = chunks
+    else:
+        raise ValueError("run_workers needs chunks or parquet")
+    take = threading.Lock()  # the task iterator is shared by every scoring thread
     report = threading.Lock()
     stop = threading.Event()
     errors: list[BaseException] = []
 
-    def next_chunk() -> Chunk | None:
+    def next_task() -> Task | None:
         with take:
-            return None if stop.is_set() else next(chunks, None)
+            return None if stop.is_set() else next(tasks, None)
 
-    def serve(score: Callable[[Chunk], Result]) -> None:
+    def serve(run: Callable[[Task], Iterator[Result]]) -> None:
         try:
-            while (item := next_chunk()) is not None:
-                result = score(item)
-                with report:
-                    on_done(*result)
+            while (task := next_task()) is not None:
+                for result in run(task):
+                    with report:
+                        on_done(*result)
         except BaseException as exc:
             errors.append(exc)
             stop.set()
@@ -177,10 +221,16 @@ def run_workers(
     try:
         for n in range(1, workers):  # started first: they import while this process scores
             procs.append(WorkerProcess(n, init, bundle_bytes, schema_ipc, workdir))
-        local = ChunkWorker(bundle_bytes, schema_ipc, keep=keep, on_error=on_error, prefix=prefix,
-                            threads=threads, workdir=str(workdir), parquet=parquet)
-        threads_ = [threading.Thread(target=serve, args=(local.score_chunk,), name="modelport-score-0", daemon=True)]
-        threads_ += [threading.Thread(target=serve, args=(p.score,), name=f"modelport-score-{p.number}", daemon=True)
+        local = ChunkWorker(bundle_bytes, schema_ipc, keep=keep, on_error=on_error, prefix=prefix, threads=threads,
+                            workdir=str(workdir), parquet=parquet[:3] if parquet is not None else None)
+
+        def run_local(task: Task) -> Iterator[Result]:
+            if len(task) == 2:
+                return local.score_range(*task)  # type: ignore[misc]
+            return iter([local.score_chunk(task)])  # type: ignore[arg-type]
+
+        threads_ = [threading.Thread(target=serve, args=(run_local,), name="modelport-score-0", daemon=True)]
+        threads_ += [threading.Thread(target=serve, args=(p.run,), name=f"modelport-score-{p.number}", daemon=True)
                      for p in procs]
         for t in threads_:
             t.start()

@@ -5,9 +5,11 @@ Messages both ways are a 4-byte big-endian length, a JSON header of that length,
 
 * parent -> worker ``init`` (payload: the bundle's ``.mpk`` bytes, then the input schema as
   Arrow IPC; the header gives both sizes and the scoring options); the worker answers ``ready``.
-* parent -> worker ``score`` with ``index`` and ``first_row`` (payload: the chunk as an Arrow IPC
-  stream, or nothing for a Parquet input, which the worker reads itself); the worker commits the
-  chunk's part to the work directory and answers ``done`` with ``[index, rows in, rows out, rejects]``.
+* parent -> worker ``score`` with ``index`` and ``first_row``, payload the chunk as an Arrow IPC
+  stream; or ``range`` with ``start`` and ``stop`` (chunk numbers of a Parquet input, which the
+  worker reads itself, streaming through the range). For each chunk the worker commits its part
+  to the work directory and answers ``done`` with ``[index, rows in, rows out, rejects]``; after
+  the last one of the message it answers ``idle``.
 * any failure is answered with ``error`` (``type``, ``message``, ``hint``) and ends the worker.
 * end of input on stdin ends the worker.
 """
@@ -18,6 +20,7 @@ import json
 import os
 import struct
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -82,25 +85,37 @@ class ChunkWorker:
             self.source = (open_source(list(files), format="parquet"), list(columns), int(chunk_rows))
 
     def score_chunk(self, chunk: tuple[int, int, Any]) -> tuple[int, int, int, int]:
-        """Score chunk ``index`` (``batch``: a record batch, Arrow IPC bytes, or None to read it here)."""
+        """Score chunk ``index`` (``batch``: a record batch or Arrow IPC bytes) and commit its part."""
         index, first_row, batch = chunk
         pa = self.pa
-        if batch is None:  # read our own chunk of the Parquet input
-            if self.source is None:
-                raise ValueError("a chunk without data for a worker that reads no Parquet input")
-            source, columns, chunk_rows = self.source
-            batch = source.chunk(index, chunk_rows, columns=columns)
-            if batch is None:
-                raise ValueError(f"chunk {index} lies past the end of the input")
-        elif isinstance(batch, bytes):
+        if isinstance(batch, bytes):
             with pa.ipc.open_stream(pa.py_buffer(batch)) as reader:
                 batch = reader.read_next_batch()
         out, rejects = self.scorer.score(batch, first_row)
         self.workdir.write_part(index, out, rejects)
         return index, batch.num_rows, out.num_rows, len(rejects)
 
+    def score_range(self, start: int, stop: int) -> Iterator[tuple[int, int, int, int]]:
+        """Read chunks ``start`` to ``stop`` (excluded) of the Parquet input in one pass and score each.
+
+        One pass, because a chunk that begins inside a row group can only be read by decoding
+        that row group from its start: reading chunk by chunk would decode such groups twice.
+        """
+        if self.source is None:
+            raise ValueError("a range of chunks for a worker that reads no Parquet input")
+        source, columns, chunk_rows = self.source
+        expect = start
+        for index, batch in source.batches(chunk_rows, columns=columns, start_chunk=start, stop_chunk=stop):
+            expect = index + 1
+            yield self.score_chunk((index, index * chunk_rows, batch))
+        if expect != stop:
+            raise ValueError(f"chunk {expect} lies past the end of the input")
+
 
 def main() -> int:
+    from modelport.batch.memory import tune_this_process
+
+    tune_this_process()  # mimalloc's setting came in the environment from the parent
     # the protocol owns the real stdout; anything a library prints goes to stderr (the log)
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
@@ -121,9 +136,13 @@ def main() -> int:
                 )
                 write_message(out, {"op": "ready"})
             elif header["op"] == "score" and worker is not None:
-                batch = payload if header.get("has_batch") else None
-                result = worker.score_chunk((int(header["index"]), int(header["first_row"]), batch))
+                result = worker.score_chunk((int(header["index"]), int(header["first_row"]), payload))
                 write_message(out, {"op": "done", "result": list(result)})
+                write_message(out, {"op": "idle"})
+            elif header["op"] == "range" and worker is not None:
+                for result in worker.score_range(int(header["start"]), int(header["stop"])):
+                    write_message(out, {"op": "done", "result": list(result)})
+                write_message(out, {"op": "idle"})
             else:
                 raise ValueError(f"unexpected message {header.get('op')!r}")
         except Exception as exc:

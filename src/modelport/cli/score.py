@@ -63,6 +63,9 @@ def score(
     The file is streamed in chunks, so memory does not depend on its size; the output appears
     only when complete. Example: modelport score churn.mpk input.parquet -o scored.parquet --workers 2
     """
+    from modelport.batch.memory import tune_this_process
+
+    tune_this_process()  # this process only scores: keep freed buffers for the next chunk
     from modelport.batch.job import score_file
 
     keep_arg: str | list[str]

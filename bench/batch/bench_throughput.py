@@ -6,7 +6,9 @@
    size as the scorer's, same thread settings; vs ``score_file`` Parquet -> Parquet end to end
    (read, convert, run, write parts, assemble the output). Target: ratio >= 0.85.
 2. ``score_file(workers=2, threads=1)`` vs ``workers=1, threads=1``: process parallelism with one
-   ONNX Runtime thread per process. Target: >= 1.6x. Also reported: the default (threads = cores).
+   ONNX Runtime thread per process. Target: >= 1.6x.
+3. (``--parts cli1,cli2``) the same pair through ``modelport score`` in its own process, as a user
+   runs it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,18 @@ def score_rows_per_s(bundle_file: Path, data_file: Path, out: Path, chunk: int, 
     return r.rows_in / r.seconds
 
 
+def cli_rows_per_s(bundle_file: Path, data_file: Path, out: Path, chunk: int, *args: str) -> float:
+    """``modelport score`` as a user runs it (its own process, with the allocator settings the
+    command applies); the rate is the job's own (from ``--json``), without interpreter start-up."""
+    import json
+    import subprocess
+
+    cmd = [sys.executable, "-m", "modelport", "score", str(bundle_file), str(data_file), "-o", str(out),
+           "--overwrite", "--no-progress", "--json", "--chunk-rows", str(chunk), *args]
+    r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    return r["rows_in"] / r["seconds"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=2_000_000)
@@ -76,6 +90,8 @@ def main() -> None:
         "raw1": lambda: raw_rows_per_s(bf, df, args.chunk, 1),
         "w1": lambda: score_rows_per_s(bf, df, out, args.chunk, workers=1, threads=1),
         "w2": lambda: score_rows_per_s(bf, df, out, args.chunk, workers=2, threads=1),
+        "cli1": lambda: cli_rows_per_s(bf, df, out, args.chunk, "--workers", "1", "--threads", "1"),
+        "cli2": lambda: cli_rows_per_s(bf, df, out, args.chunk, "--workers", "2", "--threads", "1"),
     }
     chosen = [p for p in args.parts.split(",") if p]
     unknown = sorted(set(chosen) - set(variants))
@@ -91,6 +107,8 @@ def main() -> None:
         ("raw1", None, "raw session.run, 1 thread         ", ""),
         ("w1", "raw1", "--workers 1 --threads 1           ", "  (ratio to raw 1 thread)"),
         ("w2", "w1", "--workers 2 --threads 1           ", "  (ratio to 1 worker, target >= 1.6)"),
+        ("cli1", None, "CLI --workers 1 --threads 1       ", ""),
+        ("cli2", "cli1", "CLI --workers 2 --threads 1       ", "  (ratio to 1 worker, target >= 1.6)"),
     ]
     for name, ref, label, note in lines:
         if name not in best:

@@ -277,7 +277,13 @@ def _pipeline(chunks: Iterator[tuple[int, int, Any]], scorer: ArrowChunkScorer, 
 
     def score() -> None:
         try:
-            while not stop.is_set() and (item := inq.get()) is not _STOP:
+            while not stop.is_set():
+                try:
+                    item = inq.get(timeout=0.1)  # with a timeout, so that a stop is noticed
+                except queue.Empty:
+                    continue
+                if item is _STOP:
+                    return
                 index, prepared = item
                 scored, rej = scorer.finish(prepared)
                 outq.put((index, scored, rej, prepared[0].num_rows))
@@ -311,15 +317,17 @@ def _pipeline(chunks: Iterator[tuple[int, int, Any]], scorer: ArrowChunkScorer, 
         for t in workers:
             t.join()
     finally:
-        stop.set()
-        outq.put(_STOP)
-        writer.join()
+        stop.set()  # on an error or an interrupt: every thread ends after its current chunk
+        for t in workers:
+            t.join()
         while reader.is_alive():  # unblock a reader waiting on a full queue
             try:
                 inq.get(timeout=0.05)
             except queue.Empty:
                 pass
         reader.join()
+        outq.put(_STOP)  # after the scorers: the writer drains whatever they still produced
+        writer.join()
     if errors:
         raise errors[0]
 

@@ -74,16 +74,15 @@ def _ipc(batch: Any) -> bytes:
 
 
 class WorkerProcess:
-    """One ``python -m modelport.batch.worker`` child: started at once, used one chunk at a time."""
+    """One ``python -m modelport.batch.worker`` child: started at once, given one task at a time."""
 
     def __init__(self, number: int, init: dict[str, Any], bundle_bytes: bytes, schema_ipc: bytes,
                  log_dir: Path) -> None:
         import modelport
-
-        self.number = number
-        self.log_path = log_dir / f"worker-{number}.log"
         from modelport.batch.memory import child_env
 
+        self.number = number
+        self.log_path = log_dir / f"worker-{number}.log"  # its stderr, quoted if it dies
         env = child_env(dict(os.environ))
         # the child imports this very modelport, wherever it was imported from here
         root = str(Path(modelport.__file__).resolve().parent.parent)
@@ -96,7 +95,7 @@ class WorkerProcess:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._out: IO[bytes] = self.proc.stdin
         self._in: IO[bytes] = self.proc.stdout
-        # sent by the first score() (from its own thread): the pipe takes it only once the child
+        # sent by the first run() (from its own thread): the pipe takes it only once the child
         # has imported everything, and that wait must not hold up the caller
         self._init: tuple[dict[str, Any], bytes] | None = ({"op": "init", **init}, bundle_bytes + schema_ipc)
 

@@ -35,10 +35,11 @@ OnError = Literal["fail", "skip", "null"]
 ON_ERROR = ("fail", "skip", "null")
 #: hidden columns engines carry so that assembly can restore global row numbers and rejects
 ERROR_COLUMN = "__modelport_error"
-#: ONNX Runtime splits a run's rows into one block per thread by default, so a thread that the
-#: reading and writing threads delay holds up the whole run; smaller blocks handed out as threads
-#: become free keep both cores busy (measured in bench/batch/bench_throughput.py: 0.79 -> 0.86
-#: of raw session.run with the default split)
+#: For runs with several ONNX Runtime threads (``--threads``): by default a run's rows are split
+#: into one block per thread, so a thread that the reading and writing threads delay holds up the
+#: whole run; smaller blocks handed out as threads become free keep the cores busy (measured with
+#: one 2-thread scorer, bench/batch/bench_throughput.py: 0.79 -> 0.84 to 0.88 of raw session.run).
+#: The default single process runs single-threaded calls side by side instead, where it is moot.
 BATCH_SESSION_CONFIG = {"session.dynamic_block_base": "4"}
 
 

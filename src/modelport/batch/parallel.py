@@ -122,10 +122,10 @@ class WorkerProcess:
             self._init = None
             self._receive()  # "ready", or the error that kept the worker from starting
         if len(task) == 2:
-            start, stop = task  # type: ignore[misc]
+            start, stop = task
             self._send({"op": "range", "start": start, "stop": stop})
         else:
-            index, first_row, batch = task  # type: ignore[misc]
+            index, first_row, batch = task
             self._send({"op": "score", "index": index, "first_row": first_row}, _ipc(batch))
         while (reply := self._receive())["op"] == "done":
             i, n_in, n_out, n_rej = reply["result"]
@@ -225,8 +225,8 @@ def run_workers(
 
         def run_local(task: Task) -> Iterator[Result]:
             if len(task) == 2:
-                return local.score_range(*task)  # type: ignore[misc]
-            return iter([local.score_chunk(task)])  # type: ignore[arg-type]
+                return local.score_range(*task)
+            return iter([local.score_chunk(task)])
 
         threads_ = [threading.Thread(target=serve, args=(run_local,), name="modelport-score-0", daemon=True)]
         threads_ += [threading.Thread(target=serve, args=(p.run,), name=f"modelport-score-{p.number}", daemon=True)

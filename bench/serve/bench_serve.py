@@ -11,7 +11,8 @@ Parts: ``throughput`` (concurrency 8 and 32: throughput ratio and p99 ratio vs b
 ``binary`` (one 10,000-row request, binary tensor extension vs JSON, end to end), and on request
 ``soak`` (concurrency 64 for --soak-seconds, default 5 minutes: statuses and server memory), and
 ``mlserver`` (MLServer 1.7 + mlserver-sklearn on the same forest from joblib, adaptive batching on,
-against modelport; needs --mlserver-bin from a separate venv).
+against modelport; needs --mlserver-bin from a separate venv) and ``mlflow`` (``mlflow models
+serve`` on the same forest, one worker; needs --mlflow-bin from a separate venv).
 Needs ``wrk`` (Debian: apt-get install wrk) for the first two.
 """
 
@@ -115,11 +116,12 @@ def start_modelport(mpk: Path, port: int, *extra: str) -> subprocess.Popen[bytes
     return subprocess.Popen(cmd, cwd=ROOT)
 
 
-def wrk(port: int, body: Path, conns: int, duration: float, *, counts: bool = False) -> dict[str, float]:
+def wrk(port: int, body: Path, conns: int, duration: float, *, counts: bool = False,
+        path: str = "/v2/models/rf/infer") -> dict[str, float]:
     script = WORK / ("counts.lua" if counts else "post.lua")
     script.write_text((LUA_COUNTS if counts else LUA_POST).replace("BODY_PATH", str(body)))
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s",
-           "-s", str(script), f"http://127.0.0.1:{port}/v2/models/rf/infer"]
+           "-s", str(script), f"http://127.0.0.1:{port}{path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
@@ -325,6 +327,60 @@ def part_binary(mpk: Path, X: np.ndarray, repeats: int) -> None:
         ours.wait(10)
 
 
+def part_mlflow(mpk: Path, X: np.ndarray, duration: float, mlflow_bin: str) -> None:
+    """``mlflow models serve`` (the same forest from joblib, saved with mlflow.sklearn, one worker)
+    vs modelport, each answering the same single row in its own protocol.
+
+    MLflow lives in its own virtual environment; pass its executable with --mlflow-bin.
+    """
+    import json
+
+    joblib_path = WORK / "rf.joblib"
+    if not joblib_path.exists():
+        raise SystemExit(f"{joblib_path} is missing: delete {WORK} and run again to rebuild the models")
+    model_dir = WORK / "mlflow-rf"
+    if not model_dir.exists():
+        python = Path(mlflow_bin).with_name("python")
+        # our own forest: its tree type is trusted explicitly (MLflow 3 saves sklearn models with skops)
+        save = ("import sys, joblib, mlflow.sklearn; mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2], "
+                "skops_trusted_types=['sklearn.tree._tree.Tree'])")
+        tmp = model_dir.with_name(model_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run([str(python), "-c", save, str(joblib_path), str(tmp)], check=True)
+        tmp.rename(model_dir)
+    v2_body = single_row_body(X)
+    mlflow_body = WORK / "one_row_mlflow.json"
+    mlflow_body.write_text(json.dumps({"inputs": [X[0].tolist()]}))
+    ml_port, mp_port = free_port(), free_port()
+    ml = subprocess.Popen(
+        ["taskset", "-c", "0", mlflow_bin, "models", "serve", "-m", str(model_dir), "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(ml_port), "-w", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # it starts `uvicorn` from PATH: that of its own venv
+        env={**os.environ, "PATH": f"{Path(mlflow_bin).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+    ours = start_modelport(mpk, mp_port)
+    try:
+        wait_up(ml_port, "/ping", timeout=180), wait_up(mp_port)
+        wrk(ml_port, mlflow_body, 8, 2, path="/invocations")
+        wrk(mp_port, v2_body, 8, 2)
+        for conns in (8, 32):
+            m = wrk(ml_port, mlflow_body, conns, duration, path="/invocations")
+            o = wrk(mp_port, v2_body, conns, duration)
+            print(
+                f"concurrency {conns:>3}: mlflow {m['rps']:8.0f} req/s p99 {m['p99_ms']:6.2f} ms "
+                f"(non-2xx {int(m['non2xx'])}) | modelport {o['rps']:8.0f} req/s p99 {o['p99_ms']:6.2f} ms | "
+                f"throughput ratio {o['rps'] / max(m['rps'], 1e-9):.1f}x (target >= 30x)"
+            )
+    finally:
+        for p in (ml, ours):
+            p.terminate()
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
@@ -336,6 +392,9 @@ def main() -> None:
     ap.add_argument("--mlserver-bin", default=None,
                     help="the `mlserver` executable of a separate venv (pip install 'mlserver==1.7.*' "
                     "'mlserver-sklearn==1.7.*'); enables the `mlserver` part")
+    ap.add_argument("--mlflow-bin", default=None,
+                    help="the `mlflow` executable of a separate venv (pip install mlflow scikit-learn); "
+                    "enables the `mlflow` part")
     args = ap.parse_args()
     parts = args.parts.split(",")
     if {"throughput", "overload"} & set(parts) and shutil.which("wrk") is None:
@@ -354,6 +413,10 @@ def main() -> None:
         if not args.mlserver_bin:
             sys.exit("the mlserver part needs --mlserver-bin PATH (MLServer in its own virtual environment)")
         part_mlserver(mpk, X, args.duration, args.mlserver_bin)
+    if "mlflow" in parts:
+        if not args.mlflow_bin:
+            sys.exit("the mlflow part needs --mlflow-bin PATH (MLflow in its own virtual environment)")
+        part_mlflow(mpk, X, args.duration, args.mlflow_bin)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def require(module: str, *, purpose: str | None = None) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
-        dist, extra = _HINTS.get(top, (top, None))  # type: ignore[assignment]
+        dist, extra = _HINTS.get(top, (top, None))
         what = f" for {purpose}" if purpose else ""
         line = f"pip install 'modelport[{extra}]'" if extra else f"pip install {dist}"
         raise MissingDependencyError(

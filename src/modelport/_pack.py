@@ -22,7 +22,7 @@ from modelport.errors import InputError, ModelportError, VerificationError
 from modelport.verification.parity import ParityReport, Tolerance, compare
 from modelport.verification.probes import UNSEEN, make_probes, tree_thresholds
 
-_ONNX_DTYPES = {
+_ONNX_DTYPES: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64", onnx.TensorProto.FLOAT16: "float16",
     onnx.TensorProto.INT8: "int8", onnx.TensorProto.INT16: "int16", onnx.TensorProto.INT32: "int32",
     onnx.TensorProto.INT64: "int64", onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.UINT16: "uint16",

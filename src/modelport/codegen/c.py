@@ -232,8 +232,8 @@ class _CWriter:
                 return [f"const int {name} = !{r(e.args[0])};"]
             if not e.args:
                 return [f"const int {name} = {0 if e.op == 'or' else 1};"]
-            j = " || " if e.op == "or" else " && "
-            return [f"const int {name} = {j.join(r(a) for a in e.args)};"]
+            sep = " || " if e.op == "or" else " && "
+            return [f"const int {name} = {sep.join(r(a) for a in e.args)};"]
         if isinstance(e, Select):
             return [f"const {ty} {name} = {r(e.cond)} ? {r(e.a)} : {r(e.b)};"]
         if isinstance(e, ArgMax):

@@ -163,13 +163,13 @@ def evaluation_rows(
     counts["threshold"] = len(thr[names[0]])
     out: dict[str, np.ndarray] = {}
     for c in program.columns:
-        vals = list(base[c.name]) + [v for p in parts for v in p[c.name]]
+        col_vals = list(base[c.name]) + [v for p in parts for v in p[c.name]]
         if c.kind == "f":
-            out[c.name] = np.asarray([np.nan if v is None else float(v) for v in vals], dtype=np.float64)
+            out[c.name] = np.asarray([np.nan if v is None else float(v) for v in col_vals], dtype=np.float64)
         elif c.kind == "i":
-            out[c.name] = np.asarray(vals, dtype=np.int64)
+            out[c.name] = np.asarray(col_vals, dtype=np.int64)
         else:
-            out[c.name] = np.asarray(vals, dtype=object)
+            out[c.name] = np.asarray(col_vals, dtype=object)
     return out, counts
 
 

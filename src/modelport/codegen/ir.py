@@ -620,16 +620,16 @@ def class_index(label: Expr, classes: Sequence[Any]) -> Expr:
     if isinstance(label, Switch) and all(key(v) is not None for v in [*label.values]):
         vals = []
         for v in label.values:
-            k = lookup.get(key(v))
-            if k is None:
+            pos = lookup.get(key(v))
+            if pos is None:
                 raise CodegenError(f"the graph can output label {key(v)!r}, which is not among the classes {list(classes)}.")
-            vals.append(Num(float(k), kind="i"))
+            vals.append(Num(float(pos), kind="i"))
         if all(int(v.value) == j for j, v in enumerate(vals)) and label.index.kind == "i":
             return label.index
         return Switch(label.index, tuple(vals), Num(-1.0, kind="i"), kind="i")
     if isinstance(label, (Num, Text)):
-        k = lookup.get(key(label))
-        return Num(float(-1 if k is None else k), kind="i")
+        pos = lookup.get(key(label))
+        return Num(float(-1 if pos is None else pos), kind="i")
     # generic: compare with every class value
     out: Expr = Num(-1.0, kind="i")
     for c, k in reversed(list(lookup.items())):

@@ -267,8 +267,8 @@ class _SqlWriter:
             parts += [f"WHEN {x} >= {m} THEN {i}" for i, x in enumerate(items)]
             return f"(CASE {' '.join(parts)} ELSE 0 END)"
         if isinstance(e, Switch):
-            parts = " ".join(f"WHEN {i} THEN {r(v)}" for i, v in enumerate(e.values))
-            return f"(CASE {r(e.index)} {parts} ELSE {r(e.default)} END)"
+            cases = " ".join(f"WHEN {i} THEN {r(v)}" for i, v in enumerate(e.values))
+            return f"(CASE {r(e.index)} {cases} ELSE {r(e.default)} END)"
         if isinstance(e, Round32):
             return r(e.a)
         if isinstance(e, ToInt):
@@ -391,13 +391,13 @@ def to_sql(program: Program, *, dialect: str = "duckdb", table: str = "t", keep:
     # which materialised columns each level reads, to carry them no further than needed
     last_use: dict[int, int] = {}
     for e in mats:
-        for c in mat_reads[id(e)]:
-            last_use[id(c)] = max(last_use.get(id(c), 0), level[id(e)])
+        for dep in mat_reads[id(e)]:
+            last_use[id(dep)] = max(last_use.get(id(dep), 0), level[id(e)])
     final_reads = []
     for o in program.outputs():
         final_reads.extend([o] if id(o) in w.materialized else reads(o))
-    for c in final_reads:
-        last_use[id(c)] = n_levels + 1
+    for dep in final_reads:
+        last_use[id(dep)] = n_levels + 1
     input_cols = [w.col(i) for i in range(program.n_features)]
     sql = f"SELECT {', '.join([*passthrough, *base_cols])}\nFROM {quote(table) if not _qualified(table) else table}"
     for lv in range(1, n_levels + 1):

@@ -17,7 +17,7 @@ def is_dataframe(data: Any) -> bool:
 def column_kinds(sample: Any) -> list[tuple[str, str, tuple[Any, ...] | None]]:
     """(name, logical dtype, categories) for each column of a DataFrame or 2-D array."""
     if is_dataframe(sample):
-        out = []
+        out: list[tuple[str, str, tuple[Any, ...] | None]] = []
         for name in sample.columns:
             s = sample[name]
             kind = s.dtype.kind if hasattr(s.dtype, "kind") else "O"

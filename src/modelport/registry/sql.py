@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from modelport._deps import require
 from modelport.errors import (
@@ -175,7 +175,7 @@ class SQLRegistry:
                     .on_conflict_do_nothing(index_elements=["key"])
                 )
                 stored = conn.execute(query).scalar()
-        return chosen or stored
+        return chosen or cast(str, stored)  # the row exists now and its value is NOT NULL
 
     def close(self) -> None:
         self.engine.dispose()

@@ -8,6 +8,7 @@ family module cannot silently shadow another.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 import onnx
 
@@ -19,7 +20,7 @@ _TABLE: dict[tuple[str, str], Emitter] = {}
 _loaded = False
 
 
-def register(domain: str, *op_types: str):  # type: ignore[no-untyped-def]
+def register(domain: str, *op_types: str) -> Callable[[Emitter], Emitter]:
     """Decorator: register an emitter for ``op_types`` of ``domain`` ("" is the default ONNX domain)."""
 
     def wrap(fn: Emitter) -> Emitter:

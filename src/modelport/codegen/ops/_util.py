@@ -27,6 +27,7 @@ def elementwise(a: Val, b: Val, fn: Callable[[Expr, Expr], Expr], const_fn: Call
 def unary(a: Val, fn: Callable[[Expr], Expr]) -> Val:
     ea = exprs_of(a)
     out = np.empty(ea.shape, dtype=object)
+    idx: tuple[int, ...]
     for idx in np.ndindex(ea.shape):
         out[idx] = fn(ea[idx])
     return Val(exprs=out, kind="f")

@@ -82,6 +82,7 @@ def not_(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
     assert ins[0] is not None
     e = exprs_of(ins[0])
     out = np.empty(e.shape, dtype=object)
+    idx: tuple[int, ...]
     for idx in np.ndindex(e.shape):
         out[idx] = Logic("not", (e[idx],))
     return [Val(exprs=out, kind="b")]
@@ -231,6 +232,7 @@ def is_nan(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
         return [Val(const=np.isnan(np.asarray(x.const, dtype=np.float64)))]
     e = exprs_of(x)
     out = np.empty(e.shape, dtype=object)
+    idx: tuple[int, ...]
     for idx in np.ndindex(e.shape):
         out[idx] = IsNaN(e[idx])
     return [Val(exprs=out, kind="b")]
@@ -254,6 +256,7 @@ def is_inf(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
 
     e = exprs_of(x)
     out = np.empty(e.shape, dtype=object)
+    idx: tuple[int, ...]
     for idx in np.ndindex(e.shape):
         out[idx] = f(e[idx])
     return [Val(exprs=out, kind="b")]

@@ -70,7 +70,7 @@ def linear_classifier(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Va
         else:
             pos = Num(1.0, kind="i") if kind == "i" else const_expr("1")
             neg = Num(0.0, kind="i") if kind == "i" else const_expr("0")
-        label = Select(Cmp(">", s, Num(0.0)), pos, neg, kind=kind)
+        label: Expr = Select(Cmp(">", s, Num(0.0)), pos, neg, kind=kind)
         if len(labels) == 2:
             p = logistic(s) if post == "LOGISTIC" else (probit(s) if post == "PROBIT" else s)
             return [from_list([label], shape=(), kind=kind), from_list([Bin("-", Num(1.0), p), p])]

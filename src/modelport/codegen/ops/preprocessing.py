@@ -119,8 +119,9 @@ def binarizer(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
     t = Num(f32(a.get("threshold", 0.0)))
     e = exprs_of(ins[0])
     out = np.empty(e.shape, dtype=object)
+    idx: tuple[int, ...]
     for idx in np.ndindex(e.shape):
-        x = e[idx]
+        x: Expr = e[idx]
         # NaN stays NaN; everything else becomes 1 or 0
         out[idx] = Select(IsNaN(x), x, Select(Cmp(">", x, t), Num(1.0), Num(0.0)))
     return [Val(exprs=out)]
@@ -137,8 +138,9 @@ def one_hot(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
         cats = [Num(float(v), kind="i") for v in a.get("cats_int64s", [])]
     e = exprs_of(ins[0])
     out = np.empty((*e.shape, len(cats)), dtype=object)
+    idx: tuple[int, ...]
     for idx in np.ndindex(e.shape):
-        x = e[idx]
+        x: Expr = e[idx]
         for k, c in enumerate(cats):
             cmp_x = x if (x.kind == "s") == isinstance(c, Text) else (x if x.kind != "f" else ToInt(x))
             out[(*idx, k)] = Select(Cmp("==", cmp_x, c), Num(1.0), Num(0.0))
@@ -183,8 +185,9 @@ def label_encoder(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
         raise lw.fail(node, "has no values.")
     e = exprs_of(ins[0])
     out = np.empty(e.shape, dtype=object)
+    idx: tuple[int, ...]
     for idx in np.ndindex(e.shape):
-        x = e[idx]
+        x: Expr = e[idx]
         r: Expr = default
         for k, v in reversed(list(zip(keys, vals))):
             r = Select(Cmp("==", x, k), v, r, kind=default.kind)
@@ -240,6 +243,7 @@ def _pick_constant(c: np.ndarray, idx: Val) -> Val:
     values = tuple(const_expr(v.item() if hasattr(v, "item") else v) for v in c)
     ie = exprs_of(idx)
     out = np.empty(ie.shape, dtype=object)
+    k: tuple[int, ...]
     for k in np.ndindex(ie.shape):
         out[k] = Switch(ie[k], values, values[0], kind=values[0].kind)
     return Val(exprs=out, kind=values[0].kind)
@@ -259,7 +263,7 @@ def feature_vectorizer(lw: Lowering, node: Any, ins: list[Val | None]) -> list[V
     return [from_list(out)]
 
 
-_ONNX_KIND = {
+_ONNX_KIND: dict[int, str] = {
     onnx.TensorProto.FLOAT: "f32", onnx.TensorProto.DOUBLE: "f64", onnx.TensorProto.FLOAT16: "f32",
     onnx.TensorProto.INT64: "i", onnx.TensorProto.INT32: "i", onnx.TensorProto.INT16: "i", onnx.TensorProto.INT8: "i",
     onnx.TensorProto.UINT8: "i", onnx.TensorProto.UINT16: "i", onnx.TensorProto.UINT32: "i", onnx.TensorProto.UINT64: "i",
@@ -278,8 +282,9 @@ def cast(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
         return [ins[0]]
     e = exprs_of(ins[0])
     out = np.empty(e.shape, dtype=object)
+    idx: tuple[int, ...]
     for idx in np.ndindex(e.shape):
-        x = e[idx]
+        x: Expr = e[idx]
         if x.kind == "b" and to in ("f32", "f64", "i"):
             k = {"f32": "f", "f64": "d", "i": "i"}[to]
             out[idx] = Select(x, Num(1.0, kind=k), Num(0.0, kind=k), kind=k)

@@ -119,7 +119,7 @@ def svm_classifier(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
         for j in range(i + 1, n):
             terms = [(coef[(j - 1) * n_sv + start[i] + m], k[start[i] + m]) for m in range(per_class[i])]
             terms += [(coef[i * n_sv + start[j] + m], k[start[j] + m]) for m in range(per_class[j])]
-            s = Round32(Dot(tuple(terms), rho[idx_pair], kind="d"))
+            s: Expr = Round32(Dot(tuple(terms), rho[idx_pair], kind="d"))
             pair_scores.append(s)
             win = Cmp(">", s, Num(0.0))
             votes[i].append(Select(win, Num(1.0, kind="i"), Num(0.0, kind="i"), kind="i"))
@@ -138,7 +138,7 @@ def svm_classifier(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
         r: list[Expr] = []
         for q, s in enumerate(pair_scores):
             val = Bin("+", Bin("*", s, Num(prob_a[q])), Num(prob_b[q]))
-            p = Bin("-", Num(1.0), logistic(val))
+            p: Expr = Bin("-", Num(1.0), logistic(val))
             p = Select(Cmp("<", p, Num(f32(1e-7))), Num(f32(1e-7)), p)
             hi = f32(1 - f32(1e-7))
             r.append(Select(Cmp(">", p, Num(hi)), Num(hi), p))

@@ -226,23 +226,9 @@ def part_mlserver(mpk: Path, X: np.ndarray, duration: float, mlserver_bin: str) 
     ours = start_modelport(mpk, mp_port)
     try:
         wait_up(ml_port, timeout=120), wait_up(mp_port)
-        for port in (ml_port, mp_port):
-            wrk(port, body, 8, 2)
-        for conns in (8, 32):
-            m = wrk(ml_port, body, conns, duration)
-            o = wrk(mp_port, body, conns, duration)
-            print(
-                f"concurrency {conns:>3}: MLServer {m['rps']:8.0f} req/s p99 {m['p99_ms']:6.2f} ms "
-                f"(non-2xx {int(m['non2xx'])}) | modelport {o['rps']:8.0f} req/s p99 {o['p99_ms']:6.2f} ms | "
-                f"throughput ratio {o['rps'] / max(m['rps'], 1e-9):.1f}x (target >= 5x)"
-            )
+        _versus("MLServer", (ml_port, body, "/v2/models/rf/infer"), (mp_port, body), duration, target=5)
     finally:
-        for p in (ml, ours):
-            p.terminate()
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop(ml, ours)
 
 
 def part_soak(mpk: Path, X: np.ndarray, duration: float) -> None:
@@ -386,23 +372,34 @@ def part_mlflow(mpk: Path, X: np.ndarray, duration: float, mlflow_bin: str) -> N
     ours = start_modelport(mpk, mp_port)
     try:
         wait_up(ml_port, "/ping", timeout=180), wait_up(mp_port)
-        wrk(ml_port, mlflow_body, 8, 2, path="/invocations")
-        wrk(mp_port, v2_body, 8, 2)
-        for conns in (8, 32):
-            m = wrk(ml_port, mlflow_body, conns, duration, path="/invocations")
-            o = wrk(mp_port, v2_body, conns, duration)
-            print(
-                f"concurrency {conns:>3}: mlflow {m['rps']:8.0f} req/s p99 {m['p99_ms']:6.2f} ms "
-                f"(non-2xx {int(m['non2xx'])}) | modelport {o['rps']:8.0f} req/s p99 {o['p99_ms']:6.2f} ms | "
-                f"throughput ratio {o['rps'] / max(m['rps'], 1e-9):.1f}x (target >= 30x)"
-            )
+        _versus("mlflow", (ml_port, mlflow_body, "/invocations"), (mp_port, v2_body), duration, target=30)
     finally:
-        for p in (ml, ours):
-            p.terminate()
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop(ml, ours)
+
+
+def _versus(name: str, other: tuple[int, Path, str], ours: tuple[int, Path], duration: float, *,
+            target: float) -> None:
+    """Warm both servers, then wrk each at concurrency 8 and 32 and print the throughput ratio."""
+    (o_port, o_body, o_path), (m_port, m_body) = other, ours
+    wrk(o_port, o_body, 8, 2, path=o_path)
+    wrk(m_port, m_body, 8, 2)
+    for conns in (8, 32):
+        m = wrk(o_port, o_body, conns, duration, path=o_path)
+        o = wrk(m_port, m_body, conns, duration)
+        print(
+            f"concurrency {conns:>3}: {name} {m['rps']:8.0f} req/s p99 {m['p99_ms']:6.2f} ms "
+            f"(non-2xx {int(m['non2xx'])}) | modelport {o['rps']:8.0f} req/s p99 {o['p99_ms']:6.2f} ms | "
+            f"throughput ratio {o['rps'] / max(m['rps'], 1e-9):.1f}x (target >= {target:g}x)"
+        )
+
+
+def _stop(*procs: subprocess.Popen[bytes]) -> None:
+    for p in procs:
+        p.terminate()
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def main() -> None:

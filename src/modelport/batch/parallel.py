@@ -211,6 +211,8 @@ def run_workers(
                 for result in run(task):
                     with report:
                         on_done(*result)
+                    if stop.is_set():  # another scorer failed: do not finish a long range first
+                        return
         except BaseException as exc:
             errors.append(exc)
             stop.set()

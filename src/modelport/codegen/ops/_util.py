@@ -24,13 +24,14 @@ def elementwise(a: Val, b: Val, fn: Callable[[Expr, Expr], Expr], const_fn: Call
     return Val(exprs=out.astype(object), kind="f")
 
 
-def unary(a: Val, fn: Callable[[Expr], Expr]) -> Val:
+def unary(a: Val, fn: Callable[[Expr], Expr], kind: str = "f") -> Val:
+    """``fn`` applied to each element of ``a``; ``kind`` of the result ("f" numbers, "b" booleans)."""
     ea = exprs_of(a)
     out = np.empty(ea.shape, dtype=object)
     idx: tuple[int, ...]
     for idx in np.ndindex(ea.shape):
         out[idx] = fn(ea[idx])
-    return Val(exprs=out, kind="f")
+    return Val(exprs=out, kind=kind)
 
 
 def as_matrix_row(v: Val) -> list[Expr]:

@@ -80,12 +80,7 @@ for _op, _sym in (("Equal", "=="), ("Less", "<"), ("LessOrEqual", "<="), ("Great
 @register("", "Not")
 def not_(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
     assert ins[0] is not None
-    e = exprs_of(ins[0])
-    out = np.empty(e.shape, dtype=object)
-    idx: tuple[int, ...]
-    for idx in np.ndindex(e.shape):
-        out[idx] = Logic("not", (e[idx],))
-    return [Val(exprs=out, kind="b")]
+    return [unary(ins[0], lambda x: Logic("not", (x,)), kind="b")]
 
 
 def _logic(op: str) -> Any:
@@ -230,12 +225,7 @@ def is_nan(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
     assert x is not None
     if x.is_const:
         return [Val(const=np.isnan(np.asarray(x.const, dtype=np.float64)))]
-    e = exprs_of(x)
-    out = np.empty(e.shape, dtype=object)
-    idx: tuple[int, ...]
-    for idx in np.ndindex(e.shape):
-        out[idx] = IsNaN(e[idx])
-    return [Val(exprs=out, kind="b")]
+    return [unary(x, IsNaN, kind="b")]
 
 
 @register("", "IsInf")
@@ -254,9 +244,4 @@ def is_inf(lw: Lowering, node: Any, ins: list[Val | None]) -> list[Val]:
             parts.append(Cmp("==", e, Num(-big, kind=e.kind)))
         return Logic("or", tuple(parts))
 
-    e = exprs_of(x)
-    out = np.empty(e.shape, dtype=object)
-    idx: tuple[int, ...]
-    for idx in np.ndindex(e.shape):
-        out[idx] = f(e[idx])
-    return [Val(exprs=out, kind="b")]
+    return [unary(x, f, kind="b")]

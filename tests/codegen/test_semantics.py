@@ -130,6 +130,28 @@ def test_tree_classifier_special_cases(case) -> None:
     assert report.passed, report.summary()
 
 
+def test_boolean_elementwise_operators_match_onnx_runtime() -> None:
+    """IsNaN, IsInf (both signs, and one sign) and Not, turned back into numbers with Where."""
+    one = numpy_helper.from_array(np.ones(1, dtype=np.float32), "one")
+    zero = numpy_helper.from_array(np.zeros(1, dtype=np.float32), "zero")
+    nodes = [
+        helper.make_node("IsNaN", ["X"], ["nan"]),
+        helper.make_node("IsInf", ["X"], ["inf"]),
+        helper.make_node("IsInf", ["X"], ["neg_inf"], detect_positive=0),
+        helper.make_node("Not", ["nan"], ["not_nan"]),
+        helper.make_node("Where", ["nan", "one", "zero"], ["a"]),
+        helper.make_node("Where", ["inf", "one", "zero"], ["b"]),
+        helper.make_node("Where", ["neg_inf", "one", "zero"], ["c"]),
+        helper.make_node("Where", ["not_nan", "one", "zero"], ["d"]),
+        helper.make_node("Concat", ["a", "b", "c", "d"], ["prediction"], axis=1),
+    ]
+    rows = np.array([[0.0, np.nan, np.inf], [-np.inf, 1.5, np.nan], [2.0, -3.0, 0.0], [np.inf, -np.inf, np.nan]])
+    b = make_bundle(nodes, [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, [None, 12])],
+                    task="transform", rows=rows, initializers=[one, zero])
+    report = check(b, targets=("c", "python", "sql"), dialects=("sqlite", "duckdb"))
+    assert report.passed, report.summary()
+
+
 def test_unsupported_operator_is_named_with_its_node() -> None:
     node = helper.make_node("Erf", ["X"], ["prediction"], name="my_erf")
     b = make_bundle([node], [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, [None, 3])], task="transform")

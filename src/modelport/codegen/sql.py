@@ -199,6 +199,11 @@ class _SqlWriter:
             m, inc = b
             return f"COALESCE({x} {'>' if inc else '>='} {self.d.num(m)}, FALSE)"
 
+        if t == -math.inf:  # no float32 lies below -inf: f32(x) >= -inf holds for every non-NaN x
+            if op in ("<", ">="):
+                return "FALSE" if op == "<" else f"({x} IS NOT NULL)"
+            if op in ("==", "!="):
+                return leq(t) if op == "==" else f"(NOT {leq(t)})"
         lo_leq = floor32(t)  # largest float32 <= t
         lt_t = next_down32(lo_leq) if lo_leq == t else lo_leq  # largest float32 < t
         if op == "<=":

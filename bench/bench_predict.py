@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 import onnxruntime as ort
+from _timing import timeit
 from sklearn.ensemble import RandomForestClassifier
 
 import modelport as mp
-
-
-def timeit(fn, n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n
 
 
 def main() -> None:

@@ -18,17 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import timeit
 from sklearn.ensemble import RandomForestClassifier
 
 import modelport as mp
 from modelport.registry import open_registry
-
-
-def timeit(fn, n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n
 
 
 def main() -> None:

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 N_COLS = 20
 COLUMNS = [f"x{i}" for i in range(N_COLS)]
+
+
+def add_workdir_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "modelport-bench-batch"),
+                    help="where the model and the data files are built once and kept")
+
+
+def open_workdir(workdir: str) -> tuple[Path, Path]:
+    """The work directory (created if needed) and the bundle file in it."""
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    return work, bundle_path(work)
 
 
 def bundle_path(workdir: Path) -> Path:

@@ -10,14 +10,12 @@ reading, scoring, writing its partitions and assembling the same output file as 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _data import bundle_path, parquet_file
+from _data import add_workdir_option, open_workdir, parquet_file
 
 
 def timed(fn) -> float:
@@ -29,11 +27,9 @@ def timed(fn) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=500_000)
-    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "modelport-bench-batch"))
+    add_workdir_option(ap)
     args = ap.parse_args()
-    work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    bf = bundle_path(work)
+    work, bf = open_workdir(args.workdir)
     src = parquet_file(work, args.rows)
     from modelport.batch import score_file
 

@@ -12,12 +12,11 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _data import bundle_path, parquet_file
+from _data import add_workdir_option, open_workdir, parquet_file
 
 
 def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
@@ -34,11 +33,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, nargs="+", default=[2_000_000, 10_000_000])
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "modelport-bench-batch"))
+    add_workdir_option(ap)
     args = ap.parse_args()
-    work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    bf = bundle_path(work)
+    work, bf = open_workdir(args.workdir)
     for rows in args.rows:
         src = parquet_file(work, rows)
         out = work / f"scored_{rows}.parquet"

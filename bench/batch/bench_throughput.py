@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _data import COLUMNS, bundle_path, parquet_file
+from _data import COLUMNS, add_workdir_option, open_workdir, parquet_file
 
 
 def raw_rows_per_s(bundle_file: Path, data_file: Path, chunk: int, threads: int | None) -> float:
@@ -73,11 +72,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--parts", default="raw,score,raw1,w1,w2",
                     help="which variants to run (comma-separated; the ratios need their pairs)")
-    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "modelport-bench-batch"))
+    add_workdir_option(ap)
     args = ap.parse_args()
-    work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    bf = bundle_path(work)
+    work, bf = open_workdir(args.workdir)
     df = parquet_file(work, args.rows)
     out = work / "scored.parquet"
     print(f"{args.rows:,} rows x 20 columns, 100-tree model, chunk {args.chunk:,}, {os.cpu_count()} cores")

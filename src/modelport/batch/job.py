@@ -152,7 +152,18 @@ def score_file(
     if not resuming:
         work.create(job)
 
-    scorer = ArrowChunkScorer(b, source.schema, keep=kept, on_error=on_error, prefix=prefix)
+    cores = os.cpu_count() or 1
+    # one process without --threads: one single-threaded run per core, on different chunks,
+    # rather than one run split across the cores (no thread waits for another's share)
+    scorers = cores if workers == 1 and threads is None else 1
+    if threads is None:
+        threads = max(1, cores // workers) if workers > 1 else (1 if scorers > 1 else None)
+    runtime = None  # engines and worker processes score with sessions of their own
+    if engine == "local" and workers == 1:
+        from modelport.runtime.session import Runtime
+
+        runtime = Runtime(b, intra_op_threads=threads, session_config=BATCH_SESSION_CONFIG)
+    scorer = ArrowChunkScorer(b, source.schema, keep=kept, on_error=on_error, prefix=prefix, runtime=runtime)
     if engine != "local":
         from modelport.batch.engines import run_engine
 
@@ -169,17 +180,6 @@ def score_file(
     end = work.end() if resuming else None
     total = source.num_rows if source.num_rows is not None else _estimate_rows(source)
     n_chunks_known = math.ceil(source.num_rows / chunk_rows) if source.num_rows is not None else None
-    cores = os.cpu_count() or 1
-    # one process without --threads: one single-threaded run per core, on different chunks,
-    # rather than one run split across the cores (no thread waits for another's share)
-    scorers = cores if workers == 1 and threads is None else 1
-    if threads is None:
-        threads = max(1, cores // workers) if workers > 1 else (1 if scorers > 1 else None)
-    if workers == 1:
-        from modelport.runtime.session import Runtime
-
-        runtime = Runtime(b, intra_op_threads=threads, session_config=BATCH_SESSION_CONFIG)
-        scorer = ArrowChunkScorer(b, source.schema, keep=kept, on_error=on_error, prefix=prefix, runtime=runtime)
 
     delimiter = source.delimiter if out_fmt == "csv" and source.format == "csv" else ","
     assembler = Assembler(work, out, out_fmt, scorer.schema, rejects_path=rej_path, delimiter=delimiter)

@@ -116,11 +116,6 @@ class Source:
                 return
             yield index, batch
 
-    def chunk(self, index: int, chunk_rows: int, *, columns: Sequence[str] | None = None) -> Any:
-        """Chunk ``index`` alone (Parquet reads only the row groups it spans); None past the end."""
-        return next((b for _, b in self.batches(chunk_rows, columns=columns, start_chunk=index,
-                                                stop_chunk=index + 1)), None)
-
     # ------------------------------------------------------------------ readers
     def _raw_batches(self, chunk_rows: int, columns: Sequence[str] | None, start_row: int,
                      stop_row: int | None = None) -> Iterator[Any]:

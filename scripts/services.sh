@@ -5,6 +5,7 @@
 #   scripts/services.sh start   # installs the packages if missing, starts both, prints env lines
 #   scripts/services.sh stop
 #   scripts/services.sh env     # the environment variables the tests read
+#   scripts/services.sh status  # exit 0 when every server answers
 #
 # Tests read MODELPORT_TEST_POSTGRES_URL and MODELPORT_TEST_REDIS_URL.
 set -euo pipefail
@@ -88,5 +89,10 @@ case "${1:-start}" in
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
     ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  status)
+    bin=$(pg_bin)
+    [ -n "$bin" ] && "$bin/pg_isready" -h 127.0.0.1 -p "$PG_PORT" >/dev/null 2>&1 &&
+      redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1
+    ;;
+  *) echo "usage: $0 start|stop|env|status" >&2; exit 2 ;;
 esac

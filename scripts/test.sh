@@ -1,23 +1,78 @@
 #!/usr/bin/env bash
-# The one test command: install modelport with every extra, start the real servers the
-# integration tests use (PostgreSQL and Redis from Debian packages), run the whole suite.
+# The one test command. It builds (or reuses) the project's own virtual environment, .venv, from
+# the committed lock file (requirements.lock: every transitive version pinned), installs modelport
+# into it, starts the real servers the integration tests use (scripts/services.sh: PostgreSQL
+# and Redis from Debian packages), and runs the whole suite there. A skip is a failure: a
+# missing dependency or server must not turn a test into silence.
 #
-#   bash scripts/test.sh                 # everything
-#   bash scripts/test.sh tests/serve -x  # extra arguments go to pytest
+#   bash scripts/test.sh                  # everything, from the lock file (this is what CI runs)
+#   bash scripts/test.sh tests/serve -x   # extra arguments go to pytest
+#   bash scripts/test.sh --latest         # the fast part of the suite against the newest release of
+#                                         # every dependency (.venv-latest, re-resolved each time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 
 PY="${PYTHON:-python3}"
-echo "==> installing modelport[dev] (all extras + test tools)"
-"$PY" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+MODE=locked
+if [ "${1:-}" = "--latest" ]; then
+  MODE=latest
+  shift
+fi
+
+quiet_pip() {
+  # pip prints one warning per package for the machine's empty local index mirrors; keep real errors
+  "$@" 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
+  return "${PIPESTATUS[0]}"
+}
+
+if [ "$MODE" = locked ]; then
+  VENV="${MODELPORT_VENV:-$ROOT/.venv}"
+  stamp="$( (cat requirements.lock; "$PY" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
+  if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.modelport-lock" 2>/dev/null)" != "$stamp" ]; then
+    echo "==> building $VENV from requirements.lock"
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+    # --no-deps: the lock is the whole environment; a package it lacks fails `pip check`, not silently resolves
+    quiet_pip "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+    "$VENV/bin/python" -m pip check
+    echo "$stamp" > "$VENV/.modelport-lock"
+  else
+    echo "==> reusing $VENV (matches requirements.lock)"
+  fi
+  quiet_pip "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+else
+  VENV="${MODELPORT_VENV:-$ROOT/.venv-latest}"
+  echo "==> building $VENV with the newest release of every dependency (no lock file)"
+  rm -rf "$VENV"
+  "$PY" -m venv "$VENV"
+  quiet_pip "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools wheel
+  quiet_pip "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e '.[dev]'
+  "$VENV/bin/python" -m pip check
+  "$VENV/bin/python" -m pip freeze --exclude-editable > "$VENV/resolved.txt"
+  echo "    resolved versions: $VENV/resolved.txt (diff against requirements.lock to see the drift)"
+fi
+
+# the suite runs as a user's shell would: the environment's bin first, nothing inherited on the path
+export PATH="$VENV/bin:$PATH"
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP
+export MODELPORT_STRICT_TESTS=1
 
 echo "==> starting PostgreSQL and Redis (scripts/services.sh)"
-eval "$(bash scripts/services.sh start)"
-trap 'bash scripts/services.sh stop || true' EXIT
+if bash scripts/services.sh status; then
+  eval "$(bash scripts/services.sh env)"  # already running (another run started them): leave them running
+else
+  eval "$(bash scripts/services.sh start)"
+  trap 'bash scripts/services.sh stop || true' EXIT
+fi
 
-echo "==> running the test suite"
+echo "==> running the test suite ($MODE)"
 set +e
-"$PY" -m pytest -p no:cacheprovider --timeout=600 "$@"
+if [ "$MODE" = latest ]; then
+  "$VENV/bin/python" -m pytest -p no:cacheprovider --timeout=600 -m "not slow" "$@"
+else
+  "$VENV/bin/python" -m pytest -p no:cacheprovider --timeout=600 "$@"
+fi
 rc=$?
 set -e
 # pytest exits 5 when it collected nothing: that is a failure of the suite, not a pass

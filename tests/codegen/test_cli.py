@@ -109,3 +109,18 @@ def test_unknown_bundle_and_shared_without_c(forest_mpk, tmp_path, capsys):
     assert code != 0 and "missing.mpk" in err
     code, _, err = run(["compile", str(path), "-t", "python", "-o", str(tmp_path), "--shared"], capsys)
     assert code != 0 and "--shared" in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--target", "sql", "--shared"], "--shared applies to --target c only"),
+    (["--target", "python", "--shared"], "--shared applies to --target c only"),
+    (["--target", "c", "--keep", "id"], "--keep applies to --target sql only"),
+])
+def test_refused_option_combinations_write_and_print_nothing(forest_mpk, tmp_path, capsys, monkeypatch, argv, message):
+    path, _ = forest_mpk
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["compile", str(path), *argv], capsys)
+    assert code == 2
+    assert message in err
+    assert out == ""  # before the fix, the SQL went to stdout first
+    assert list(tmp_path.iterdir()) == []

@@ -41,6 +41,11 @@ def compile_(
     import modelport
     from modelport.codegen import compile_bundle, lower
 
+    # options are judged before any work, so that a refused one leaves no output behind
+    if shared and target != "c":
+        raise click.UsageError("--shared applies to --target c only.")
+    if keep and target != "sql":
+        raise click.UsageError("--keep applies to --target sql only.")
     b = modelport.load(bundle)
     program = lower(b)
     result = compile_bundle(b, target, prefix=prefix, dialect=dialect, table=table, keep=keep, program=program)  # type: ignore[arg-type]
@@ -50,8 +55,6 @@ def compile_(
     else:
         written = _write(result.files, output)
     if shared:
-        if target != "c":
-            raise click.UsageError("--shared applies to --target c only.")
         from modelport.codegen.c import build_shared, wrapper
 
         folder = written[0].parent

@@ -8,6 +8,7 @@ verification, ...), 130 on Ctrl-C.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from typing import Any
 

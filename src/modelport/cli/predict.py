@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,4 +86,4 @@ def _join(frame: Any, kept: list[Any], predictions: Any) -> Any:
 
 
 def _stdout() -> Any:
-    return click.get_binary_stream("stdout")
+    return sys.stdout.buffer

@@ -25,6 +25,31 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def temp_sibling(path: Path) -> Path:
+    """``.NAME.tmp-PID`` beside ``path``, after removing such files left by processes that died
+    (a killed job must not leave its half-written output behind for good)."""
+    prefix = f".{path.name}.tmp-"
+    try:
+        leftovers = [p for p in path.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        leftovers = []
+    for p in leftovers:
+        pid = p.name[len(prefix):]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+    return path.with_name(f"{prefix}{os.getpid()}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 @contextmanager
 def atomic_file(target: str | os.PathLike[str], *, prefix: str | None = None, mode: int = 0o644) -> Iterator[BinaryIO]:
     """Write ``target`` through a temporary file in the same directory, renamed into place on success."""

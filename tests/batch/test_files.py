@@ -310,6 +310,8 @@ def test_kill_9_then_resume_gives_every_row_once(clf_path, csv_file, expected, t
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists()
+    leftovers = list(tmp_path.glob(f".{out.name}.tmp-*"))
+    assert leftovers, "the killed job had an output in progress"
     done_before = len([p for p in parts.glob("*.arrow") if p.name.count(".") == 1])
     assert 8 <= done_before < 100
 
@@ -326,6 +328,8 @@ def test_kill_9_then_resume_gives_every_row_once(clf_path, csv_file, expected, t
     _same(got, expected)
     assert got["id"].is_unique
     assert not parts.parent.exists()
+    assert not any(p.exists() for p in leftovers), "the killed job's temporary output outlived the resume"
+    assert not list(tmp_path.glob(f".{out.name}.tmp-*"))
 
 
 def test_cli_score(clf_path, parquet_file, tmp_path):

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -25,6 +31,8 @@ pq = pytest.importorskip("pyarrow.parquet")
 def spark():
     from pyspark.sql import SparkSession
 
+    # what docs/batch.md tells a user who starts their own session from a virtual environment
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = (
         SparkSession.builder.master("local[2]").appName("modelport-tests")
         .config("spark.ui.enabled", "false")
@@ -116,3 +124,28 @@ def test_engine_spark_same_output_as_local(spark, clf_path, frame, tmp_path):
     with pytest.raises(InputError, match=r"row \d+ cannot be scored"):
         mb.score_file(clf_path, parts, tmp_path / "fail.parquet", engine="spark")
     assert not (tmp_path / "fail.parquet").exists()
+
+
+def test_console_script_engine_spark_from_a_virtual_environment(clf_path, parquet_file, tmp_path):
+    """`modelport score --engine spark` as installed: the workers must run this environment's
+    interpreter, not the first python3 on PATH (which lacks modelport and pandas)."""
+    script = Path(sysconfig.get_path("scripts")) / "modelport"
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "JAVA_HOME": os.environ.get("JAVA_HOME", "")}
+    env = {k: v for k, v in env.items() if v}
+    out = tmp_path / "scored.parquet"
+    r = subprocess.run([str(script), "score", str(clf_path), str(parquet_file), "-o", str(out), "--engine", "spark"],
+                       env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert pq.read_table(out).num_rows == pq.read_table(parquet_file).num_rows
+
+
+def test_workers_without_modelport_get_a_clear_error():
+    err = msp_translate(RuntimeError("... ModuleNotFoundError: No module named 'modelport' ..."))
+    assert err is not None and "PYSPARK_PYTHON" in str(err)
+
+
+def msp_translate(exc):
+    from modelport.batch.spark import translate
+
+    return translate(exc)

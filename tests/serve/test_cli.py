@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -44,6 +45,27 @@ def test_bad_sources_exit_non_zero(tmp_path):
     out = subprocess.run([sys.executable, "-m", "modelport", "serve", str(tmp_path / "broken.mpk")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "broken.mpk" in out.stderr
+
+
+@pytest.mark.parametrize("flag", ["--port", "--grpc-port"])
+def test_a_busy_port_is_a_clear_error_not_a_traceback(bundles, flag):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        ports = {"--port": str(free_port()), "--grpc-port": str(free_port())}
+        ports[flag] = str(busy)
+        script = shutil.which("modelport", path=str(Path(sys.executable).parent))
+        assert script is not None
+        out = subprocess.run([script, "serve", str(bundles.iris_v1), "--host", "127.0.0.1",
+                              "--port", ports["--port"], "--grpc-port", ports["--grpc-port"]],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 8, out.stderr
+    assert "Traceback" not in out.stderr
+    assert f"cannot listen for {'gRPC' if flag == '--grpc-port' else 'HTTP'} on 127.0.0.1:{busy}" in out.stderr
+    assert flag in out.stderr
 
 
 def test_help_lists_the_options():

@@ -149,12 +149,13 @@ def _spark(bundle: Bundle, source: Any, columns: list[str], kept: list[str], on_
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from modelport.batch.spark import predict, translate
+    from modelport.batch.spark import predict, translate, use_this_interpreter
 
     active = SparkSession.getActiveSession()
     if active is not None and (address is None or active.sparkContext.master == address):
         spark = active
     else:
+        use_this_interpreter()
         spark = (SparkSession.builder.master(address or "local[*]").appName("modelport score")
                  .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate())
     paths = [str(f) for f in source.files]

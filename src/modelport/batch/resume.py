@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport._deps import require
-from modelport._fs import fsync_path
+from modelport._fs import fsync_path, temp_sibling
 from modelport.batch.io import Writer
 from modelport.batch.score import ERROR_COLUMN, Rejects
 from modelport.errors import InputError
@@ -42,7 +42,7 @@ def workdir_for(output: Path) -> Path:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_sibling(path)
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -116,7 +116,7 @@ class WorkDir:
         self._write_batch(pa, batch, self.part_path(index))
 
     def _write_batch(self, pa: Any, batch: Any, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp = temp_sibling(path)
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as w:
             w.write_batch(batch)
         fsync_path(tmp)
@@ -149,7 +149,7 @@ class Assembler:
         self.work = work
         self.output = output
         self.rejects_path = rejects_path
-        self.tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+        self.tmp = temp_sibling(output)
         self.writer = Writer(self.tmp, fmt, schema, delimiter=delimiter)
         self.next = 0
         self.ready: set[int] = set()
@@ -193,7 +193,7 @@ class Assembler:
 
 def write_atomic(output: Path, fmt: str, schema: Any, batches: Iterator[Any], *, delimiter: str = ",") -> int:
     """Write batches to a temporary sibling of ``output``, flush it, and rename it onto ``output``."""
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    tmp = temp_sibling(output)
     writer = Writer(tmp, fmt, schema, delimiter=delimiter)
     try:
         for b in batches:

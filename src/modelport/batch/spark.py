@@ -228,4 +228,24 @@ def translate(exc: BaseException) -> ModelportError | None:
             if line.strip().startswith("hint:"):
                 hint = line.strip()[5:].strip()
         return InputError(first, hint=hint)
+    for marker in ("ModuleNotFoundError: No module named 'modelport'", "ModuleNotFoundError: No module named 'pandas'",
+                   "ModuleNotFoundError: No module named 'pyarrow'"):
+        if marker in text:
+            return ModelportError(
+                f"Spark's Python workers cannot import what scoring needs ({marker.split(': ', 1)[1]}): they run "
+                "another Python interpreter than this one.",
+                hint="start Spark with the interpreter that has modelport: set PYSPARK_PYTHON to "
+                "this environment's python (or spark.pyspark.python); `modelport score --engine spark` does so itself",
+            )
     return None
+
+
+def use_this_interpreter() -> None:
+    """Before modelport starts a SparkContext: its Python workers run this very interpreter (a
+    virtual environment's, where modelport is installed) unless the user chose one. pyspark reads
+    only the ``PYSPARK_PYTHON`` variable when the context starts in-process (``spark.pyspark.python``
+    is read by spark-submit alone)."""
+    import os
+    import sys
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

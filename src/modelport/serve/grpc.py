@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelport._deps import require
-from modelport.errors import BundleError, InputError, ModelNotFoundError, ModelportError
+from modelport.errors import BundleError, InputError, ModelNotFoundError, ModelportError, ServingError
 from modelport.serve import codec
 from modelport.serve.codec import InferInput, InferRequest, RequestedOutput
 from modelport.serve.errors import NotReadyError, OverloadedError, PayloadTooLargeError, UnauthorizedError
@@ -233,14 +233,17 @@ async def start(
     )
     add_service(server, dataplane)
     address = f"{host}:{port}"
-    if tls is not None:
-        key, cert, ca = tls
-        creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
-        bound = server.add_secure_port(address, creds)
-    else:
-        bound = server.add_insecure_port(address)
+    try:
+        if tls is not None:
+            key, cert, ca = tls
+            creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+            bound = server.add_secure_port(address, creds)
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio raises RuntimeError("Failed to bind ...") instead of returning 0
+        bound = 0
     if bound == 0:
-        raise ModelportError(f"cannot listen for gRPC on {address}.", hint="pick a free port with --grpc-port")
+        raise ServingError(f"cannot listen for gRPC on {address}.", hint="pick a free port with --grpc-port")
     await server.start()
     server.bound_port = bound
     return server

@@ -220,6 +220,7 @@ def serve(config: ServeConfig) -> None:
     _setup_logging(config)
     config.tls()
     config.tokens()  # fail now, not in every worker
+    check_ports_free(config)
     if config.workers > 1:
         _serve_workers(config)
         return
@@ -227,6 +228,26 @@ def serve(config: ServeConfig) -> None:
     server.load()  # bad bundles stop us before we listen
     uvicorn = require("uvicorn", purpose="the HTTP server")
     uvicorn.Server(uvicorn_config(config, server.app)).run()
+
+
+def check_ports_free(config: ServeConfig) -> None:
+    """Refuse a port another process listens on before anything starts, with a message rather than
+    the traceback uvicorn's lifespan prints for a gRPC bind failure."""
+    import socket
+
+    for what, port, flag in (("HTTP", config.port, "--port"), ("gRPC", config.grpc_port, "--grpc-port")):
+        if not port:
+            continue
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((config.host, port))
+            except OSError as exc:
+                raise ServingError(
+                    f"cannot listen for {what} on {config.host}:{port}: {exc.strerror or exc}.",
+                    hint=f"another process uses that port: stop it, or pick a free port with {flag}",
+                ) from None
 
 
 def _serve_workers(config: ServeConfig) -> None:

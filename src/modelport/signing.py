@@ -44,8 +44,8 @@ from modelport.errors import InputError, SignatureError
 if TYPE_CHECKING:
     from modelport.bundle.core import Bundle
 
-__all__ = ["SignaturePolicy", "SignatureReport", "Signer", "coverage", "sign", "signer_of", "status",
-           "verify_signature"]
+__all__ = ["SignaturePolicy", "SignatureReport", "Signer", "check_consistent", "coverage", "sign", "signer_of",
+           "status", "verify_signature"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 KeySource = Union[str, "os.PathLike[str]", bytes]
@@ -184,11 +184,12 @@ class SignaturePolicy:
         signer = signer_of(sig, origin=origin)
         if sig.kind == "key":
             assert sig.key_hint is not None
-            trusted = ", ".join(f"sha256:{fp}" for fp in sorted(self._keys)) or "none"
             if sig.key_hint not in self._keys:
+                trusted = (f"trusted keys: {', '.join(f'sha256:{fp}' for fp in sorted(self._keys))}" if self._keys
+                           else "no key is trusted here, only certificates from the CA(s) given")
                 raise SignatureError(
                     f"{origin}: {SIGNATURE_FILE} was made by key sha256:{sig.key_hint}, which is not a trusted key "
-                    f"(trusted: {trusted}).",
+                    f"({trusted}).",
                     hint="have the bundle signed with a trusted key, or trust this signer's public key "
                     "(--trusted-key / --public-key) if you know it",
                 )
@@ -289,7 +290,7 @@ def sign(bundle: Bundle | PathLike, *, key: PathLike, certificate: PathLike | No
         config = ms.signing.Config()
         if certificate is None:
             # model-signing hands the password to cryptography, which wants bytes
-            config.use_elliptic_key_signer(private_key=key_path, password=pw)  # type: ignore[arg-type]
+            config.use_elliptic_key_signer(private_key=key_path, password=pw)
         else:
             cert_path = Path(os.fspath(certificate))
             _check_certificate_of(cert_path, private, key_path)
@@ -357,6 +358,17 @@ def status(bundle: Bundle) -> dict[str, Any]:
             "files_covered": sig.covers, "matches_files": not problems,
             "problems": [f"{name} {reason}" for name, reason in problems],
             "reason": "not checked: no trusted key or CA was given (modelport verify --public-key KEY or --ca ROOT)"}
+
+
+def check_consistent(bundle: Bundle) -> None:
+    """SignatureError when ``bundle`` carries a signature that does not list its files as they are.
+
+    Needs no key and proves nothing about who signed (anyone can write or strip a signature):
+    it only refuses a bundle that says it was signed and has been edited since.
+    """
+    raw = bundle.files.get(SIGNATURE_FILE)
+    if raw is not None:
+        check_covers(parse(raw, origin=bundle.origin), bundle.files, origin=bundle.origin)
 
 
 def coverage(bundle: Bundle) -> dict[str, Any]:

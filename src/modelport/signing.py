@@ -279,33 +279,38 @@ def sign(bundle: Bundle | PathLike, *, key: PathLike, certificate: PathLike | No
     key_path = Path(os.fspath(key))
     private = _private_key(key_path, pw)
     chain_paths = [Path(os.fspath(p)) for p in certificate_chain]
-    if chain_paths and certificate is None:
+    cert_path = None if certificate is None else Path(os.fspath(certificate))
+    if cert_path is None and chain_paths:
         raise InputError("a certificate chain was given without the signing certificate.",
                          hint="add --certificate cert.pem (the certificate of --key)")
+    if cert_path is not None:
+        _check_certificate_of(cert_path, private, key_path)
+        if not chain_paths:
+            raise InputError(
+                f"{cert_path} needs its chain: the CA certificates that issued it, up to the root.",
+                hint="add --certificate-chain intermediate.pem (or root.pem when the root issued it directly)",
+            )
+        for p in chain_paths:
+            _certificates(p, what="certificate chain")
+        if pw is not None:
+            raise InputError(
+                f"{key_path} is encrypted; model-signing signs with a certificate only from an unencrypted key.",
+                hint="sign with --key alone, or decrypt a copy kept private: openssl pkey -in ec.key -out plain.key",
+            )
     ms = _model_signing()
     with tempfile.TemporaryDirectory(prefix="modelport-sign-") as tmp:
         root = Path(tmp)
         model_dir = _materialise(b, root)
         sig_path = root / SIGNATURE_FILE
-        config = ms.signing.Config()
-        if certificate is None:
-            # model-signing hands the password to cryptography, which wants bytes
-            config.use_elliptic_key_signer(private_key=key_path, password=pw)
-        else:
-            cert_path = Path(os.fspath(certificate))
-            _check_certificate_of(cert_path, private, key_path)
-            for p in chain_paths:
-                _certificates(p, what="certificate chain")
-            if pw is not None:
-                raise InputError(
-                    f"{key_path} is encrypted; model-signing signs with a certificate only from an unencrypted key.",
-                    hint="sign with --key alone, or decrypt a copy kept private: openssl pkey -in ec.key -out plain.key",
-                )
-            config.use_certificate_signer(private_key=key_path, signing_certificate=cert_path,
-                                          certificate_chain=chain_paths)
-        config.set_hashing_config(_hashing(ms))
         try:
-            config.sign(model_dir, sig_path)
+            config = ms.signing.Config()
+            if cert_path is None:
+                # model-signing hands the password to cryptography, which wants bytes
+                config.use_elliptic_key_signer(private_key=key_path, password=pw)
+            else:
+                config.use_certificate_signer(private_key=key_path, signing_certificate=cert_path,
+                                              certificate_chain=chain_paths)
+            config.set_hashing_config(_hashing(ms)).sign(model_dir, sig_path)
         except Exception as exc:  # translate the library's errors at the boundary
             raise SignatureError(f"signing {b.origin} failed: {type(exc).__name__}: {exc}") from exc
         raw = sig_path.read_bytes()

@@ -144,7 +144,7 @@ def test_malformed_signature_is_refused_from_bytes_too(signed):
     from modelport.bundle import archive
 
     data = archive.write_mpk_bytes({**signed.files, SIGNATURE_FILE: b"{"})
-    with pytest.raises(SignatureError, match="manifest.sig is not a valid signature"):
+    with pytest.raises(SignatureError, match=r"manifest\.sig is not a valid signature"):
         mp.Bundle.from_bytes(data, origin="upload.mpk")
 
 
@@ -163,7 +163,7 @@ def test_files_table_may_not_list_the_signature(small_bundle, tmp_path):
     manifest = json.loads(files["manifest.json"])
     manifest["files"] = mf.files_table({k: v for k, v in files.items() if k != "manifest.json"})
     files["manifest.json"] = mf.dumps(manifest)
-    with pytest.raises(IntegrityError, match="files table lists manifest.sig"):
+    with pytest.raises(IntegrityError, match=r"files table lists manifest\.sig"):
         mp.load(save(files, tmp_path / "b.mpk"))
 
 

@@ -210,7 +210,7 @@ def _json(data: bytes, bad: Any, *, what: str) -> Any:
     except UnicodeDecodeError as exc:
         raise bad(f"{what} is not UTF-8 text (garbled or truncated?)") from exc
     except json.JSONDecodeError as exc:
-        raise bad(f"{what} is not valid JSON (truncated or garbled? {exc.msg} at byte {exc.pos})") from exc
+        raise bad(f"{what} is not valid JSON (truncated or garbled? {exc.msg}, byte {exc.pos})") from exc
     except (RecursionError, ValueError) as exc:
         raise bad(f"{what} is not JSON this reader accepts ({type(exc).__name__})") from exc
 

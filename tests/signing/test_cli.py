@@ -198,3 +198,16 @@ def test_console_script_sign_and_verify(small_bundle, pki, tmp_path):
     r = _run(["verify", str(edited), "--public-key", str(pki.pub)], tmp_path)
     assert r.returncode == 5, r.stdout + r.stderr
     assert "manifest.json was changed after signing" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_a_certificate_that_is_not_der_is_a_clean_failure(runner, small_bundle, pki, tmp_path):
+    signed = mp.sign(small_bundle, key=pki.leaf_key, certificate=pki.leaf, certificate_chain=[pki.intermediate])
+    doc = json.loads(signed.files[SIGNATURE_FILE])
+    doc["verificationMaterial"]["x509CertificateChain"]["certificates"][0]["rawBytes"] = "bm90IGEgY2VydGlmaWNhdGU="
+    path = save({**signed.files, SIGNATURE_FILE: json.dumps(doc).encode()}, tmp_path / "b.mpk")
+    for trust in ([], ["--ca", str(pki.root)]):
+        r = runner.invoke(cli, ["verify", str(path), *trust, "--json"])
+        assert r.exit_code == 5, r.output
+        assert "not valid DER" in json.loads(r.stdout)["signing"]["error"]
+    r = runner.invoke(cli, ["inspect", str(path)])
+    assert r.exit_code == 5 and "not valid DER" in r.output, r.output

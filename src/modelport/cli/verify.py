@@ -58,6 +58,7 @@ def verify(ctx: click.Context, bundle: str, original: Path | None, data_file: Pa
     if (original is None) != (data_file is None):
         raise click.UsageError("--original and --data go together: the original model and the rows to compare on.")
     from modelport import check, load
+    from modelport.bundle.signing import SIGNATURE_FILE
     from modelport.inspect.integrity import file_report
     from modelport.signing import SignaturePolicy, check_consistent, coverage, status
 
@@ -84,10 +85,11 @@ def verify(ctx: click.Context, bundle: str, original: Path | None, data_file: Pa
         files=[{"path": p, "status": "ok", "size": e["size"], "sha256": e["sha256"]}
                for p, e in sorted(b.manifest["files"].items())],
         digest_covers=coverage(b),
-        signing=status(b),
+        signing={"file": SIGNATURE_FILE, "present": SIGNATURE_FILE in b.files, "verified": False},
     )
     # the signature before the reference data: a bundle nobody trusted should not be run at all
     try:
+        result["signing"] = status(b)
         if policy is not None:
             result["signing"] = policy.check(b).to_dict()
         else:

@@ -31,6 +31,9 @@ _HINTS: dict[str, tuple[str, str]] = {
     "pyspark": ("pyspark", "spark"),
     "redis": ("redis", "stream"),
     "duckdb": ("duckdb", "sql"),
+    "model_signing": ("model-signing", "sign"),
+    "OpenSSL": ("pyopenssl", "sign"),
+    "cryptography": ("cryptography", "sign"),
 }
 
 

@@ -6,6 +6,7 @@
     │   └── UnsupportedModelError    no converter knows this model type (or it is unfitted)
     ├── BundleError                  a bundle on disk is unusable
     │   ├── IntegrityError           digest mismatch, unsafe path, zip bomb, bad ONNX graph
+    │   │   └── SignatureError       manifest.sig malformed, untrusted, for other files, or missing when required
     │   └── FormatVersionError       written by a newer modelport
     ├── VerificationError            the bundle does not reproduce the original within tolerance
     ├── InputError                   data given to predict/score does not fit the signature
@@ -33,6 +34,7 @@ __all__ = [
     "ModelportError",
     "RegistryError",
     "ServingError",
+    "SignatureError",
     "UnsupportedModelError",
     "VerificationError",
 ]
@@ -67,6 +69,11 @@ class BundleError(ModelportError):
 
 class IntegrityError(BundleError):
     pass
+
+
+class SignatureError(IntegrityError):
+    """A bundle's signature (``manifest.sig``) is malformed, made by a signer nobody trusts, does
+    not cover the bundle's files as they are, or is missing where a policy requires one."""
 
 
 class FormatVersionError(BundleError):

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from modelport.bundle import signing
 from modelport.bundle.signature import Signature
 from modelport.errors import BundleError, FormatVersionError, IntegrityError
 
@@ -22,6 +23,8 @@ FORMAT_NAME, _, _FORMAT_VERSION = FORMAT.partition("/")
 FORMAT_VERSION = int(_FORMAT_VERSION)
 TASKS = ("classification", "regression", "clustering", "transform", "anomaly", "tensor")
 REQUIRED = ("format", "name", "task", "signature", "files", "source")
+#: the manifest fields the identity digest covers; everything else is descriptive
+IDENTITY_FIELDS = ("format", "files", "signature", "task", "classes")
 
 
 def sha256(data: bytes) -> str:
@@ -51,7 +54,7 @@ def files_table(files: Mapping[str, bytes]) -> dict[str, dict[str, Any]]:
 
 
 def identity(manifest: Mapping[str, Any]) -> str:
-    core = {k: manifest.get(k) for k in ("format", "files", "signature", "task", "classes")}
+    core = {k: manifest.get(k) for k in IDENTITY_FIELDS}
     return "sha256:" + sha256(canonical_json(core))
 
 
@@ -94,8 +97,14 @@ def validate(manifest: Any, *, origin: str) -> None:
 
 
 def check_files(manifest: Mapping[str, Any], files: Mapping[str, bytes], *, origin: str) -> None:
-    """Every listed file present with its digest and size; nothing unlisted besides the manifest."""
+    """Every listed file present with its digest and size; nothing unlisted besides the manifest and
+    a signature, which is parsed and bounded here rather than carried along unread."""
     table = manifest["files"]
+    if signing.SIGNATURE_FILE in table:
+        raise IntegrityError(
+            f"{origin}: the files table lists {signing.SIGNATURE_FILE}, the signature over the manifest; it cannot "
+            "be one of the files the manifest lists."
+        )
     for path, entry in sorted(table.items()):
         if path not in files:
             raise IntegrityError(f"{origin}: {path} is listed in the manifest but missing from the bundle.")
@@ -107,9 +116,12 @@ def check_files(manifest: Mapping[str, Any], files: Mapping[str, bytes], *, orig
             )
         if sha256(data) != entry["sha256"]:
             raise IntegrityError(f"{origin}: {path} does not match its sha256 digest; the bundle was modified.")
-    extra = sorted(set(files) - set(table) - {"manifest.json", "manifest.sig"})
+    extra = sorted(set(files) - set(table) - {"manifest.json", signing.SIGNATURE_FILE})
     if extra:
         raise IntegrityError(f"{origin}: file(s) not listed in the manifest: {', '.join(extra)}.")
+    if signing.SIGNATURE_FILE in files:
+        # who signed is checked only on request (modelport.signing); its form is checked on every load
+        signing.parse(files[signing.SIGNATURE_FILE], origin=origin)
 
 
 def _clean(obj: Any) -> Any:

@@ -21,6 +21,7 @@ from modelport.errors import ModelportError
 COMMANDS: dict[str, str] = {
     "pack": "modelport.cli.pack:pack",
     "verify": "modelport.cli.verify:verify",
+    "sign": "modelport.cli.sign:sign",
     "inspect": "modelport.cli.inspect:inspect",
     "diff": "modelport.cli.diff:diff",
     "predict": "modelport.cli.predict:predict",
@@ -41,7 +42,8 @@ COMMANDS: dict[str, str] = {
 
 HELP = {
     "pack": "Convert a trained model file into a verified bundle.",
-    "verify": "Check a bundle's digests and re-run its reference data here.",
+    "verify": "Check a bundle's digests (and signature) and re-run its reference data here.",
+    "sign": "Sign a bundle (every file, manifest included) with an EC key or a CA certificate.",
     "inspect": "Describe a bundle: signature, source, graph, parity, metrics.",
     "diff": "Compare two bundles: metadata, signature, graph and behaviour.",
     "predict": "Score a CSV, Parquet or JSON-lines file with a bundle.",

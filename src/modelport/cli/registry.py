@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from modelport.cli.sign import policy_options
 from modelport.errors import InputError, ModelportError
 
 if TYPE_CHECKING:
@@ -100,18 +102,27 @@ def _version_rows(infos: Sequence[VersionInfo], *, with_name: bool) -> None:
 @click.option("--name", default=None, help="Model name to store it under (default: the bundle's name).")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the version (repeatable).")
 @click.option("--alias", "aliases", multiple=True, metavar="ALIAS", help="Point ALIAS at the version (repeatable).")
+@policy_options
 @registry_option
 @json_option
 @_errors
-def push(bundle: str, name: str | None, tags: tuple[str, ...], aliases: tuple[str, ...],
+def push(bundle: str, name: str | None, tags: tuple[str, ...], aliases: tuple[str, ...], require_signature: bool,
+         trusted_keys: tuple[Path, ...], trusted_cas: tuple[Path, ...], trusted_certificates: tuple[Path, ...],
          registry_url: str | None, as_json: bool) -> None:
     """Store BUNDLE (an .mpk file or bundle directory) as the next version of its model.
 
-    Pushing a bundle whose digest the model already holds stores nothing and prints that version.
-    A bundle that does not reproduce its own reference answers here is refused.
+    Pushing a bundle whose digest the model already holds stores nothing and prints that version
+    (a signature it brings is added to a version stored unsigned). A bundle that does not
+    reproduce its own reference answers here is refused; with --require-signature, so is one
+    that is not signed by a --trusted-key or a certificate from a --ca, or whose signature does
+    not cover it as it is (an edited metric, say).
     """
+    from modelport.signing import SignaturePolicy
+
+    policy = SignaturePolicy.from_options(require=require_signature, trusted_keys=trusted_keys, cas=trusted_cas,
+                                          certificates=trusted_certificates)
     reg = _open(registry_url)
-    info = reg.push(bundle, name=name, tags=_kv(tags, "tag"))
+    info = reg.push(bundle, name=name, tags=_kv(tags, "tag"), signature_policy=policy)
     new = info.is_new
     for alias in aliases:
         info = reg.set_alias(info.name, alias, info.version)

@@ -6,6 +6,7 @@ import re
 
 import click
 
+from modelport.cli.sign import policy_options
 from modelport.errors import InputError
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
@@ -64,6 +65,7 @@ def _optional_int(value: int) -> int | None:
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="One JSON line per request on stdout.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@policy_options
 def serve(sources: tuple[str, ...], **options: object) -> None:
     """Serve SOURCES: .mpk files, bundle directories, directories of bundles, models:/NAME@ALIAS
     or models:/NAME/VERSION (NAME=SOURCE serves it under another name).
@@ -92,6 +94,10 @@ def serve(sources: tuple[str, ...], **options: object) -> None:
         request_timeout=timeout if timeout > 0 else None,
         max_rows=_optional_int(int(options.pop("max_rows"))),  # type: ignore[call-overload]
         cors_origins=list(options.pop("cors_origins")),  # type: ignore[call-overload]
+        # with --require-signature every bundle, at startup and on every reload, must pass the policy
+        trusted_keys=[str(p) for p in options.pop("trusted_keys")],  # type: ignore[attr-defined]
+        trusted_cas=[str(p) for p in options.pop("trusted_cas")],  # type: ignore[attr-defined]
+        trusted_certificates=[str(p) for p in options.pop("trusted_certificates")],  # type: ignore[attr-defined]
         **options,  # type: ignore[arg-type]
     )
     run(config)

@@ -36,6 +36,7 @@ from modelport.errors import (
     ModelNotFoundError,
     ModelportError,
     RegistryError,
+    SignatureError,
     VerificationError,
 )
 from modelport.registry import migrations
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from modelport.bundle.core import Bundle
+    from modelport.signing import SignaturePolicy
 
 _KEY_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 MAX_TAG_VALUE = 512
@@ -190,12 +192,17 @@ class SQLRegistry:
         *,
         name: str | None = None,
         tags: Mapping[str, str] | None = None,
+        signature_policy: SignaturePolicy | None = None,
     ) -> VersionInfo:
         """Store ``bundle`` as the next version of its model (``name`` or the bundle's name).
 
         Idempotent: a digest the model already holds returns that version (restoring it if it
-        was soft-deleted) and stores nothing new. A bundle that fails ``modelport.check`` on
-        this machine is refused with VerificationError.
+        was soft-deleted) and stores nothing new, except a signature: when the stored archive
+        differs from this one only by ``manifest.sig``, the version takes this bundle's signature
+        if it had none (or, under ``signature_policy``, the signature just verified). A bundle
+        that fails ``modelport.check`` on this machine is refused with VerificationError; with
+        ``signature_policy``, one that the policy refuses (unsigned, untrusted signer, a
+        signature over other files) is refused with SignatureError before anything is stored.
         """
         from modelport.bundle.core import Bundle
         from modelport.verification import check
@@ -203,6 +210,11 @@ class SQLRegistry:
         b = bundle if isinstance(bundle, Bundle) else Bundle.read(bundle)
         model = check_name(name if name is not None else b.name)
         extra_tags = _check_tags(tags or {})
+        if signature_policy is not None:
+            try:
+                signature_policy.check(b)
+            except SignatureError as exc:
+                raise SignatureError(f"refusing to push {exc.message}", hint=exc.hint) from exc
         report = check(b)
         if not report.passed:
             summary = report.parity.summary() if report.parity is not None else "digest mismatch"
@@ -232,6 +244,9 @@ class SQLRegistry:
             if row is not None:
                 if row["blob"] == key:
                     self.store.put(key, data)  # gc may have taken it if it was missing; put it back
+                elif self._takes_signature(row["blob"], b, verified=signature_policy is not None):
+                    # the old archive is left for gc(): deleting it before this commits could lose it
+                    conn.execute(t.versions.update().where(t.versions.c.id == row["id"]).values(blob=key, size=len(data)))
                 elif wrote and not self._blob_used(conn, key):
                     # same digest, other manifest bytes: the version keeps its own archive
                     self.store.delete(key)
@@ -258,6 +273,26 @@ class SQLRegistry:
             info = self._infos(conn, [vid])[0]
         # a push that fails or dies after writing its blob leaves it unreferenced: gc() removes it
         return _replace(info, is_new=True)
+
+    def _takes_signature(self, stored_key: str, b: Bundle, *, verified: bool) -> bool:
+        """Whether a version stored as ``stored_key`` should take ``b``'s archive because ``b`` brings a
+        signature: the stored files are the same apart from ``manifest.sig``, and the stored archive
+        has no signature (or the new one was verified by the push's policy, which may replace it)."""
+        from modelport.bundle import archive
+        from modelport.bundle.signing import SIGNATURE_FILE
+
+        if SIGNATURE_FILE not in b.files:
+            return False
+        try:
+            stored = archive.read_mpk_bytes(self.store.get(stored_key), origin=f"blob {stored_key}")
+        except ModelportError:
+            return False  # a damaged or missing archive is repaired by pushing the same bytes, not by this
+        if SIGNATURE_FILE in stored and not verified:
+            return False
+        new = b.files
+        return {k for k in stored if k != SIGNATURE_FILE} == {k for k in new if k != SIGNATURE_FILE} and all(
+            stored[k] == new[k] for k in stored if k != SIGNATURE_FILE
+        )
 
     def _lock_model(self, conn: sa.Connection, name: str, *, create: bool) -> int:
         t, sa = self._t, self._sa

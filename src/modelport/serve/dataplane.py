@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from modelport.serve.errors import NotReadyError, OverloadedError, PayloadTooLar
 from modelport.serve.metrics import Metrics
 from modelport.serve.model import PLATFORM, BatchingConfig, ServedModel
 from modelport.serve.repository import ModelRepository, Source, VersionPolicy
+
+if TYPE_CHECKING:
+    from modelport.signing import SignaturePolicy
 
 SERVER_NAME = "modelport"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters", "records", "metrics"]
@@ -44,6 +47,7 @@ class DataPlane:
         intra_op_threads: int | None = None,
         registry_url: str | None = None,
         metrics: Metrics | None = None,
+        signature_policy: SignaturePolicy | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.batching = batching
@@ -53,7 +57,8 @@ class DataPlane:
         # large batches leave the event loop; one thread per core is what ONNX Runtime can use
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelport-score")
         self.repository = ModelRepository(
-            sources, self._make_model, policy=policy, default_versions=default_versions, registry_url=registry_url
+            sources, self._make_model, policy=policy, default_versions=default_versions, registry_url=registry_url,
+            signature_policy=signature_policy,
         )
         self.draining = False
         self.started = time.time()

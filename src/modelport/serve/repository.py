@@ -27,6 +27,7 @@ from modelport.errors import BundleError, ModelNotFoundError, ModelportError, Se
 
 if TYPE_CHECKING:
     from modelport.serve.model import ServedModel
+    from modelport.signing import SignaturePolicy
 
 log = logging.getLogger("modelport.serve")
 
@@ -132,8 +133,12 @@ class ModelRepository:
         policy: VersionPolicy = VersionPolicy(),
         default_versions: dict[str, str] | None = None,
         registry_url: str | None = None,
+        signature_policy: SignaturePolicy | None = None,
     ) -> None:
         self.sources = [s if isinstance(s, Source) else Source.parse(s) for s in sources]
+        # checked in _build, the one place every load passes (startup, reload, load API, alias moves):
+        # a refused bundle raises there, so it never replaces what is being served
+        self.signature_policy = signature_policy
         self._make = make_model
         self.policy = policy
         self.default_versions = dict(default_versions or {})
@@ -327,6 +332,8 @@ class ModelRepository:
             bundle = c.bundle if c.bundle is not None else c.loader() if c.loader is not None else None
             if bundle is None:
                 raise ServingError(f"{c.origin}: nothing to load.")
+            if self.signature_policy is not None:
+                self.signature_policy.check(bundle)
             out[c.version] = self._make(bundle, name, c.version, c.origin)
         return out
 

@@ -18,13 +18,16 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport._deps import require
 from modelport.errors import ServingError
 from modelport.serve.dataplane import DataPlane
 from modelport.serve.model import BatchingConfig
 from modelport.serve.repository import VersionPolicy
+
+if TYPE_CHECKING:
+    from modelport.signing import SignaturePolicy
 
 log = logging.getLogger("modelport.serve")
 
@@ -68,6 +71,12 @@ class ServeConfig:
     cors_origins: list[str] = field(default_factory=list)
     access_log: bool = False
     log_level: str = "info"
+    # signatures: with require_signature, a bundle is served only when signed by one of these
+    # (PEM paths; see modelport.signing.SignaturePolicy), at startup and on every reload
+    require_signature: bool = False
+    trusted_keys: list[str] = field(default_factory=list)
+    trusted_cas: list[str] = field(default_factory=list)
+    trusted_certificates: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -96,6 +105,13 @@ class ServeConfig:
         if (self.token_env or self.token_file) and not tokens:
             raise ServingError("authentication is on but no tokens were found.", hint="give at least one token")
         return tokens
+
+    def signature_policy(self) -> SignaturePolicy | None:
+        """The policy ``require_signature`` and the trusted keys / CAs ask for (read now), or None."""
+        from modelport.signing import SignaturePolicy
+
+        return SignaturePolicy.from_options(require=self.require_signature, trusted_keys=self.trusted_keys,
+                                            cas=self.trusted_cas, certificates=self.trusted_certificates)
 
     def tls(self) -> tuple[bytes, bytes, bytes | None] | None:
         if not (self.tls_certfile or self.tls_keyfile):
@@ -129,6 +145,7 @@ class Server:
             request_timeout=config.request_timeout,
             intra_op_threads=config.intra_op_threads,
             registry_url=config.registry_url,
+            signature_policy=config.signature_policy(),
         )
         self.grpc_server: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -220,6 +237,7 @@ def serve(config: ServeConfig) -> None:
     _setup_logging(config)
     config.tls()
     config.tokens()  # fail now, not in every worker
+    config.signature_policy()
     check_ports_free(config)
     if config.workers > 1:
         _serve_workers(config)
@@ -256,7 +274,7 @@ def _serve_workers(config: ServeConfig) -> None:
     uvicorn = require("uvicorn", purpose="the HTTP server")
     # validate the sources once in the supervisor, so a bad bundle fails before workers start
     probe = DataPlane(config.sources, policy=VersionPolicy.parse(config.version_policy),
-                      registry_url=config.registry_url)
+                      registry_url=config.registry_url, signature_policy=config.signature_policy())
     probe.load()
     probe.close()
     del probe  # the supervisor does not serve: do not keep its sessions in memory

@@ -115,7 +115,7 @@ def test_array_model_inputs(iris_bundle, iris_forest):
     np.testing.assert_array_equal(iris_bundle.predict(X[0])["label"], out["label"][:1])
     by_name = {f"f{i}": X[:, i] for i in (3, 1, 0, 2)}
     np.testing.assert_array_equal(iris_bundle.predict(by_name)["label"], out["label"])
-    with pytest.raises(InputError, match=r"expected a 2-D array with 4 columns \(f0, f1, f2, f3\); got shape \(3, 3\)"):
+    with pytest.raises(InputError, match=r"input 'X' must have shape \[N, 4\] \(columns f0, f1, f2, f3\); got shape \[3, 3\]"):
         iris_bundle.predict(X[:, :3])
     assert iris_bundle.predict(X[:0])["probabilities"].shape == (0, 3)
 

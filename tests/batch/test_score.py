@@ -65,7 +65,7 @@ def test_skip_leaves_rows_out_and_reports_global_row_numbers(clf_bundle, chunk_r
     out, rejects = mb.score(clf_bundle, df, on_error="skip", chunk_rows=chunk_rows, return_rejects=True)
     assert rejects["row"].tolist() == [3, 250]
     assert "'b' must be numeric" in rejects["reason"][0] and "not a number" in rejects["reason"][0]
-    assert "'c' is missing" in rejects["reason"][1]
+    assert "'c' has missing values" in rejects["reason"][1]
     assert len(out) == 398
     assert 3 not in out.index and 250 not in out.index
     clean = mb.score(clf_bundle, df.drop(index=[3, 250]).astype({"b": float}))
@@ -115,7 +115,7 @@ def test_missing_string_rejected_and_rest_scored(text_bundle):
     df.loc[[4, 9], "city"] = None
     out, rejects = mb.score(bundle, df, on_error="skip", return_rejects=True)
     assert rejects["row"].tolist() == [4, 9]
-    assert "'city' is missing" in rejects["reason"][0]
+    assert "'city' has missing values" in rejects["reason"][0]
     ok = df.drop(index=[4, 9])
     np.testing.assert_allclose(out["proba_1"].to_numpy(), pipe.predict_proba(ok)[:, 1], atol=1e-5)
 

@@ -530,28 +530,32 @@ def _needed(b: Bundle) -> list[str]:
 
 
 def _score(b: Bundle, data: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Score what ``b`` accepts: the whole batch, bisecting only where it refuses.
+    """Score what ``b`` accepts of ``n`` rows: the runtime's input rules say which rows it refuses
+    (:meth:`Runtime.check`), and rows ONNX Runtime still refuses are found by bisection
+    (:meth:`Runtime.run_rows`).
 
     Returns the mask of accepted rows and the outputs for all ``n`` rows (rows it refused hold
-    whatever the buffer was initialised with; use the mask).
+    zeros; use the mask).
     """
     ok = np.zeros(n, dtype=bool)
     outputs: dict[str, np.ndarray] = {}
-    stack = [(0, n)] if n else []
-    while stack:
-        lo, hi = stack.pop()
-        try:
-            part = b.predict({k: v[lo:hi] for k, v in data.items()})
-        except ModelportError:
-            if hi - lo > 1:
-                mid = (lo + hi) // 2
-                stack.extend([(lo, mid), (mid, hi)])
-            continue
-        ok[lo:hi] = True
-        for name, arr in part.items():
-            if name not in outputs:
-                outputs[name] = np.zeros((n, *arr.shape[1:]), dtype=arr.dtype)
-            outputs[name][lo:hi] = arr
+    if not n:
+        return ok, outputs
+    runtime = b.runtime
+    try:
+        checked = runtime.check(dict(data))
+    except ModelportError:  # the rows as a whole do not fit this bundle (a column it lacks ...)
+        return ok, outputs
+    passed = np.flatnonzero(checked.ok)
+    if not passed.size:
+        return ok, outputs
+    result, ran, _ = runtime.run_rows(checked.feeds)
+    rows = passed[ran]
+    ok[rows] = True
+    for name, arr in result.items():
+        full = np.zeros((n, *arr.shape[1:]), dtype=arr.dtype)
+        full[rows] = arr
+        outputs[name] = full
     return ok, outputs
 
 

@@ -15,7 +15,8 @@ Columns with ``categories`` (``category`` columns, and ``str`` columns whose enc
 values they know) also say what happens to a value outside them: ``unknown`` is the policy chosen
 when the bundle was packed (``native``, ``missing`` or ``error``; see :data:`UNKNOWN_POLICIES`),
 ``native`` what the original library does with such a value (:data:`NATIVE_UNKNOWN`). Bundles
-written before these fields existed read as ``unknown="missing"``, which is how they behaved.
+written before these fields existed read as ``unknown="missing"`` (their category columns scored
+such values as missing), which is how they behaved.
 """
 
 from __future__ import annotations
@@ -82,8 +83,10 @@ class Column:
 
     @property
     def unknown_policy(self) -> str:
-        """The policy in effect for values outside the categories ("missing" for old bundles)."""
-        return self.unknown or "missing"
+        """The policy in effect for values outside the categories: as recorded, else how bundles
+        behaved before policies were recorded ("missing" for category columns; a string column's
+        encoder sees the value itself, "native")."""
+        return self.unknown or ("native" if self.dtype == "str" else "missing")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "input": self.input, "index": self.index}

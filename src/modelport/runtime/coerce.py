@@ -20,7 +20,8 @@ What a column may hold
 * **booleans**: ``True``/``False``, the numbers 0 and 1, or the text ``true``/``false``/``0``/``1``;
   anything else (0.5, 2) is refused.
 * **strings**: text (bytes are decoded as UTF-8); a missing string is refused, and so is a number,
-  unless the column lists its categories (then it is simply not one of them, as for the library).
+  unless the column lists its categories: then a number is simply not one of them, as for the
+  library, and so is a missing value where the model's encoder takes it as such (``nullable``).
 * **categories**: a value is matched to the column's categories by value: strings to string
   categories (a number never matches one), numbers to numeric categories, and text that spells a
   numeric category is that category (that is how CSV files and V2 BYTES carry it). A value outside
@@ -342,8 +343,15 @@ class _Rule:
         if has_cats:
             known = np.fromiter((v in self.cat_set for v in objs.tolist()), dtype=bool, count=n)
             unk = ~known
-            if missing is not None:
-                unk |= missing | notext
+            if missing is not None and missing.any():
+                if self.nullable:  # the encoder takes a missing value as one more unknown one
+                    unk |= missing
+                else:
+                    problems.add(_Problem(self.subject, "has missing values", missing,
+                                          tail="; this model cannot take missing strings"))
+                    unk &= ~missing
+            if notext is not None:
+                unk |= notext
             if unk.any():
                 unknown = self._unknown(unk, arr, problems, is_value=True)
                 if unknown is not None:

@@ -140,7 +140,7 @@ def test_output_exists_is_refused_without_overwrite(clf_path, parquet_file, tmp_
 def test_missing_columns_in_file(clf_path, frame, tmp_path):
     src = tmp_path / "in.parquet"
     frame.rename(columns={"b": "B"}).to_parquet(src, index=False)
-    with pytest.raises(InputError, match=r"lacks the model's input column\(s\) 'b'.*'B'"):
+    with pytest.raises(InputError, match=r"missing column\(s\): b .*'B'"):
         mb.score_file(clf_path, src, tmp_path / "o.parquet")
 
 

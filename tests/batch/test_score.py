@@ -92,7 +92,7 @@ def test_missing_columns_lists_missing_and_unexpected(clf_bundle):
     with pytest.raises(InputError) as info:
         mb.score(clf_bundle, df)
     msg = str(info.value)
-    assert "'a', 'e'" in msg and "'A'" in msg and "'E'" in msg and "expects" in msg
+    assert "missing column(s): a, e" in msg and "'A'" in msg and "'E'" in msg and "expects" in msg
 
 
 def test_prediction_names_must_not_overwrite_input(clf_bundle):

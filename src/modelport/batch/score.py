@@ -117,14 +117,17 @@ def input_columns(bundle: Bundle) -> list[str]:
 def check_columns(bundle: Bundle, available: Sequence[str], *, where: str = "the input") -> None:
     """Refuse an input that lacks model columns, naming the missing ones and the unexpected ones."""
     need = input_columns(bundle)
-    have = list(available)
+    have = set(available)
     missing = [c for c in need if c not in have]
     if missing:
-        unexpected = [c for c in have if c not in need]
-        extra = f"; columns the model does not use: {_list(unexpected)}" if unexpected else ""
+        wanted = set(need)
+        unexpected = [c for c in available if c not in wanted]
+        # the words of the runtime's own refusal; columns the model does not use are copied, not refused
+        what = "column" if bundle.signature.columns is not None else "input"
+        extra = f" (it also has {_list(unexpected)}, which the model does not use)" if unexpected else ""
         raise InputError(
-            f"{where} lacks the model's input column(s) {_list(missing)}{extra}. "
-            f"The model expects: {_list(need)}.",
+            f"{where}: missing {what}(s): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}{extra}. "
+            f"The model expects {what}s: {', '.join(need[:20])}{' ...' if len(need) > 20 else ''}.",
             hint="rename the columns to the names the bundle was packed with (see `modelport inspect`)",
         )
 

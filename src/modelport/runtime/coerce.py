@@ -30,7 +30,8 @@ What a column may hold
 The numpy array and the tensor form
 -----------------------------------
 A numpy array given for a bundle whose columns share one matrix input *is* that input, exactly as
-``predict({"X": X})`` and the server's tensor form: its category columns hold **category codes**
+``predict({"X": X})`` and the server's tensor form: each slot follows its column's rules (the
+same as above), except that category columns hold **category codes**
 (positions in the column's categories, as ``modelport inspect`` lists them), which is how XGBoost
 and LightGBM themselves read a numpy array. Category *values* are passed as a DataFrame, a dict of
 columns or records. A code that is not a whole number in ``0 .. k-1`` is an unknown category.
@@ -229,11 +230,11 @@ class _Rule:
         if self.kind == "str":
             return self._strings(arr, problems)
         if self.kind == "bool":
-            return self._bools(arr, problems, tensor=codes), None
-        return self._numbers(arr, problems, tensor=codes), None
+            return self._bools(arr, problems), None
+        return self._numbers(arr, problems), None
 
-    def _numbers(self, arr: np.ndarray, problems: _Problems, *, tensor: bool) -> np.ndarray:
-        values = self._parse(arr, problems, text_ok=not tensor)
+    def _numbers(self, arr: np.ndarray, problems: _Problems) -> np.ndarray:
+        values = self._parse(arr, problems, text_ok=True)
         if values.dtype.kind == "f":
             nan = np.isnan(values)
             has_nan = bool(nan.any())
@@ -281,18 +282,18 @@ class _Rule:
                 if self.kind == "category":
                     what = f"must hold category codes (numbers 0..{self.k - 1}) in a numpy array or the tensor form"
                 else:
-                    what = f"must be numeric ({self.logical if text_ok else self.tensor})"
+                    what = f"must be numeric ({self.logical})"
             problems.add(_Problem(self.subject, what, bad, arr, hint=_CODES_HINT if self.kind == "category" else None))
         return values
 
-    def _bools(self, arr: np.ndarray, problems: _Problems, *, tensor: bool) -> np.ndarray:
+    def _bools(self, arr: np.ndarray, problems: _Problems) -> np.ndarray:
         if arr.dtype.kind == "b":
             return arr if self.tensor == "bool" else arr.astype(self.np)
         what = "must hold booleans (true/false, or the numbers 0 and 1)"
         shown = arr
-        if arr.dtype.kind in "OUS" and not tensor:
+        if arr.dtype.kind in "OUS":
             arr = np.array([_bool_text(v) for v in arr.tolist()], dtype=object)
-        values = self._parse(arr, problems, text_ok=not tensor, what=what).astype(np.float64, copy=False)
+        values = self._parse(arr, problems, text_ok=True, what=what).astype(np.float64, copy=False)
         nan = np.isnan(values)
         if nan.any():
             if not self.nullable:
@@ -767,15 +768,11 @@ class FeedBuilder:
         width = flat.shape[1]
         sub = _Problems(True)
         if spec.dtype == "str":
-            if arr.dtype.kind not in "OUS":
-                raise InputError(f"input {spec.name!r} must hold strings; got values of dtype {arr.dtype}.")
             out, _ = rule._strings(flat.reshape(-1), sub)
         elif spec.dtype == "bool":
-            out = rule._bools(flat.reshape(-1), sub, tensor=True)
+            out = rule._bools(flat.reshape(-1), sub)
         else:
-            if arr.dtype.kind in "OUS" and not _all_numbers(arr):
-                raise InputError(f"input {spec.name!r} must be numeric ({spec.dtype}); got text or other values.")
-            out = rule._numbers(flat.reshape(-1), sub, tensor=True)
+            out = rule._numbers(flat.reshape(-1), sub)
         for p in sub.items:  # element problems -> row problems, each showing its first bad element
             elem = p.mask.reshape(n, width)
             if p.got is not None:
@@ -866,11 +863,6 @@ def records_to_columns(records: Sequence[Any], expected: Sequence[str]) -> dict[
             hint="send every column in every record (null for a missing value), or use the tensor form",
         )
     return {n: [rec.get(n) for rec in records] for n in expected}
-
-
-def _all_numbers(arr: np.ndarray) -> bool:
-    return arr.dtype.kind == "O" and all(v is None or (isinstance(v, (int, float, np.number)) and not isinstance(v, bool))
-                                         or isinstance(v, (bool, np.bool_)) for v in arr.reshape(-1).tolist())
 
 
 def _mismatch(what: str, missing: list[str], unexpected: list[str], expected: Sequence[str]) -> str:

@@ -10,8 +10,9 @@ routes values the way LightGBM's own predictor does:
 * the predictor reads |x| <= 1e-35 as 0 (it drops such values like sparse zeros); split values
   near zero are moved so that the band goes where 0 goes;
 * categorical splits are set membership on the integer category code (C-style truncation of the
-  value); negative codes and NaN go right. pandas categoricals are coded as positions in the
-  training categories (``pandas_categorical``), exactly what the runtime feeds.
+  value, for category columns too: a fractional code in a numpy array is read as LightGBM reads
+  it); negative codes and NaN go right. pandas categoricals are coded as positions in the training
+  categories (``pandas_categorical``), exactly what the runtime feeds.
 """
 
 from __future__ import annotations
@@ -190,8 +191,9 @@ def _tree(root: dict[str, Any], target: int, scale: float, ensemble: Ensemble, c
         decision = node["decision_type"]
         if decision == "==":
             values = [int(v) for v in str(node["threshold"]).split("||") if v != ""]
-            # pandas categoricals arrive as exact codes; raw numbers are cut toward zero as LightGBM's int cast does
-            slot = feature if feature in categorical_columns else ensemble.derived_index("trunc", feature)
+            # codes are cut toward zero as LightGBM's int cast does: the codes of category values are
+            # whole already, and a fractional code in a numpy array / the tensor form is read as LightGBM reads it
+            slot = ensemble.derived_index("trunc", feature)
             return member_chain(slot, values, inside=left, outside=right, missing_inside=False)
         if decision != "<=":
             raise UnsupportedModelError(f"unexpected LightGBM decision type {decision!r}.")

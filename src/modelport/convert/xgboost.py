@@ -272,8 +272,9 @@ def _tree(tree: dict[str, Any], target: int, n_targets: int, scale: float, ensem
         yes, no = built
         f = int(feature[i])
         if int(split_type[i]) == 1:
-            # listed categories go right; codes that are not categories (negative, too large) go left
-            slot = f if f in cat_columns else ensemble.derived_index("floor", f)
+            # listed categories go right; codes that are not categories (negative, too large) go left.
+            # Codes are floored as XGBoost does (a fractional code in a numpy array: 2.7 is 2, -0.5 is -1)
+            slot = ensemble.derived_index("floor", f)
             return member_chain(slot, cats.get(i, []), inside=no, outside=yes, missing_inside=not default_left[i])
         return Split(f, "BRANCH_LT", float(np.float32(cond[i])), yes, no, missing_true=bool(default_left[i]))
 

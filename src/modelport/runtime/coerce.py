@@ -579,10 +579,16 @@ class FeedBuilder:
     # ------------------------------------------------------------------ public entry points
     def __call__(self, data: Any) -> dict[str, np.ndarray]:
         plan = self._matrix
-        if plan is not None and type(data) is np.ndarray:
-            fast = self._fast(plan, data)
-            if fast is not None:
-                return {plan[0]: fast}
+        if plan is not None and type(data) is np.ndarray and data.dtype.kind in "biuf":
+            # the one-row fast path, inline: one numeric matrix as the graph takes it
+            name, dtype, strict = plan
+            arr = data.reshape(1, -1) if data.ndim == 1 else data
+            # one sum finds any NaN cheaply (NaN propagates); only then look at which columns
+            if arr.ndim == 2 and arr.shape[1] == self._n_cols and (
+                strict is None or arr.dtype.kind != "f" or not np.isnan(np.add.reduce(arr, axis=None))
+                or not np.isnan(arr if strict is _ALL else arr[:, strict]).any()
+            ):
+                return {name: arr.astype(dtype, copy=False)}
         return self.build(data).feeds
 
     def build(self, data: Any, *, form: str = "auto") -> Built:

@@ -157,7 +157,7 @@ class Runtime:
         return dict(zip(names, results))
 
     def predict(self, data: Any, *, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        return self.run(self.feeds(data), outputs)
+        return self.run(self._feeds(data) if self._plain else self.build(data).feeds, outputs)
 
     def predict_frame(self, data: Any) -> pd.DataFrame:
         from modelport._deps import require

@@ -321,12 +321,26 @@ def _column_changes(ca: Sequence[Any], cb: Sequence[Any]) -> list[Change]:
             gone = [x for x in old_c if x not in new_c]
             out.append(Change("signature", f"columns.{name}.categories", "changed", old_c, new_c, bool(gone),
                               f"categories no longer known: {gone}" if gone else "categories added"))
+        if old.categories is not None and new.categories is not None:
+            before, after = _unknown_treatment(old), _unknown_treatment(new)
+            if before != after:
+                out.append(Change("signature", f"columns.{name}.unknown", "changed", before, after, after == "error",
+                                  "values outside the categories are now refused" if after == "error"
+                                  else f"values outside the categories are now {after}"))
     common_a = [c.name for c in ca if c.name in by_b]
     common_b = [c.name for c in cb if c.name in by_a]
     if common_a != common_b:
         out.append(Change("signature", "columns", "reordered", common_a, common_b, True,
                           "column order changed; unnamed array input is read by position"))
     return out
+
+
+def _unknown_treatment(c: Any) -> str:
+    """What a column does with a value outside its categories: missing, error or encoder."""
+    policy = c.unknown_policy
+    if policy != "native":
+        return str(policy)
+    return str(c.native or ("missing" if c.dtype == "category" else "encoder"))
 
 
 def _shape_relaxed(old: Sequence[Any], new: Sequence[Any]) -> bool:

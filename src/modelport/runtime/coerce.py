@@ -188,6 +188,8 @@ class _Rule:
         self.k = 0
         self.int_range = _INT_RANGE.get(spec.dtype)
         cats = col.categories if col is not None else None
+        if self.kind == "category" and cats is None:
+            cats = ()  # a category column that lists none: every value is unknown
         self.categories: tuple[Any, ...] | None = tuple(cats) if cats is not None else None
         self.value_policy = "pass"  # no categories: nothing is unknown
         self.code_policy = "native"
@@ -443,7 +445,7 @@ class _Rule:
         """Apply the policy to values outside the categories; the rows scored anyway, or None."""
         policy = self.value_policy if is_value else self.code_policy
         if policy == "error":
-            known = _list([_show(c) for c in self.categories or ()], limit=12)
+            known = _list([_show(c) for c in self.categories or ()], limit=12) or "no categories"
             if is_value:
                 problems.add(_Problem(self.subject, "has values outside its categories", unk, shown,
                                       tail=f"; the model knows {known}", hint=_UNKNOWN_HINT))
@@ -521,7 +523,12 @@ def _column_array(raw: Any, *, text: bool) -> np.ndarray:
     if isinstance(raw, np.ndarray):
         return raw
     try:
-        return np.asarray(raw)
+        arr = np.asarray(raw)
+        if arr.dtype.kind in "US":
+            # numpy would turn [5, "x"] into ["5", "x"]: keep each value what it is, so that a list
+            # (records, JSON) is judged like a DataFrame column holding the same values
+            arr = np.array(raw, dtype=object)
+        return arr
     except ValueError:  # ragged nesting
         items = list(raw) if isinstance(raw, (list, tuple)) else [raw]
         out = np.empty(len(items), dtype=object)

@@ -148,7 +148,8 @@ class ServedModel:
         elif self.signature.columns is not None and given == self.column_names:
             form = "columns"
         else:  # the form the inputs come closer to names what is missing and what is unexpected
-            closer = self.signature.columns is not None and len(given & self.column_names) >= len(given & self.input_names)
+            by_column, by_input = len(given & self.column_names), len(given & self.input_names)
+            closer = self.signature.columns is not None and (by_column > by_input or by_column == by_input > 0)
             form = "columns" if closer else "tensors"
         try:
             built = self._builder.build({i.name: i.data for i in inputs}, form=form)

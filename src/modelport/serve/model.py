@@ -149,7 +149,10 @@ class ServedModel:
             form = "columns"
         else:  # the form the inputs come closer to names what is missing and what is unexpected
             by_column, by_input = len(given & self.column_names), len(given & self.input_names)
-            closer = self.signature.columns is not None and (by_column > by_input or by_column == by_input > 0)
+            # (a bundle with one input per column has the same names both ways: its words are columns)
+            closer = self.signature.columns is not None and (
+                by_column > by_input or (by_column == by_input and (by_column > 0 or self.column_names == self.input_names))
+            )
             form = "columns" if closer else "tensors"
         try:
             built = self._builder.build({i.name: i.data for i in inputs}, form=form)

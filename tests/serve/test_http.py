@@ -201,13 +201,13 @@ def test_unknown_model_or_version_is_404_listing_what_is_served(client):
 @pytest.mark.parametrize(
     ("inputs", "needle"),
     [
-        ([{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], "input 'X' has shape [1, 3]"),
-        ([{"name": "X", "shape": [1, 4], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}], "must be FP32"),
+        ([{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], "input 'X' must have shape [N, 4] (columns f0, f1, f2, f3); got shape [1, 3]"),
+        ([{"name": "X", "shape": [1, 4], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}], "column 'f0' must be numeric (float64)"),
         ([{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3]}], "needs 4 elements"),
         ([{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": ["a", 1, 2, 3]}], "FP32"),
         ([{"name": "X", "shape": [1, 4], "datatype": "FP99", "data": [1, 2, 3, 4]}], "unknown datatype"),
-        ([{"name": "Y", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "missing input(s) 'X'"),
-        ([{"name": "f0", "shape": [1], "datatype": "FP32", "data": [1]}], "missing column(s) 'f1', 'f2', 'f3'"),
+        ([{"name": "Y", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "missing input(s): X"),
+        ([{"name": "f0", "shape": [1], "datatype": "FP32", "data": [1]}], "missing column(s): f1, f2, f3"),
         ([{"name": "X", "shape": [1, -4], "datatype": "FP32", "data": [1]}], "shape must be a list of non-negative"),
     ],
 )

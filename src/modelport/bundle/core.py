@@ -127,6 +127,12 @@ class Bundle:
     def predict(self, data: Any, *, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Score ``data`` (DataFrame, array, dict of columns or list of records).
 
+        A numpy array is the graph's input tensor (as ``predict({"X": X})`` and the server's
+        tensor form): its category columns hold category codes, positions in the column's
+        categories, as XGBoost and LightGBM read a numpy array; pass category values as a
+        DataFrame, a dict of columns or records. What an input may hold, and what happens to a
+        value outside a column's categories, is :mod:`modelport.runtime.coerce`'s to decide.
+
         Returns a dict of numpy arrays: ``label`` and ``probabilities`` for classifiers
         (probabilities in manifest class order), ``prediction`` for regressors, the graph's own
         output names otherwise.

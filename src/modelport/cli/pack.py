@@ -42,6 +42,10 @@ _TENSOR_FORMATS = ("torch-export", "torch-pickle", "onnx")
               help="For torch and ONNX classifiers: the class labels, in score order.")
 @click.option("--scores", type=click.Choice(["logits", "probabilities"]), default=None,
               help="For torch classifiers: whether the module returns logits (default) or probabilities.")
+@click.option("--unknown-categories", type=click.Choice(["native", "missing", "error"]), default="native",
+              show_default=True,
+              help="Values outside a column's categories: as the model's library does (native), scored as "
+                   "missing (counted), or refused (error). Serving and scoring can override it.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def pack(
@@ -62,6 +66,7 @@ def pack(
     task: str | None,
     classes: str | None,
     scores: str | None,
+    unknown_categories: str,
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -127,6 +132,7 @@ def pack(
         accept_mismatch=accept_mismatch,
         reference_rows=reference_rows,
         options=options or None,
+        unknown_categories=unknown_categories,
     )
     path = bundle.save(output, overwrite=overwrite)
     _summary(bundle, path, as_json)

@@ -47,6 +47,9 @@ def _optional_int(value: int) -> int | None:
 @click.option("--max-queue", default=2048, show_default=True, help="Requests queued per model before shedding (503).")
 @click.option("--threads", "intra_op_threads", default=1, show_default=True,
               help="ONNX Runtime threads per scoring call (0: one per core).")
+@click.option("--unknown-categories", type=click.Choice(["native", "missing", "error"]), default=None,
+              help="Values outside a column's categories, for every model served: as the model's library does "
+                   "(native), scored as missing (counted), or refused with 400 (default: each bundle's own policy).")
 @click.option("--max-body-size", default="64MB", show_default=True, help="Largest request body (413 above it).")
 @click.option("--max-rows", default=1_000_000, show_default=True, help="Most rows per request (413 above it; 0: no limit).")
 @click.option("--request-timeout", default=30.0, show_default=True, metavar="SECONDS",

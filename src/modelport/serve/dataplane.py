@@ -17,7 +17,7 @@ import numpy as np
 
 from modelport import __version__
 from modelport.bundle.core import Bundle
-from modelport.errors import InputError, ModelNotFoundError, ModelportError
+from modelport.errors import ModelNotFoundError, ModelportError
 from modelport.serve.batching import BatchStats
 from modelport.serve.codec import InferOutput, InferRequest, InferResponse
 from modelport.serve.errors import NotReadyError, OverloadedError, PayloadTooLargeError
@@ -48,8 +48,10 @@ class DataPlane:
         registry_url: str | None = None,
         metrics: Metrics | None = None,
         signature_policy: SignaturePolicy | None = None,
+        unknown_categories: str | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.unknown_categories = unknown_categories  # overrides every bundle's unknown-category policy
         self.batching = batching
         self.max_rows = max_rows
         self.request_timeout = request_timeout
@@ -72,6 +74,7 @@ class DataPlane:
         model = ServedModel(
             bundle, name=name, version=version, source=origin, batching=self.batching,
             intra_op_threads=self.intra_op_threads, executor=self.executor, on_batch=self._on_batch,
+            unknown_categories=self.unknown_categories, unknown_counter=self.metrics.unknown_categories,
         )
         m = self.metrics
         model.stats = {  # type: ignore[attr-defined]
@@ -143,11 +146,6 @@ class DataPlane:
         """Score ``{"records": [...]}``: one prediction per record, with class names and probabilities."""
 
         def prepare(model: ServedModel) -> tuple[dict[str, np.ndarray], int, list[str]]:
-            if not isinstance(records, list):
-                raise InputError(
-                    "the body must be an object with a list under 'records', e.g. "
-                    '{"records": [{"f0": 1.0, ...}]}. ' + model.expected(records=True)
-                )
             feeds, rows = model.feeds_from_records(records)
             return feeds, rows, model.output_names
 

@@ -57,6 +57,8 @@ class ServeConfig:
     # call to a scoring thread, so that concurrent requests always queue and batch
     inline_seconds: float = 0.002
     intra_op_threads: int | None = 1
+    # overrides every bundle's policy for values outside a column's categories (native/missing/error)
+    unknown_categories: str | None = None
     # limits
     max_body_bytes: int | None = 64 << 20
     max_rows: int | None = 1_000_000
@@ -146,6 +148,7 @@ class Server:
             intra_op_threads=config.intra_op_threads,
             registry_url=config.registry_url,
             signature_policy=config.signature_policy(),
+            unknown_categories=config.unknown_categories,
         )
         self.grpc_server: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -274,7 +277,8 @@ def _serve_workers(config: ServeConfig) -> None:
     uvicorn = require("uvicorn", purpose="the HTTP server")
     # validate the sources once in the supervisor, so a bad bundle fails before workers start
     probe = DataPlane(config.sources, policy=VersionPolicy.parse(config.version_policy),
-                      registry_url=config.registry_url, signature_policy=config.signature_policy())
+                      registry_url=config.registry_url, signature_policy=config.signature_policy(),
+                      unknown_categories=config.unknown_categories)
     probe.load()
     probe.close()
     del probe  # the supervisor does not serve: do not keep its sessions in memory

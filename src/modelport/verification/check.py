@@ -17,6 +17,10 @@ def verify(bundle: Bundle, model: Any, data: Any, *, tolerance: Tolerance | None
     from modelport.convert._sample import to_columns
 
     conv = find(model)
+    # rows read from a file (CSV: text) get the categories the model file stores, as in pack
+    prepare_sample = getattr(conv, "prepare_sample", None)
+    if prepare_sample is not None:
+        data = prepare_sample(model, data)
     prepare = getattr(conv, "prepare", None)
     if prepare is not None:  # converters that must learn from the bundle how the model was packed (torch)
         prepare(model, bundle)

@@ -26,7 +26,7 @@ def file_report(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     names, links, zip bombs, truncation) or the manifest is not a JSON object with a files table:
     then there is no table to report and that error already names the entry and the reason.
     """
-    files = archive.read(path)
+    files = archive.read(path, check_table=False)
     raw = files.get(archive.MANIFEST)
     if raw is None:
         raise BundleError(f"{path}: no manifest.json; this is not a modelport bundle.")

@@ -148,16 +148,26 @@ def walk(root: Message, *, origin: str = "model.onnx") -> Iterator[tuple[Message
         yield msg, at
 
 
+_FIELD_LABELS = {"functions": "function", "g": "graph", "graphs": "graph", "t": "tensor", "tensors": "tensor",
+                 "sparse_tensors": "sparse_tensor", "training_info": "training info"}
+
+
 def where(at: Where) -> str:
-    """``graph 'main' > node 'If_0' > attribute 'then_branch' > ...`` for a position from :func:`walk`."""
+    """``graph 'main' > node[1] (If) > attribute 'then_branch' > graph 'then' > ...`` for a position
+    from :func:`walk`."""
     parts: list[str] = []
     while at is not None:
         parent, field, index, msg = at
-        name = getattr(msg, "name", None) if "name" in msg.DESCRIPTOR.fields_by_name else None
+        label = _FIELD_LABELS.get(field, field)
+        fields = msg.DESCRIPTOR.fields_by_name
+        name = getattr(msg, "name", None) if "name" in fields else None
         if isinstance(name, str) and name:
-            parts.append(f"{field} {name[:80]!r}")
-        else:
-            parts.append(field if index is None else f"{field}[{index}]")
+            label = f"{label} {name[:80]!r}"
+        elif index is not None:
+            label = f"{label}[{index}]"
+        if "op_type" in fields and isinstance(msg.op_type, str):
+            label += f" ({msg.op_type[:80]})"
+        parts.append(label)
         at = parent
     return " > ".join(reversed(parts)) if parts else "the model"
 

@@ -95,12 +95,16 @@ def session_options(*, intra_op_threads: int | None = None, inter_op_threads: in
 
 
 def check_functions(model: onnx.ModelProto, *, origin: str) -> None:
-    """Refuse model-local functions that ONNX Runtime could replace by a kernel of its own."""
+    """Refuse model-local functions that ONNX Runtime could replace by a kernel of its own: in a domain
+    reserved for runtimes (``bundle.graph.reserved_domain``) or one this ONNX Runtime has operators in,
+    or named like one of its contrib operators."""
     if not len(model.functions):
         return
+    from modelport.bundle.graph import reserved_domain
+
     domains, contrib = _kernels()
     for f in model.functions:
-        if f.domain in domains or f.name in contrib:
+        if reserved_domain(f.domain) or f.domain in domains or f.name in contrib:
             raise IntegrityError(
                 f"{origin}: model-local function {f.name!r} (domain {f.domain!r}) has the domain or the name of an "
                 "ONNX Runtime kernel, which may run instead of the function's body.",

@@ -306,3 +306,216 @@ def legitimate_function() -> onnx.ModelProto:
 
 FLOAT_IO = {"inputs": [{"name": "X", "dtype": "float32", "shape": [None, 1]}],
             "outputs": [{"name": "Y", "dtype": "float32", "shape": [None, 1]}]}
+
+
+# ------------------------------------------------------------------------------------- amplification
+def zip_bytes(entries: dict[str, bytes], *, stored: tuple[str, ...] = ()) -> bytes:
+    """A zip of exactly these entries (deflated, except the names in ``stored``), written as is."""
+    import io
+    import stat
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            zf.writestr(info, data, compresslevel=1)
+    return buf.getvalue()
+
+
+def reseal(files: dict[str, bytes], edit: Callable[[dict], None] | None = None, *,
+           listed: dict[str, tuple[int, str]] | None = None) -> dict[str, bytes]:
+    """``files`` with the manifest's files table recomputed (after the caller replaced contents), so that
+    every digest matches: only modelport's other checks stand between the bundle and the user.
+    ``listed``: more table entries, name -> (size, sha256), for files the caller adds itself."""
+    import json
+
+    from modelport.bundle import manifest as mf
+
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"] = mf.files_table({k: v for k, v in files.items() if k not in ("manifest.json", "manifest.sig")})
+    for name, (size, digest) in (listed or {}).items():
+        manifest["files"][name] = {"sha256": digest, "size": size}
+    manifest["files"] = dict(sorted(manifest["files"].items()))
+    if edit is not None:
+        edit(manifest)
+    return {**files, "manifest.json": mf.dumps(manifest)}
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _zeros(size: int) -> tuple[bytes, int, str]:
+    import hashlib
+    import zlib
+
+    zeros = b"\0" * size
+    return deflated(zeros), zlib.crc32(zeros), hashlib.sha256(zeros).hexdigest()
+
+
+def many_entries_bomb(files: dict[str, bytes], *, entries: int = 900, size: int = 1024**2) -> bytes:
+    """Hundreds of entries just under the per-entry ratio floor (1 MiB of zeros, ~1 KiB deflated each),
+    all listed in a resealed manifest: ~1 GB from a ~1 MB bundle."""
+    import zlib
+
+    blob, crc, digest = _zeros(size)
+    pads = [f"reference/pad{i:04d}.bin" for i in range(entries)]
+    sealed = reseal(files, listed={n: (size, digest) for n in pads})
+    return raw_zip([(n, deflated(d), len(d), zlib.crc32(d)) for n, d in sealed.items()]
+                   + [(n, blob, size, crc) for n in pads])
+
+
+def overlapping_bomb(files: dict[str, bytes], *, entries: int = 900, size: int = 1024**2) -> bytes:
+    """Many entries sharing one compressed stream of zeros (each listed, resealed)."""
+    import zlib
+
+    blob, crc, digest = _zeros(size)
+    pads = [f"reference/pad{i:04d}.bin" for i in range(entries)]
+    sealed = reseal(files, listed={n: (size, digest) for n in pads})
+    body = raw_zip([(n, deflated(d), len(d), zlib.crc32(d)) for n, d in sealed.items()])
+    return _concat_zips(body, raw_zip([(n, blob, size, crc) for n in pads], share_data=True))
+
+
+def _concat_zips(a: bytes, b: bytes) -> bytes:
+    """Two raw zips as one archive (entries of ``b`` after those of ``a``, offsets fixed up)."""
+    import struct
+
+    def split(z: bytes) -> tuple[bytes, bytes, int]:
+        eocd = z.rindex(b"PK\x05\x06")
+        (n,) = struct.unpack("<H", z[eocd + 10:eocd + 12])
+        cd_size, cd_off = struct.unpack("<2L", z[eocd + 12:eocd + 20])
+        return z[:cd_off], z[cd_off:cd_off + cd_size], n
+
+    data_a, cd_a, n_a = split(a)
+    data_b, cd_b, n_b = split(b)
+    shift = len(data_a)
+    fixed = bytearray(cd_b)
+    pos = 0
+    while pos < len(fixed):
+        (off,) = struct.unpack("<L", fixed[pos + 42:pos + 46])
+        fixed[pos + 42:pos + 46] = struct.pack("<L", off + shift)
+        name_len, extra_len, comment_len = struct.unpack("<3H", fixed[pos + 28:pos + 34])
+        pos += 46 + name_len + extra_len + comment_len
+    central = cd_a + bytes(fixed)
+    data = data_a + data_b
+    return data + central + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, n_a + n_b, n_a + n_b, len(central), len(data), 0)
+
+
+def nested_npz_bomb(files: dict[str, bytes], *, size: int = 1024**3) -> bytes:
+    """reference/inputs.npz holding one member of ``size`` zero bytes deflated ~1000x, the npz itself
+    stored (not compressed again) so that the outer archive's ratio is 1: a few MiB expand to gigabytes."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_2_0(header, {"descr": "|u1", "fortran_order": False, "shape": (size,)})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf, \
+            zf.open("X.npy", "w", force_zip64=True) as fh:
+        fh.write(header.getvalue())
+        chunk = b"\0" * (16 * 1024**2)
+        for _ in range(size // len(chunk)):
+            fh.write(chunk)
+    sealed = reseal({**files, "reference/inputs.npz": buf.getvalue()})
+    return zip_bytes(sealed, stored=("reference/inputs.npz",))
+
+
+def npy_shape_bomb(files: dict[str, bytes], *, shape: tuple[int, ...] = (10**12,)) -> bytes:
+    """An .npy header that declares terabytes over a few bytes of data (numpy.load allocates the shape first)."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("X.npy", header.getvalue() + b"\0" * 64)
+    return zip_bytes(reseal({**files, "reference/inputs.npz": buf.getvalue()}))
+
+
+def protobuf_bomb(*, nodes: int = 4_000_000) -> bytes:
+    """A model.onnx of empty NodeProtos, 2 bytes each on the wire and ~150 once parsed."""
+    inner = b"\x0a\x00" * nodes
+    return b"\x08\x0a" + b"\x3a" + _varint(len(inner)) + inner  # ir_version 10, graph {node*}
+
+
+def _varint(x: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = x & 0x7F
+        x >>= 7
+        if x:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def json_depth_bomb(depth: int = 1_000_000) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def raw_zip(entries: list[tuple[str, bytes, int, int]], *, method: int = 8, flags: int = 0,
+            share_data: bool = False) -> bytes:
+    """A zip built byte by byte from ``(name, payload, uncompressed size, crc32)`` records, ``payload`` already
+    compressed with ``method``. With ``share_data`` every central-directory record points at the first
+    entry's local header (overlapping entries: the smallest zip bombs)."""
+    import struct
+
+    out = bytearray()
+    central = bytearray()
+    first_offset = 0
+    for i, (name, payload, size, crc) in enumerate(entries):
+        raw_name = name.encode()
+        offset = len(out)
+        if i == 0:
+            first_offset = offset
+        if not share_data or i == 0:
+            out += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, flags, method, 0, 0x21, crc, len(payload), size,
+                               len(raw_name), 0) + raw_name + payload
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 0x031E, 20, flags, method, 0, 0x21, crc, len(payload),
+                               size, len(raw_name), 0, 0, 0, 0, (0o100644 << 16), first_offset if share_data else offset
+                               ) + raw_name
+    cd_offset = len(out)
+    out += central
+    out += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), cd_offset, 0)
+    return bytes(out)
+
+
+def deflated(data: bytes, level: int = 9) -> bytes:
+    import zlib
+
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush()
+
+
+def zip_of(files: dict[str, bytes], **kwargs) -> bytes:
+    """``files`` as a raw zip (each entry deflated at level 9), through :func:`raw_zip`."""
+    import zlib
+
+    return raw_zip([(n, deflated(d), len(d), zlib.crc32(d)) for n, d in files.items()], **kwargs)
+
+
+def inlining_bomb(levels: int = 40) -> onnx.ModelProto:
+    """Local functions that each call the next one twice: 2**levels nodes once a runtime inlines them."""
+    fd = FUNCTION_DOMAIN
+    fns = [_fn(fd, f"F{i}", [helper.make_node(f"F{i + 1}", ["x"], ["h"], domain=fd),
+                            helper.make_node(f"F{i + 1}", ["h"], ["y"], domain=fd)], (fd,)) for i in range(levels)]
+    fns.append(_identity_fn(fd, f"F{levels}"))
+    return _calling(fd, "F0", *fns)
+
+
+def node_chain(n: int) -> onnx.ModelProto:
+    """X -> Identity -> ... -> Y, ``n`` nodes with the shortest names: the most nodes per byte a valid graph has."""
+    def name(i: int) -> str:
+        return "X" if i == 0 else ("Y" if i == n else format(i, "x"))
+
+    return _fx([helper.make_node("Identity", [name(i)], [name(i + 1)]) for i in range(n)])

@@ -58,7 +58,9 @@ class Limits:
     Sizes are *declared* sizes, checked before anything is inflated; reads stop at the declared size.
     ``max_ratio`` caps uncompressed / compressed bytes for every entry above 1 MiB and for the
     archive as a whole (plus 1 MiB), in the bundle and in every archive nested in it (``.npz``).
-    ``max_parse_ratio`` caps what parsing ``model.onnx`` may allocate, as a multiple of its size.
+    ``max_parse_ratio`` caps what parsing ``model.onnx`` may allocate, as a multiple of its size, and
+    ``max_nodes`` its nodes once local functions are inlined (what an ONNX Runtime session costs).
+    The figures these limits give are in docs/security.md.
     """
 
     max_entries: int = 1_000
@@ -67,6 +69,7 @@ class Limits:
     max_ratio: float = 200.0
     max_manifest_bytes: int = 16 * 1024**2
     max_parse_ratio: float = 32.0
+    max_nodes: int = 250_000
 
 
 DEFAULT_LIMITS = Limits()
@@ -256,6 +259,7 @@ class ZipSource:
             raise IntegrityError(f"{origin}: corrupt or truncated archive ({_brief(exc)}).") from exc
         if len(infos) > limits.max_entries:
             raise IntegrityError(f"{origin}: {len(infos)} entries, more than the limit of {limits.max_entries}.")
+        _check_no_overlap(infos, origin)
         files: dict[str, zipfile.ZipInfo] = {}
         names: set[str] = set()
         total = 0
@@ -299,7 +303,6 @@ class ZipSource:
                 f"{origin}: the archive's entries expand {total / max(size, 1):.0f}x in all (a zip bomb?); "
                 "refusing to unpack them."
             )
-        _check_no_overlap(infos, origin)
         return files
 
     def open(self, name: str) -> BinaryIO:

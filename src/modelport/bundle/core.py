@@ -52,7 +52,7 @@ class Bundle:
         try:
             self.onnx_model: onnx.ModelProto = graph.parse(files[MODEL_FILE], origin=origin,
                                                              max_parse_ratio=limits.max_parse_ratio)
-            graph.check(self.onnx_model, origin=origin, data=files[MODEL_FILE])
+            graph.check(self.onnx_model, origin=origin, data=files[MODEL_FILE], max_nodes=limits.max_nodes)
         except MemoryError as exc:
             raise BundleError(f"{origin}: not enough memory to read model.onnx ({len(files[MODEL_FILE])} bytes).",
                               hint="free memory, or load the bundle on a machine with more") from exc

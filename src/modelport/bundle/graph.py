@@ -20,6 +20,7 @@ What a bundle's graph may not do, and how each rule is enforced:
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -51,6 +52,10 @@ RESERVED_DOMAIN_PREFIXES = (
     "com.xilinx",
     "com.vitis",
 )
+
+#: nodes a graph may have once its local functions are inlined: ONNX Runtime takes ~2.5 KiB per node
+#: (100,000 Identity nodes, 2.3 MB of protobuf, take 245 MB in a session); large real graphs have tens of thousands
+MAX_NODES = 250_000
 
 #: how deeply messages may nest: protobuf's own default limit, stated so that a too-deep graph gets
 #: this module's error rather than a parser's
@@ -87,20 +92,35 @@ def parse(data: bytes, *, origin: str, max_parse_ratio: float = 32.0, slack: int
     return model
 
 
-def check(model: onnx.ModelProto, *, origin: str, data: bytes | None = None) -> None:
-    """Refuse external data, non-standard operators and graphs the ONNX checker rejects.
+def check(model: onnx.ModelProto, *, origin: str, data: bytes | None = None, max_nodes: int = MAX_NODES) -> None:
+    """Refuse external data, non-standard operators, more than ``max_nodes`` nodes once local functions
+    are inlined, and graphs the ONNX checker rejects.
 
     ``data``: the serialized model as it will be run (checked by the ONNX checker as it is, without
     serializing ``model`` again).
     """
     functions = _local_functions(model, origin)
+    nodes: Counter[_Key | None] = Counter()  # nodes per function (None: the model's graphs)
+    calls: dict[_Key | None, Counter[_Key]] = {}
     for msg, at in walk(model, origin=origin):
         desc = msg.DESCRIPTOR
         if desc is _TENSOR:
             _check_inline(msg, at, origin)  # sparse tensors are reached through their values and indices
         elif desc is _NODE:
             _check_node(msg, at, origin, functions)
-    _check_function_calls(model, functions, origin)
+            owner = _owner(at)
+            nodes[owner] += 1
+            callee = (msg.domain, msg.op_type, msg.overload)
+            if callee in functions:
+                calls.setdefault(owner, Counter())[callee] += 1
+    _check_no_cycle(calls, origin)
+    total = _inlined(None, nodes, calls, {})
+    if total > max_nodes:
+        raise IntegrityError(
+            f"{origin}: model.onnx has {total} nodes once its local functions are inlined, more than the limit of "
+            f"{max_nodes}; ONNX Runtime takes about 2.5 KiB per node.",
+            hint="pass bundle.archive.Limits(max_nodes=...) to load a graph this large on purpose",
+        )
     try:
         onnx.checker.check_model(data if data is not None else model.SerializeToString())
     except onnx.checker.ValidationError as exc:
@@ -108,6 +128,62 @@ def check(model: onnx.ModelProto, *, origin: str, data: bytes | None = None) -> 
     except (UnicodeDecodeError, ValueError, RuntimeError, MemoryError) as exc:
         raise IntegrityError(f"{origin}: model.onnx fails the ONNX checker ({type(exc).__name__}: "
                              f"{_first_line(exc)}).") from exc
+
+
+_Key = tuple[str, str, str]  # a local function: (domain, name, overload)
+
+
+def _owner(at: Where) -> _Key | None:
+    """The local function a position sits in, or None for the model's own graphs."""
+    top = at
+    while top is not None and top[0] is not None:
+        top = top[0]
+    if top is not None and top[1] == "functions":
+        f = top[3]
+        return (f.domain, f.name, f.overload)
+    return None
+
+
+def _inlined(key: _Key | None, nodes: Counter[_Key | None], calls: dict[_Key | None, Counter[_Key]],
+             memo: dict[_Key | None, int]) -> int:
+    """Nodes of ``key`` with every call of a local function replaced by the function's (inlined) nodes."""
+    if key in memo:
+        return memo[key]
+    # callees before callers (the call graph is acyclic by now)
+    stack: list[tuple[_Key | None, bool]] = [(key, False)]
+    while stack:
+        k, expanded = stack.pop()
+        if k in memo:
+            continue
+        if expanded:
+            memo[k] = nodes[k] + sum(n * memo[c] for c, n in calls.get(k, Counter()).items())
+            continue
+        stack.append((k, True))
+        stack.extend((c, False) for c in calls.get(k, ()) if c not in memo)
+    return memo[key]
+
+
+def _check_no_cycle(calls: dict[_Key | None, Counter[_Key]], origin: str) -> None:
+    """Refuse functions that call each other in a cycle (a runtime would inline them forever)."""
+    state: dict[_Key | None, int] = {}  # 1: on the current path, 2: done
+    for start in calls:
+        if state.get(start):
+            continue
+        path: list[tuple[_Key | None, Iterator[_Key]]] = [(start, iter(sorted(calls[start])))]
+        state[start] = 1
+        while path:
+            key, it = path[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[key] = 2
+                path.pop()
+            elif state.get(nxt) == 1:
+                names = [k[1] for k, _ in path if k is not None]
+                cycle = " -> ".join(names[names.index(nxt[1]):] if nxt[1] in names else names) + f" -> {nxt[1]}"
+                raise IntegrityError(f"{origin}: model-local functions call each other in a cycle ({cycle}).")
+            elif not state.get(nxt):
+                state[nxt] = 1
+                path.append((nxt, iter(sorted(calls.get(nxt, ())))))
 
 
 # ------------------------------------------------------------------------------------------ the walk
@@ -127,18 +203,23 @@ def walk(root: Message, *, origin: str = "model.onnx") -> Iterator[tuple[Message
     says. Iterative (no recursion limit). A message's strings are checked to be UTF-8 before it is
     yielded (protobuf hands back a string field that is not valid UTF-8 as bytes).
     """
-    stack: list[tuple[Message, Where, int]] = [(root, None, 0)]
+    # a stack of iterators: each message's Python object exists only while it is being visited
+    stack: list[Iterator[tuple[Message, Where]]] = [iter([(root, None)])]
     while stack:
-        msg, at, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        msg, at = item
+        if len(stack) > MAX_DEPTH:
             raise IntegrityError(f"{origin}: model.onnx nests messages more than {MAX_DEPTH} deep (at {where(at)}).")
+        children: list[Iterator[tuple[Message, Where]]] = []
         for fd, value in msg.ListFields():
             if fd.type == FieldDescriptor.TYPE_MESSAGE:
                 if fd.is_repeated:
-                    for i, item in enumerate(value):
-                        stack.append((item, (at, fd.name, i, item), depth + 1))
+                    children.append(_items(value, at, fd.name))
                 else:
-                    stack.append((value, (at, fd.name, None, value), depth + 1))
+                    children.append(iter([(value, (at, fd.name, None, value))]))
             elif fd.type == FieldDescriptor.TYPE_STRING:
                 items = value if fd.is_repeated else (value,)
                 if any(not isinstance(s, str) for s in items):
@@ -146,6 +227,13 @@ def walk(root: Message, *, origin: str = "model.onnx") -> Iterator[tuple[Message
                         f"{origin}: model.onnx has text that is not valid UTF-8 in field {fd.name!r} at {where(at)}."
                     )
         yield msg, at
+        if children:
+            stack.append(itertools.chain.from_iterable(reversed(children)) if len(children) > 1 else children[0])
+
+
+def _items(container: Any, at: Where, field: str) -> Iterator[tuple[Message, Where]]:
+    for i, item in enumerate(container):
+        yield item, (at, field, i, item)
 
 
 _FIELD_LABELS = {"functions": "function", "g": "graph", "graphs": "graph", "t": "tensor", "tensors": "tensor",
@@ -215,37 +303,6 @@ def _check_node(node: onnx.NodeProto, at: Where, origin: str,
     )
 
 
-def _check_function_calls(model: onnx.ModelProto, functions: set[tuple[str, str, str]], origin: str) -> None:
-    """Refuse functions that call each other in a cycle (a runtime would inline them forever)."""
-    calls: dict[tuple[str, str, str], set[tuple[str, str, str]]] = {}
-    for f in model.functions:
-        key = (f.domain, f.name, f.overload)
-        callees = calls.setdefault(key, set())
-        for msg, _ in walk(f, origin=origin):
-            if msg.DESCRIPTOR is _NODE:
-                callee = (msg.domain, msg.op_type, msg.overload)
-                if callee in functions:
-                    callees.add(callee)
-    state: dict[tuple[str, str, str], int] = {}  # 1: on the current path, 2: done
-    for start in calls:
-        if state.get(start):
-            continue
-        path = [(start, iter(sorted(calls[start])))]
-        state[start] = 1
-        while path:
-            key, it = path[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[key] = 2
-                path.pop()
-            elif state.get(nxt) == 1:
-                cycle = " -> ".join(k[1] for k, _ in path) + f" -> {nxt[1]}"
-                raise IntegrityError(f"{origin}: model-local functions call each other in a cycle ({cycle}).")
-            elif not state.get(nxt):
-                state[nxt] = 1
-                path.append((nxt, iter(sorted(calls.get(nxt, ())))))
-
-
 # ------------------------------------------------------------------------------- the parse-cost check
 _SKELETONS: dict[str, type[Message]] = {}
 
@@ -303,13 +360,16 @@ def parse_cost(data: bytes, *, origin: str, budget: int | None = None,
         skeleton.ParseFromString(data)
     except Exception as exc:  # protobuf raises DecodeError (also past its nesting limit of 100)
         raise IntegrityError(f"{origin}: model.onnx is not a valid ONNX protobuf ({_brief(exc)}).") from exc
+    total += _MESSAGE_COST
     stack = [skeleton]
     while stack:
         msg = stack.pop()
-        total += _MESSAGE_COST
-        if total > limit:
-            return total
         for fd, value in msg.ListFields():
+            # count a repeated field by its length before touching its elements: Python objects are
+            # only ever made for messages that fit the budget
+            total += _MESSAGE_COST * (len(value) if fd.is_repeated else 1)
+            if total > limit:
+                return total
             if fd.is_repeated:
                 stack.extend(value)
             else:

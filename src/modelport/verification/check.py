@@ -44,6 +44,12 @@ class CheckReport:
     def passed(self) -> bool:
         return self.digests_ok and (self.parity is None or self.parity.passed)
 
+    @property
+    def verified(self) -> bool:
+        """What ``modelport verify`` requires: digests match *and* stored reference data was re-run here
+        and reproduced (a bundle without reference data passes nothing)."""
+        return self.digests_ok and self.parity is not None and self.parity.passed
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "pass": self.passed,

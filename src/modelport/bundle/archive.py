@@ -75,8 +75,9 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def check_member_name(name: str, origin: str) -> str:
-    """Refuse absolute paths, ``..``, backslashes and drive letters in an entry name."""
+def check_member_name(name: str, origin: str, *, allow_control: bool = False) -> str:
+    """Refuse absolute paths, ``..``, backslashes and drive letters in an entry name, and control
+    characters unless ``allow_control`` (array names inside an .npz are column names, not paths)."""
     if not name or "\\" in name or "\x00" in name or len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
         raise IntegrityError(f"{origin}: entry {name[:200]!r} has an invalid name.")
     p = PurePosixPath(name)
@@ -84,7 +85,7 @@ def check_member_name(name: str, origin: str) -> str:
         raise IntegrityError(f"{origin}: entry {name!r} is an absolute path; bundles hold relative paths only.")
     if any(part in ("..", ".", "") for part in name.split("/")):
         raise IntegrityError(f"{origin}: entry {name!r} leaves the bundle (contains '..' or empty parts).")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+    if not allow_control and any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
         raise IntegrityError(f"{origin}: entry {name!r} has control characters in its name.")
     return name
 
@@ -266,9 +267,9 @@ class ZipSource:
         for info in infos:
             name = info.filename
             if info.is_dir():
-                check_member_name(name.rstrip("/"), origin)
+                check_member_name(name.rstrip("/"), origin, allow_control=nested)
                 continue
-            check_member_name(name, origin)
+            check_member_name(name, origin, allow_control=nested)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise IntegrityError(f"{origin}: entry {name!r} is a symbolic link; bundles may not hold links.")
             if name in names:

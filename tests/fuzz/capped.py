@@ -32,9 +32,10 @@ def vm_bytes() -> int:
 
 
 def cap_memory(extra: int) -> None:
-    """Let this process map at most ``extra`` more bytes than it has now."""
+    """Let this process map at most ``extra`` more bytes than it has now (the soft limit: it can be renewed)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = vm_bytes() + extra
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
 
 
 def run(action: str, path: str | os.PathLike[str], *, cap_mib: int = 768, timeout: float = 120.0) -> dict[str, Any]:

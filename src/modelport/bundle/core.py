@@ -160,22 +160,76 @@ class Bundle:
 
     # ----------------------------------------------------------------- internals
     def _check_signature_against_graph(self) -> None:
-        graph_inputs = {i.name for i in self.onnx_model.graph.input} - {
-            t.name for t in self.onnx_model.graph.initializer
-        }
-        graph_outputs = {o.name for o in self.onnx_model.graph.output}
+        graph_inputs = {i.name: i for i in self.onnx_model.graph.input}
+        for t in self.onnx_model.graph.initializer:
+            graph_inputs.pop(t.name, None)
+        graph_outputs = {o.name: o for o in self.onnx_model.graph.output}
         sig_in = {t.name for t in self.signature.inputs}
         sig_out = {t.name for t in self.signature.outputs}
-        if sig_in != graph_inputs:
+        if sig_in != set(graph_inputs):
             raise BundleError(
                 f"{self.origin}: the manifest signature names inputs {sorted(sig_in)} "
                 f"but the graph has {sorted(graph_inputs)}."
             )
-        if not sig_out <= graph_outputs:
+        if not sig_out <= set(graph_outputs):
             raise BundleError(
-                f"{self.origin}: the manifest signature names outputs {sorted(sig_out - graph_outputs)} "
+                f"{self.origin}: the manifest signature names outputs {sorted(sig_out - set(graph_outputs))} "
                 "that the graph does not produce."
             )
+        # the manifest is not covered by every check a graph gets: what it says about a tensor must agree with
+        # what the graph declares, or inputs would be built for another graph than the one that runs
+        for kind, specs, declared in (("input", self.signature.inputs, graph_inputs),
+                                      ("output", self.signature.outputs, graph_outputs)):
+            for spec in specs:
+                _agrees(spec, declared[spec.name], kind, self.origin)
+        self._check_columns()
+
+    def _check_columns(self) -> None:
+        """Every slot of every input filled by exactly one column (numpy's empty() would feed garbage)."""
+        if self.signature.columns is None:
+            return
+        by_input: dict[str, list[Any]] = {t.name: [] for t in self.signature.inputs}
+        for c in self.signature.columns:
+            by_input[c.input].append(c)
+        for spec in self.signature.inputs:
+            members = by_input[spec.name]
+            where = f"{self.origin}: the manifest's columns for input {spec.name!r}"
+            if not members:
+                raise BundleError(f"{where}: none; every input of a tabular bundle is read from columns.")
+            if len(members) == 1 and members[0].index is None:
+                if len(spec.shape) > 2 or (len(spec.shape) == 2 and spec.shape[1] not in (1, None)):
+                    raise BundleError(f"{where}: one whole-input column, but the input has shape {list(spec.shape)}.")
+                continue
+            width = spec.shape[-1] if spec.shape and spec.shape[-1] is not None else len(members)
+            slots = [c.index for c in members]
+            if any(not isinstance(i, int) or isinstance(i, bool) for i in slots) or sorted(slots) != list(range(width)):
+                raise BundleError(
+                    f"{where}: slots {slots} do not fill the {width} slots 0..{width - 1} once each.",
+                    hint="the bundle was modified after packing; re-pack the model",
+                )
+
+
+_ONNX_DTYPES = {
+    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "str", 9: "bool",
+    10: "float16", 11: "float64", 12: "uint32", 13: "uint64",
+}
+
+
+def _agrees(spec: Any, declared: Any, kind: str, origin: str) -> None:
+    """``spec`` (the manifest's TensorSpec) against the graph's ValueInfoProto of the same tensor."""
+    if not declared.type.HasField("tensor_type"):
+        return  # sequences and maps: nothing the manifest states about them to compare
+    tt = declared.type.tensor_type
+    dtype = _ONNX_DTYPES.get(tt.elem_type)
+    if dtype is not None and dtype != spec.dtype:
+        raise BundleError(f"{origin}: the manifest says {kind} {spec.name!r} is {spec.dtype}, the graph says {dtype}.")
+    if not tt.HasField("shape"):
+        return
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+    if len(dims) != len(spec.shape) or any(g is not None and m is not None and g != m for g, m in zip(dims, spec.shape)):
+        raise BundleError(
+            f"{origin}: the manifest gives {kind} {spec.name!r} the shape {list(spec.shape)}, the graph {dims}."
+        )
 
 
 def load(path: str | os.PathLike[str], *, limits: archive.Limits = archive.DEFAULT_LIMITS) -> Bundle:

@@ -443,7 +443,8 @@ def tree_stats(model: onnx.ModelProto) -> dict[str, Any] | None:
             n_ids = list(attrs.get("nodes_nodeids", []))
             trees += len(set(t_ids))
             nodes += len(n_ids)
-            modes = [m.decode() if isinstance(m, bytes) else m for m in attrs.get("nodes_modes", [])]
+            # an attribute's strings are bytes to protobuf: a hand-made graph may hold any
+            modes = [m.decode("utf-8", "replace") if isinstance(m, bytes) else m for m in attrs.get("nodes_modes", [])]
             t_true = list(attrs.get("nodes_truenodeids", []))
             t_false = list(attrs.get("nodes_falsenodeids", []))
             children: dict[tuple[int, int], tuple[int, int]] = {}

@@ -59,6 +59,20 @@ class CheckReport:
         }
 
 
+def _check_rows(bundle: Bundle, inputs: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Reference inputs and outputs must describe the same rows (a resealed bundle may say otherwise)."""
+    from modelport.errors import VerificationError
+
+    rows = {f"input {k}": (v.shape[0] if v.ndim else None) for k, v in inputs.items()}
+    rows.update({f"output {k}": (v.shape[0] if v.ndim else None) for k, v in expected.items()})
+    if None in rows.values() or len(set(rows.values())) != 1:
+        listing = ", ".join(f"{k}: {'a scalar' if n is None else n}" for k, n in sorted(rows.items()))
+        raise VerificationError(
+            f"{bundle.origin}: the reference data does not describe one set of rows ({listing}).",
+            hint="the bundle was modified after packing; re-pack the model",
+        )
+
+
 def check(bundle: Bundle, *, tolerance: Tolerance | None = None) -> CheckReport:
     """Re-run the bundle's stored reference inputs here and compare with the recorded outputs.
 
@@ -68,6 +82,7 @@ def check(bundle: Bundle, *, tolerance: Tolerance | None = None) -> CheckReport:
     expected = bundle.reference_outputs
     if not inputs or not expected:
         return CheckReport(digests_ok=True, parity=None, rows=0)
+    _check_rows(bundle, inputs, expected)
     feeds = decode_columns(inputs) if bundle.signature.is_tabular else inputs
     actual = bundle.predict(feeds, outputs=[k for k in expected if k in bundle.signature.output_names])
     # the same graph on another machine may differ by float rounding (other BLAS, other CPU),

@@ -356,3 +356,51 @@ def test_tensor_proto_type_keeps_its_checks():
     t = helper.make_tensor("c", TensorProto.UINT8, [crafted.SECRET_LEN], [0] * crafted.SECRET_LEN)
     model = crafted._model([helper.make_node("Constant", [], ["Y"], value=t)])
     Bundle(crafted.bundle_files(model), origin="ok.mpk")
+
+
+# ------------------------------------------------------------------- what the manifest says about the graph
+def _columns_edit(fn):
+    def edit(m):
+        fn(m["signature"]["columns"])
+    return edit
+
+
+SIGNATURE_LIES = {
+    "a slot out of range": _columns_edit(lambda cols: cols[0].update(index=len(cols))),
+    "two columns on one slot": _columns_edit(lambda cols: cols[1].update(index=cols[0]["index"])),
+    "a slot left empty": _columns_edit(lambda cols: cols.pop()),
+    "a whole-input column on a matrix": _columns_edit(lambda cols: [cols.pop() for _ in range(len(cols) - 1)]
+                                                      and cols[0].update(index=None)),
+    "another dtype than the graph's": lambda m: m["signature"]["inputs"][0].update(dtype="float64"),
+    "another rank than the graph's": lambda m: m["signature"]["inputs"][0].update(shape=[None, 4, 1]),
+    "another width than the graph's": lambda m: m["signature"]["inputs"][0].update(shape=[None, 5]),
+    "an output of another dtype": lambda m: m["signature"]["outputs"][0].update(dtype="str"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIGNATURE_LIES))
+def test_a_signature_that_disagrees_with_the_graph_is_refused(seed, case):
+    with pytest.raises(BundleError, match=r"the manifest('s columns| says| gives)"):
+        Bundle(_sealed(seed, SIGNATURE_LIES[case]), origin="lie.mpk")
+
+
+def test_reference_rows_that_disagree_in_count_are_a_verification_error(seed):
+    from modelport.errors import VerificationError
+    from modelport.verification import check
+
+    outs = npz.loads(seed["reference/outputs.npz"], origin="o")
+    outs["probabilities"] = outs["probabilities"][:0]
+    b = Bundle(crafted.reseal({**seed, "reference/outputs.npz": npz.dumps(outs)}), origin="rows.mpk")
+    with pytest.raises(VerificationError, match=r"the reference data does not describe one set of rows"):
+        check(b)
+
+
+def test_a_missing_mask_that_is_not_boolean_is_an_integrity_error(frame_bundle):
+    from modelport.verification import check
+
+    files = dict(frame_bundle.files)
+    ins = npz.loads(files["reference/inputs.npz"], origin="i")
+    ins["city::missing"] = np.zeros(len(ins["city"]))
+    b = Bundle(crafted.reseal({**files, "reference/inputs.npz": npz.dumps(ins)}), origin="mask.mpk")
+    with pytest.raises(IntegrityError, match=r"'city::missing' must be a boolean vector"):
+        check(b)

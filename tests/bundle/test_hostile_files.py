@@ -371,16 +371,15 @@ SIGNATURE_LIES = {
     "a slot left empty": _columns_edit(lambda cols: cols.pop()),
     "a whole-input column on a matrix": _columns_edit(lambda cols: [cols.pop() for _ in range(len(cols) - 1)]
                                                       and cols[0].update(index=None)),
-    "another dtype than the graph's": lambda m: m["signature"]["inputs"][0].update(dtype="float64"),
     "another rank than the graph's": lambda m: m["signature"]["inputs"][0].update(shape=[None, 4, 1]),
     "another width than the graph's": lambda m: m["signature"]["inputs"][0].update(shape=[None, 5]),
-    "an output of another dtype": lambda m: m["signature"]["outputs"][0].update(dtype="str"),
+    "an output of another rank": lambda m: m["signature"]["outputs"][0].update(shape=[None, 1, 1]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(SIGNATURE_LIES))
 def test_a_signature_that_disagrees_with_the_graph_is_refused(seed, case):
-    with pytest.raises(BundleError, match=r"the manifest('s columns| says| gives)"):
+    with pytest.raises(BundleError, match=r"the manifest('s columns| gives)"):
         Bundle(_sealed(seed, SIGNATURE_LIES[case]), origin="lie.mpk")
 
 

@@ -7,7 +7,7 @@ push do first) or ``check`` (load, then re-run the reference data: ``modelport v
 ``RLIMIT_AS`` to what it already uses plus ``CAP_MIB`` (so an allocation past the cap fails inside the
 child instead of hurting the machine), and prints one JSON line: the outcome (``ok``, or the exception's
 class, whether it is a modelport error, and its message) and the peak resident memory the action added
-(``ru_maxrss`` after, minus before).
+(the high-water mark of its resident size, reset before the action, minus the size then).
 """
 
 from __future__ import annotations
@@ -23,12 +23,32 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def vm_bytes() -> int:
+def _status(field: str) -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmSize:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmSize in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def vm_bytes() -> int:
+    """Address space mapped now (what RLIMIT_AS counts)."""
+    return _status("VmSize")
+
+
+def start_peak() -> int:
+    """Reset this process's resident high-water mark and return the resident size now.
+
+    Not ``ru_maxrss``: Linux carries a parent's peak into a child across fork and exec, so a child of a large
+    process (pytest) would report the parent's peak, not its own.
+    """
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset VmHWM to the current resident size
+    return _status("VmRSS")
+
+
+def peak() -> int:
+    return _status("VmHWM")
 
 
 def cap_memory(extra: int) -> None:
@@ -61,7 +81,7 @@ def _child(action: str, path: str, cap_mib: int) -> dict[str, Any]:
 
     if action == "check":
         import onnxruntime  # noqa: F401
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = start_peak()
     cap_memory(cap_mib * 1024**2)
     report: dict[str, Any] = {"outcome": "ok"}
     try:
@@ -75,7 +95,7 @@ def _child(action: str, path: str, cap_mib: int) -> dict[str, Any]:
         report.update(outcome="refused", error=type(exc).__name__, message=str(exc)[:500])
     except BaseException as exc:  # what the caller counts as a failure
         report.update(outcome="raw", error=type(exc).__name__, message=str(exc)[:500])
-    report["peak_added"] = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
+    report["peak_added"] = max(0, peak() - before)
     return report
 
 

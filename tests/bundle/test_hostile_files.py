@@ -403,3 +403,26 @@ def test_a_missing_mask_that_is_not_boolean_is_an_integrity_error(frame_bundle):
     b = Bundle(crafted.reseal({**files, "reference/inputs.npz": npz.dumps(ins)}), origin="mask.mpk")
     with pytest.raises(IntegrityError, match=r"'city::missing' must be a boolean vector"):
         check(b)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda c: c.pop("distinct"),
+    lambda c: c.update(distinct="3"),
+    lambda c: c.update(frequencies=["paris"]),
+    lambda c: c.update(kind="other"),
+])
+def test_training_statistics_of_another_shape_are_refused(frame_bundle, edit):
+    files = dict(frame_bundle.files)
+    with pytest.raises(BundleError, match=r"'reference\.columns\.city\.(distinct|frequencies|kind)' must be"):
+        Bundle(crafted.reseal(files, lambda m: edit(m["reference"]["columns"]["city"])), origin="stats.mpk")
+
+
+def test_reference_outputs_of_another_kind_are_a_verification_error(seed):
+    from modelport.errors import VerificationError
+    from modelport.verification import check
+
+    outs = npz.loads(seed["reference/outputs.npz"], origin="o")
+    outs["probabilities"] = outs["probabilities"].astype("U3")
+    b = Bundle(crafted.reseal({**seed, "reference/outputs.npz": npz.dumps(outs)}), origin="kind.mpk")
+    with pytest.raises(VerificationError, match=r"reference output 'probabilities' holds <U3 values but the model"):
+        check(b)

@@ -212,6 +212,36 @@ def _check_fields(m: Mapping[str, Any], origin: str) -> None:
         columns = reference.get("columns")
         if columns is not None and (not isinstance(columns, dict) or not all(isinstance(v, dict) for v in columns.values())):
             raise bad("reference.columns", "an object of objects")
+        for name, stats in (columns or {}).items():
+            _check_statistics(stats, f"reference.columns.{name}", bad)
+
+
+def _check_statistics(stats: Mapping[str, Any], where: str, bad: Any) -> None:
+    """One column's training statistics (``bundle.reference.statistics``), as inspect and drift read them."""
+    kind = stats.get("kind")
+    if kind not in (None, "numeric", "categorical"):
+        raise bad(f"{where}.kind", "'numeric' or 'categorical'")
+    for key in ("count", "missing", "distinct"):
+        if stats.get(key) is not None and not _is_int(stats[key]):
+            raise bad(f"{where}.{key}", "a whole number")
+    if kind == "categorical":
+        if not _is_int(stats.get("distinct")):
+            raise bad(f"{where}.distinct", "a whole number")
+        freq = stats.get("frequencies")
+        if freq is not None and (not isinstance(freq, dict) or not all(_is_int(v) for v in freq.values())):
+            raise bad(f"{where}.frequencies", "an object of whole numbers")
+    for key in ("mean", "std", "min", "max"):
+        if stats.get(key) is not None and not _is_number(stats[key]):
+            raise bad(f"{where}.{key}", "a finite number or null")
+    quantiles = stats.get("quantiles")
+    if quantiles is not None and (not isinstance(quantiles, list) or not all(_is_number(q) for q in quantiles)):
+        raise bad(f"{where}.quantiles", "a list of finite numbers")
+    hist = stats.get("histogram")
+    if hist is not None and not (isinstance(hist, dict) and isinstance(hist.get("edges"), list)
+                                 and isinstance(hist.get("counts"), list)
+                                 and all(_is_number(e) for e in hist["edges"])
+                                 and all(_is_int(c) for c in hist["counts"])):
+        raise bad(f"{where}.histogram", "an object of 'edges' (numbers) and 'counts' (whole numbers)")
 
 
 def _check_signature_types(sig: Any, origin: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from modelport.bundle.core import Bundle
 from modelport.bundle.reference import decode_columns
 from modelport.verification.parity import ParityReport, Tolerance, compare
@@ -73,6 +75,20 @@ def _check_rows(bundle: Bundle, inputs: dict[str, Any], expected: dict[str, Any]
         )
 
 
+def _check_kinds(bundle: Bundle, expected: dict[str, Any], actual: dict[str, Any]) -> None:
+    """Recorded outputs hold what the model returns: text where it returns text, numbers where numbers."""
+    from modelport.errors import VerificationError
+
+    for name, want in expected.items():
+        got = actual.get(name)
+        if got is not None and (want.dtype.kind in "OUS") != (np.asarray(got).dtype.kind in "OUS"):
+            raise VerificationError(
+                f"{bundle.origin}: the reference output {name!r} holds {want.dtype} values but the model returns "
+                f"{np.asarray(got).dtype}.",
+                hint="the bundle was modified after packing; re-pack the model",
+            )
+
+
 def check(bundle: Bundle, *, tolerance: Tolerance | None = None) -> CheckReport:
     """Re-run the bundle's stored reference inputs here and compare with the recorded outputs.
 
@@ -85,6 +101,7 @@ def check(bundle: Bundle, *, tolerance: Tolerance | None = None) -> CheckReport:
     _check_rows(bundle, inputs, expected)
     feeds = decode_columns(inputs) if bundle.signature.is_tabular else inputs
     actual = bundle.predict(feeds, outputs=[k for k in expected if k in bundle.signature.output_names])
+    _check_kinds(bundle, expected, actual)
     # the same graph on another machine may differ by float rounding (other BLAS, other CPU),
     # never by more than the tolerance the bundle was packed with
     report = compare(expected, actual, task=bundle.task, tolerance=tolerance or tolerance_of(bundle))

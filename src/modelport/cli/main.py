@@ -87,7 +87,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ModelportError as exc:
-            _error(str(exc))
+            _error(exc)
             ctx.exit(exc.exit_code)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> Any:
         rv = cli.main(args=argv, prog_name="modelport", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
     except ModelportError as exc:
-        _error(str(exc))
+        _error(exc)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         _error("aborted.")
@@ -121,8 +121,11 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(130)
 
 
-def _error(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+def _error(message: str | BaseException) -> None:
+    from modelport.inspect._text import clean, clean_error
+
+    text = clean_error(message) if isinstance(message, BaseException) else clean(message, multiline=True)
+    click.echo(f"error: {text}", err=True)
 
 
 if __name__ == "__main__":

@@ -216,11 +216,13 @@ def _summary(bundle: Any, path: Path, as_json: bool) -> None:
             "parity": parity,
         }, indent=2, default=str))
         return
-    from rich.console import Console
     from rich.text import Text
 
-    console = Console(highlight=False, soft_wrap=True)
-    head = Text(f"packed {bundle.name}", style="bold")
+    from modelport.inspect._text import clean
+    from modelport.inspect._text import console as literal_console
+
+    console = literal_console(soft_wrap=True)  # names and class labels come from data: never markup
+    head = Text(f"packed {clean(bundle.name)}", style="bold")
     if bundle.version:
         head.append(f" version {bundle.version}", style="cyan")
     head.append(f" -> {path}")
@@ -228,7 +230,7 @@ def _summary(bundle: Any, path: Path, as_json: bool) -> None:
     console.print(f"  digest   {bundle.digest}")
     estimator = source.get("estimator", "?")
     console.print(f"  model    {estimator} ({source.get('framework', '?')} {source.get('framework_version', '')})".rstrip())
-    task = bundle.task + (f", classes {bundle.classes}" if bundle.classes else "")
+    task = bundle.task + (f", classes {clean(bundle.classes)}" if bundle.classes else "")
     console.print(f"  task     {task}")
     console.print(f"  size     {bundle.size:,} bytes")
     verdict = "PASS" if parity.get("pass") else ("ACCEPTED MISMATCH" if parity.get("accepted_mismatch") else "FAIL")

@@ -145,10 +145,13 @@ def _sizes(b: Bundle) -> dict[str, Any]:
 
 
 def graph_text(bundle: Bundle | str | os.PathLike[str]) -> str:
-    """The bundle's ONNX graph in ONNX's textual syntax (``onnx.printer``)."""
+    """The bundle's ONNX graph in ONNX's textual syntax (``onnx.printer``), terminal controls in its names
+    shown as escapes."""
     import onnx.printer
 
-    return str(onnx.printer.to_text(_as_bundle(bundle).onnx_model))
+    from modelport.inspect._text import clean
+
+    return clean(onnx.printer.to_text(_as_bundle(bundle).onnx_model), multiline=True)
 
 
 # --------------------------------------------------------------------------------------- rendering
@@ -201,11 +204,19 @@ def _training_text(t: dict[str, Any] | None) -> str:
 
 
 def render(info: dict[str, Any]) -> RenderableType:
-    """A rich renderable (a group of tables) for the output of :func:`describe`."""
+    """A rich renderable (a group of tables) for the output of :func:`describe`.
+
+    Every string of ``info`` is cleaned of terminal controls first (``inspect._text``): a manifest's
+    text is shown, never obeyed. Print it with ``inspect._text.console()`` (no markup).
+    """
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
+
+    from modelport.inspect._text import clean_data
+
+    info = clean_data(info)
 
     parts: list[Any] = []
     title = Text(info["name"], style="bold")
@@ -360,7 +371,7 @@ def _integrity_table(info: dict[str, Any], kv_table: Any) -> Any:
 
 
 def print_description(info: dict[str, Any], console: Console | None = None) -> None:
-    """Print :func:`render` of ``info`` to ``console`` (stdout by default)."""
-    from rich.console import Console
+    """Print :func:`render` of ``info`` to ``console`` (stdout by default; markup never interpreted)."""
+    from modelport.inspect._text import console as literal_console
 
-    (console or Console()).print(render(info))
+    (console or literal_console()).print(render(info))

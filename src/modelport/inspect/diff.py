@@ -729,14 +729,20 @@ def _short(x: Any, limit: int = 48) -> str:
 
 
 def render(report: DiffReport) -> RenderableType:
-    """A rich renderable of ``report``: who is compared, the verdict, the changes, the behaviour."""
+    """A rich renderable of ``report``: who is compared, the verdict, the changes, the behaviour.
+
+    Text from the bundles is cleaned of terminal controls (``inspect._text``); print it with
+    ``inspect._text.console()`` (no markup).
+    """
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    from modelport.inspect._text import clean, clean_data
+
     parts: list[Any] = []
-    for label, ident in (("A", report.a), ("B", report.b)):
+    for label, ident in (("A", clean_data(report.a)), ("B", clean_data(report.b))):
         line = Text(f"{label}: ", style="bold")
         line.append(f"{ident['name']}")
         if ident.get("version"):
@@ -757,11 +763,11 @@ def render(report: DiffReport) -> RenderableType:
         t.add_column("note", overflow="fold", min_width=12, ratio=3)
         order = {"signature": 0, "metadata": 1, "files": 2, "graph": 3}
         for c in sorted(report.changes, key=lambda c: (not c.breaking, order.get(c.section, 9))):
-            t.add_row(Text("BREAK", style="bold red") if c.breaking else "", c.section, c.path, c.kind,
-                      _short(c.old), _short(c.new), c.reason)
+            t.add_row(Text("BREAK", style="bold red") if c.breaking else "", c.section, clean(c.path), c.kind,
+                      clean(_short(c.old)), clean(_short(c.new)), clean(c.reason))
         parts.append(t)
 
-    beh = report.behaviour
+    beh = clean_data(report.behaviour)
     if beh is not None:
         t = Table(title=f"Behaviour on {beh['rows']} reference rows ({beh['rows_from_a']} from A, "
                         f"{beh['rows_from_b']} from B)", title_justify="left", title_style="bold",

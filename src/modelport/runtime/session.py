@@ -12,6 +12,7 @@ import onnxruntime as ort
 
 from modelport.errors import InputError, ModelportError
 from modelport.runtime.coerce import Built, Checked, FeedBuilder
+from modelport.runtime.sandbox import create_session
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,23 +46,11 @@ class Runtime:
         #: unknown categories scored so far by this runtime, per column (see ``feeds``)
         self.unknown_categories: dict[str, int] = {}
         self._count_lock = threading.Lock()
-        options = ort.SessionOptions()
-        if intra_op_threads is not None:
-            options.intra_op_num_threads = intra_op_threads
-        if inter_op_threads is not None:
-            options.inter_op_num_threads = inter_op_threads
-        for key, value in (session_config or {}).items():
-            options.add_session_config_entry(key, value)
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                bundle.model_bytes, options, providers=providers or ["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own pybind exception types
-            raise ModelportError(
-                f"{bundle.origin}: ONNX Runtime {ort.__version__} cannot load this graph: {_first_line(exc)}",
-                hint="the bundle may need a newer onnxruntime: pip install -U onnxruntime",
-            ) from exc
+        # the one session factory: no external data reachable, ONNX format only (runtime/sandbox.py)
+        self.session = create_session(
+            bundle.model_bytes, origin=bundle.origin, model=bundle.onnx_model, providers=providers,
+            intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads, session_config=session_config,
+        )
         self.output_names = self.signature.output_names
         self._output_set = frozenset(self.output_names)
         self._classes = bundle.classes

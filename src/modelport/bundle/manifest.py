@@ -109,7 +109,6 @@ def validate(manifest: Any, *, origin: str) -> None:
     if "model.onnx" not in files:
         raise BundleError(f"{origin}: the files table does not list model.onnx.")
     _check_fields(manifest, origin)
-    _check_signature_types(manifest["signature"], origin)
     try:
         Signature.from_dict(manifest["signature"])
     except BundleError as exc:
@@ -245,44 +244,6 @@ def _check_statistics(stats: Mapping[str, Any], where: str, bad: Any) -> None:
                                  and all(_is_number(e) for e in hist["edges"])
                                  and all(_is_int(c) for c in hist["counts"])):
         raise bad(f"{where}.histogram", "an object of 'edges' (numbers) and 'counts' (whole numbers)")
-
-
-def _check_signature_types(sig: Any, origin: str) -> None:
-    """The signature's fields have the types the runtime reads them as (meaning is checked by Signature)."""
-    def bad(what: str) -> BundleError:
-        return BundleError(f"{origin}: manifest.json has a malformed 'signature': {what}.")
-
-    if not isinstance(sig, dict):
-        raise bad("it must be an object with inputs, outputs and columns")
-    for key in ("inputs", "outputs"):
-        specs = sig.get(key)
-        if not isinstance(specs, list) or not all(isinstance(t, dict) for t in specs):
-            raise bad(f"{key!r} must be a list of objects")
-        for t in specs:
-            if not isinstance(t.get("name"), str) or not isinstance(t.get("dtype"), str):
-                raise bad(f"every entry of {key!r} needs a string name and dtype")
-            shape = t.get("shape")
-            if not isinstance(shape, list) or not all(d is None or (_is_int(d) and 0 <= d < 2**62) for d in shape):
-                raise bad(f"the shape of {t['name']!r} must be a list of sizes or nulls")
-    names = [t["name"] for t in sig["inputs"]] + [t["name"] for t in sig["outputs"]]
-    if len(set(names)) != len(names):
-        raise bad("input and output names must be unique")
-    cols = sig.get("columns")
-    if cols is None:
-        return
-    if not isinstance(cols, list) or not all(isinstance(c, dict) for c in cols):
-        raise bad("'columns' must be a list of objects or null")
-    for c in cols:
-        if not all(isinstance(c.get(k), str) for k in ("name", "dtype", "input")):
-            raise bad("every column needs a string name, dtype and input")
-        index = c.get("index")
-        if index is not None and not (_is_int(index) and 0 <= index < 2**31):
-            raise bad(f"the index of column {c['name']!r} must be a slot number or null")
-        cats = c.get("categories")
-        if cats is not None and (not isinstance(cats, list) or not all(isinstance(v, (str, int, float)) for v in cats)):
-            raise bad(f"the categories of column {c['name']!r} must be a list of strings or numbers")
-        if "nullable" in c and not isinstance(c["nullable"], bool):
-            raise bad(f"'nullable' of column {c['name']!r} must be true or false")
 
 
 def check_sizes(manifest: Mapping[str, Any], sizes: Mapping[str, int], *, origin: str) -> None:

@@ -223,11 +223,41 @@ def _tag_problem(tag: tuple[str, str, str], rt: PythonRuntime) -> str | None:
 
 
 # ============================================================================ putting files in
-def _pruned(rel: str) -> bool:
+def _pruned(rel: str, *, keep_bytecode: bool = False) -> bool:
     parts = rel.split("/")
-    if any(p in _PRUNE_DIRS for p in parts[:-1]):
+    dirs = _PRUNE_DIRS - {"__pycache__"} if keep_bytecode else _PRUNE_DIRS
+    if any(p in dirs for p in parts[:-1]):
         return True
+    if keep_bytecode and rel.endswith(".pyc"):
+        return False
     return rel.startswith(_PRUNE_PATHS) or rel.endswith(_PRUNE_SUFFIXES)
+
+
+def prune_script() -> str:
+    """A stand-alone script applying the same pruning to an installed site-packages directory
+    (run in an image's build stage, where modelport is not importable yet); bytecode is kept."""
+    return f'''"""Remove what no bundle load, prediction or serve reaches (written by modelport export)."""
+import os
+import sys
+
+DIRS = {sorted(_PRUNE_DIRS - {"__pycache__"})!r}
+PATHS = {_PRUNE_PATHS!r}
+SUFFIXES = {tuple(x for x in _PRUNE_SUFFIXES if x != ".pyc")!r}
+root = sys.argv[1]
+removed = 0
+for dirpath, dirs, files in os.walk(root, topdown=False):
+    rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+    parts = [] if rel_dir == "." else rel_dir.split("/")
+    for f in files:
+        rel = "/".join(parts + [f])
+        if any(p in DIRS for p in parts) or rel.startswith(PATHS) or rel.endswith(SUFFIXES):
+            path = os.path.join(dirpath, f)
+            removed += os.path.getsize(path)
+            os.unlink(path)
+    if dirpath != root and not os.listdir(dirpath):
+        os.rmdir(dirpath)
+print("pruned %.1f MB" % (removed / 1e6))
+'''
 
 
 def _dist_files(d: Dist) -> list[tuple[str, Path]]:
@@ -396,7 +426,8 @@ def _write_wheel(outdir: Path, name: str, version: str, tag: str, files: list[tu
     writer.writerow((f"{dist_info}/RECORD", "", ""))
     entries.append((f"{dist_info}/RECORD", buf.getvalue().encode()))
     path = outdir / f"{re.sub(r'[-_.]+', '_', name)}-{version}-{tag}.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+    # level 1: a wheelhouse is a build input read once; speed matters more than a few MB
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for rel, data in entries:
             info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED

@@ -74,9 +74,9 @@ def export(bundle: str, target: str, output: Path, overwrite: bool, no_check: bo
         return
     click.echo(f"exported {result.bundle} for {target} -> {result.path}")
     for role, rel in result.files.items():
-        click.echo(f"  {role:<10} {result.path / rel if role not in ('entry', 'image') else rel}")
+        click.echo(f"  {role:<10} {rel if role == 'image' else result.path / rel}")
     for key, value in result.sizes.items():
-        click.echo(f"  {key.replace('_', ' '):<10} {value / 1e6:,.1f} MB")
+        click.echo(f"  {key.replace('_', ' '):<10} {_size(value)}")
     for lim in result.limits:
         click.echo(f"  limit      {lim['text']}{'' if lim['hard'] else ' (advisory)'}")
     for key in ("runtime", "deps", "image", "base", "builder"):
@@ -88,3 +88,9 @@ def export(bundle: str, target: str, output: Path, overwrite: bool, no_check: bo
         click.echo(f"  note       {note}")
     if (result.path / "DEPLOY.md").exists():
         click.echo(f"  next       see {result.path / 'DEPLOY.md'}")
+
+
+def _size(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:,.1f} MB"
+    return f"{n / 1e3:,.1f} kB"

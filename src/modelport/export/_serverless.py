@@ -153,7 +153,8 @@ def export_function(
         (root / "DEPLOY.md").write_text(p.deploy_notes(name, zip_name, runtime.version))
         result = ExportResult(
             target=p.target, path=Path(output), bundle=name, digest=bundle.digest,
-            files={"directory": "function", "zip": zip_name, "entry": p.entry_module, "model": model_rel},
+            files={"directory": "function", "zip": zip_name, "entry": f"function/{p.entry_module}.py",
+                   "model": f"function/{model_rel}"},
             sizes={"bundle": len(data), "unzipped": unzipped, "zipped": zipped,
                    **({"installed_by_platform": estimate - len(data)} if deps == "none" else {})},
             limits=[{"what": lim.what, "bytes": lim.bytes, "text": lim.text, "hard": lim.hard} for lim in p.limits],

@@ -132,15 +132,15 @@ def _answer(response: Response, *, v2: bool, elb: bool, multi: bool) -> dict[str
         except ValueError:
             phrase = ""
         out["statusDescription"] = f"{response.status} {phrase}".strip()
-    if multi:
-        grouped: dict[str, list[str]] = {}
-        for k, v in response.headers:
-            grouped.setdefault(k, []).append(v)
+    grouped: dict[str, list[str]] = {}
+    for k, v in response.headers:
+        grouped.setdefault(k, []).append(v)
+    if elb and multi:  # a target group with multi-value headers on answers in that form only
         out["multiValueHeaders"] = grouped
     else:
         out["headers"] = response.header_dict()
-    if not v2 and not elb and not multi:
-        out["multiValueHeaders"] = {k: [v] for k, v in out["headers"].items()}
+        if not v2 and not elb:  # REST APIs take both; multi-value keeps repeated headers apart
+            out["multiValueHeaders"] = grouped
     return out
 
 

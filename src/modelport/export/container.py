@@ -54,7 +54,7 @@ COPY tools/ /tmp/tools/
 COPY wheels/ /tmp/wheels/
 RUN python3 -c "import sys; v = sys.version_info[:2]; sys.exit(0 if v == {py_tuple} else \\
       'the base image has Python %d.%d; these wheels are for {py_version}: build FROM a python{py_version} base' % v)" \\
- && python3 /tmp/tools/{pip_wheel}/pip install --no-index --no-deps --no-cache-dir --disable-pip-version-check \\
+ && python3 /tmp/tools/{pip_wheel}/pip install --no-index --no-deps --no-cache-dir --disable-pip-version-check --root-user-action=ignore \\
       --target /opt/modelport/site-packages /tmp/wheels/*.whl \\
  && python3 /tmp/tools/prune.py /opt/modelport/site-packages
 

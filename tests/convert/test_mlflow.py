@@ -29,7 +29,6 @@ def saved(tmp_path_factory):
     import mlflow.onnx
     import mlflow.sklearn
     import mlflow.xgboost
-    import pandas as pd
     import xgboost as xgb
     from skl2onnx import to_onnx
     from sklearn.datasets import load_iris
@@ -172,7 +171,7 @@ def test_paths_must_stay_inside_the_model_directory(saved, tmp_path):
 def test_flavors_modelport_does_not_read(saved, tmp_path):
     d = _copy(saved, "sklearn", tmp_path)
     _edit(d, lambda doc: doc["flavors"].pop("sklearn"))
-    with pytest.raises(UnsupportedModelError, match="python_function loader mlflow.sklearn"):
+    with pytest.raises(UnsupportedModelError, match=r"python_function loader mlflow\.sklearn"):
         mlf.read(d, trust_pickle=True)
     x = _copy(saved, "xgboost", tmp_path)
     _edit(x, lambda doc: doc["flavors"]["xgboost"].update(model_class="os.system"))

@@ -176,9 +176,9 @@ def test_env_deps_refused_where_the_platform_cannot_load_them(bundles, tmp_path)
     assert "Amazon Linux 2" in text and "glibc 2.26" in text
     assert all(pin in text for pin in bad) and "--deps pip" in text
     assert not out.exists()
-    with pytest.raises(InputError, match="no Python 3.8 runtime"):
+    with pytest.raises(InputError, match=r"no Python 3\.8 runtime"):
         export(bundles.churn, "lambda", out, python="3.8")
-    with pytest.raises(ExportError, match="CPython 3.11, the runtime has 3.12"):
+    with pytest.raises(ExportError, match=r"CPython 3\.11, the runtime has 3\.12"):
         export(bundles.churn, "gcf", out, deps="env", python="3.12")
 
 

@@ -63,7 +63,7 @@ def test_build_context(context):
     root = context.path
     text = (root / "Containerfile").read_text()
     assert text.count("\nFROM ") == 2  # an install stage, and the image that keeps only its result
-    assert "ARG BASE=docker.io/library/python:%d.%d-slim" % sys.version_info[:2] in text
+    assert "ARG BASE=docker.io/library/python:{}.{}-slim".format(*sys.version_info[:2]) in text
     assert "--no-index --no-deps" in text  # offline: everything it installs is in the context
     assert "USER 10001:10001" in text and re.search(r"HEALTHCHECK .*\n.*/v2/health/ready", text)
     assert 'ENTRYPOINT ["/bin/sh", "-c", "exec python3 -m modelport serve /models/churn.mpk' in text
@@ -72,7 +72,7 @@ def test_build_context(context):
         assert any(w.lower().startswith(d.name.replace("-", "_") + "-" + d.version) for w in wheels), d.pin
     assert any(w.startswith("modelport-") for w in wheels)
     assert not any(w.startswith(("pandas", "scikit_learn", "scipy", "starlette", "rich", "pip-")) for w in wheels)
-    assert [p.name for p in (root / "tools").iterdir() if p.suffix == ".whl"][0].startswith("pip-")
+    assert next(p.name for p in (root / "tools").iterdir() if p.suffix == ".whl").startswith("pip-")
     assert (root / "model" / "churn.mpk").is_file()
     assert json.loads((root / "export.json").read_text())["details"]["user"] == 10001
 

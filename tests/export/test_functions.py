@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import struct
 
 import numpy as np
 import pytest
@@ -174,7 +173,7 @@ def test_lambda_direct_invocation(churn_lambda, bundles):
     same(doc["predictions"], expected_records(bundles.churn, CHURN_ROWS))
     v2 = churn_lambda(json.loads(churn_v2_body()), None)
     assert [o["name"] for o in v2["outputs"]] == ["label", "probabilities"]
-    with pytest.raises(InputError, match="column 'age' must hold whole numbers|age"):
+    with pytest.raises(InputError, match=r"'age'"):
         churn_lambda({"records": [{"age": 1.5, "plan": "pro", "spend": 3.0}]}, None)
     with pytest.raises(InputError, match="neither an HTTP request"):
         churn_lambda({"hello": "world"}, None)

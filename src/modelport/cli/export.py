@@ -14,7 +14,6 @@ import click
 
 from modelport.export import TARGETS
 
-
 _EPILOG = "\b\nTargets:\n" + "\n".join(f"  {t.name:<10} {t.summary}" for t in TARGETS.values())
 
 

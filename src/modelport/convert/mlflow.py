@@ -167,7 +167,6 @@ def _load_onnx(root: Path, conf: dict[str, Any]) -> Any:
 
 
 def _load_sklearn(root: Path, conf: dict[str, Any]) -> Any:
-    from modelport.convert.files import _load_pickle
 
     fmt = conf.get("serialization_format", "cloudpickle")
     if fmt not in ("pickle", "cloudpickle", "skops"):

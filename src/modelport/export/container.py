@@ -192,10 +192,7 @@ def _ulimits() -> list[str]:
 
 def build_image(tool: str, context: Path, tag: str, *, base: str) -> None:
     """Build the image of ``context`` with podman or buildah (Docker format, no network)."""
-    if tool == "podman":
-        cmd = ["podman", "build"]
-    else:
-        cmd = ["buildah", "build"]
+    cmd = ["podman", "build"] if tool == "podman" else ["buildah", "build"]
     cmd += ["--format", "docker", "--network", "none", "--build-arg", f"BASE={base}", *_ulimits(),
             "-t", tag, "-f", str(context / "Containerfile"), str(context)]
     _run(cmd, what=f"building the image {tag}", timeout=1800)

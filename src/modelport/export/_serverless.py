@@ -95,7 +95,7 @@ def export_function(
     dists = _vendor.closure(_vendor.FUNCTION_ROOTS)
     vendored = _vendor.closure((*_vendor.FUNCTION_ROOTS, *p.platform_roots)) if deps == "env" else dists
     if deps == "env":
-        _vendor.check_compatible(vendored, runtime)
+        _vendor.check_compatible(vendored, runtime, newer=_newer_runtime(p, runtime))
     name = bundle.name
     model_rel = f"model/{name}.mpk"
     data = bundle.to_bytes()
@@ -165,6 +165,17 @@ def export_function(
         )
         result.write_summary(root)
     return result
+
+
+def _newer_runtime(p: FunctionPlatform, runtime: _vendor.PythonRuntime) -> str | None:
+    """The oldest of the platform's runtimes with a newer glibc than ``runtime``, as a hint."""
+    newer = sorted(v for v, (glibc, _label) in p.runtimes.items() if glibc > runtime.glibc)
+    if not newer:
+        return None
+    v = newer[0]
+    glibc, label = p.runtimes[v]
+    return (f"{p.platform} {label} (glibc {glibc[0]}.{glibc[1]}): --python {v[0]}.{v[1]} --deps pip "
+            f"(wheels for that Python)")
 
 
 def root_requirements() -> list[str]:

@@ -162,16 +162,18 @@ def closure(roots: Iterable[str]) -> list[Dist]:
     return sorted(seen.values(), key=lambda d: d.name)
 
 
-def check_compatible(dists: Sequence[Dist], runtime: PythonRuntime) -> None:
-    """Refuse distributions whose wheels ``runtime`` cannot load, naming each and why."""
+def check_compatible(dists: Sequence[Dist], runtime: PythonRuntime, *, newer: str | None = None) -> None:
+    """Refuse distributions whose wheels ``runtime`` cannot load, naming each and why; ``newer``
+    names a runtime of the same platform with a newer glibc, for the hint."""
     problems = [f"{d.pin} ({why})" for d in dists if (why := _incompatible(d.tags, runtime)) is not None]
     if problems:
+        hint = (f"take wheels built for that runtime: --deps pip (from the package index) or --deps pip "
+                f"--wheelhouse DIR (offline), or run the export from a Python {runtime.version} environment whose "
+                f"wheels target glibc {runtime.glibc[0]}.{runtime.glibc[1]} or older")
+        if newer:
+            hint += f"; or choose {newer}"
         raise ExportError(
-            f"these installed distributions cannot run on {runtime.label}: " + "; ".join(problems) + ".",
-            hint=f"take wheels built for that runtime: --deps pip (from the package index) or --deps pip "
-            f"--wheelhouse DIR (offline), or run the export from a Python {runtime.version} environment whose "
-            f"wheels target glibc {runtime.glibc[0]}.{runtime.glibc[1]} or older",
-        )
+            f"these installed distributions cannot run on {runtime.label}: " + "; ".join(problems) + ".", hint=hint)
 
 
 def _incompatible(tags: Sequence[str], runtime: PythonRuntime) -> str | None:

@@ -281,3 +281,10 @@ def test_azure_requests(azure_app, bundles):
     bad = _azure(azure_app, "POST", "/v2/models/churn/records", b'{"records": [{"age": "old"}]}')
     assert bad.status_code == 400
     assert _azure(azure_app, "GET", "/v2/models/churn/infer").status_code == 405
+
+
+def test_lambda_headers_outside_latin1_are_not_an_error(churn_lambda):
+    """API Gateway hands over header values as decoded text; one that is not latin-1 is not a crash."""
+    out = churn_lambda(http_v2_event("POST", "/", json.dumps({"records": CHURN_ROWS}).encode(),
+                                     headers={"x-note": "caf\u00e9 \u2615", "user-agent": "\u00fcber/1"}), None)
+    assert out["statusCode"] == 200

@@ -133,7 +133,9 @@ class FunctionServer:
             "raw_path": path.encode("utf-8"),
             "query_string": request.query,
             "root_path": "",
-            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers],
+            # HTTP header text is latin-1; a platform handing over other characters gets them replaced
+            "headers": [(k.lower().encode("latin-1", "replace"), v.encode("latin-1", "replace"))
+                        for k, v in request.headers],
             "client": None,
             "server": None,
         }

@@ -217,5 +217,10 @@ def _python() -> str:
 
 
 def _created(bundle: Any) -> str:
+    """The bundle's creation time when its manifest records one, else now (both UTC, as MLflow writes it)."""
     created = str(bundle.manifest.get("created") or "")
-    return created.replace("Z", "").replace("+00:00", "") or "1970-01-01T00:00:00"
+    if created:
+        return created.replace("Z", "").replace("+00:00", "")
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")

@@ -34,6 +34,7 @@ _HINTS: dict[str, tuple[str, str]] = {
     "model_signing": ("model-signing", "sign"),
     "OpenSSL": ("pyopenssl", "sign"),
     "cryptography": ("cryptography", "sign"),
+    "yaml": ("pyyaml", "deploy"),
 }
 
 

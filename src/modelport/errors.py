@@ -13,7 +13,8 @@
     ├── RegistryError                the model registry refused an operation
     │   └── ModelNotFoundError       unknown model, version or alias
     ├── ServingError                 the server could not do what was asked
-    └── CodegenError                 a bundle cannot be compiled to the requested target
+    ├── CodegenError                 a bundle cannot be compiled to the requested target
+    └── ExportError                  a bundle cannot be exported to a deployment target (too large, ...)
 
 Third-party exceptions (onnxruntime, torch, database drivers ...) are translated where they
 enter modelport with ``raise ... from exc``. Every error carries ``exit_code`` so that the CLI
@@ -26,6 +27,7 @@ __all__ = [
     "BundleError",
     "CodegenError",
     "ConversionError",
+    "ExportError",
     "FormatVersionError",
     "InputError",
     "IntegrityError",
@@ -102,3 +104,10 @@ class ServingError(ModelportError):
 
 class CodegenError(ModelportError):
     exit_code = 9
+
+
+class ExportError(ModelportError):
+    """A deployment artifact cannot be made: the bundle does not fit the platform's limits, its
+    dependencies do not fit the platform's runtime, or an image build failed."""
+
+    exit_code = 12

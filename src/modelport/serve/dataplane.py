@@ -115,8 +115,10 @@ class DataPlane:
     def deadline(self, client_timeout: float | None = None) -> float | None:
         """When a request arriving now must be answered (``time.monotonic()``): after
         ``request_timeout``, or sooner if the client set a shorter deadline of its own (gRPC)."""
-        limits = [t for t in (self.request_timeout, client_timeout) if t is not None]
-        return time.monotonic() + min(limits) if limits else None
+        limit = self.request_timeout
+        if client_timeout is not None and (limit is None or client_timeout < limit):
+            limit = client_timeout
+        return None if limit is None else time.monotonic() + limit
 
     # ------------------------------------------------------------------ health and metadata
     def live(self) -> bool:

@@ -540,7 +540,7 @@ def decode_request(
         else:
             if "data" not in t:
                 raise InputError(f"input {codec.show(tname)} has no data (and no binary_data_size parameter).")
-            data = codec.tensor_from_json(tname, datatype, list(shape), t["data"])
+            data = codec.tensor_from_json(tname, datatype, shape, t["data"])
         inputs.append(InferInput(tname, str(datatype), shape, data, tparams))
     if binary is not None and offset != len(binary):
         raise InputError(

@@ -342,3 +342,58 @@ _START: dict[str, float] = {}
 @pytest.fixture(scope="module", autouse=True)
 def _memory_baseline(server):
     _START["hwm_mb"] = rss_kb(server.proc.pid, "VmHWM") / 1024
+
+
+# typed values: (datatype, values, gRPC contents field); every one is judged alike by both transports
+TYPED = [
+    ("INT8", [1, -128, 127, 5], "int_contents"),
+    ("INT8", [1000, 1, 1, 1], "int_contents"),
+    ("INT16", [-32769, 1, 1, 1], "int_contents"),
+    ("INT32", [2**31 - 1, 1, 1, 1], "int_contents"),
+    ("UINT8", [255, 0, 1, 2], "uint_contents"),
+    ("UINT8", [256, 0, 1, 2], "uint_contents"),
+    ("UINT16", [65536, 0, 1, 2], "uint_contents"),
+    ("UINT32", [2**32 - 1, 0, 1, 2], "uint_contents"),
+    ("INT64", [-(2**63), 0, 1, 2], "int64_contents"),
+    ("UINT64", [2**64 - 1, 0, 1, 2], "uint64_contents"),
+    ("BOOL", [True, False, True, True], "bool_contents"),
+    ("FP32", [5.1, 3.5, float("nan"), 0.2], "fp32_contents"),
+    ("FP64", [5.1, 3.5, float("inf"), 0.2], "fp64_contents"),
+]
+
+
+def _json_value(v):
+    if isinstance(v, float) and v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "inf" if v > 0 else "-inf"
+    return v
+
+
+@pytest.mark.parametrize(("datatype", "values", "field"), TYPED, ids=lambda v: str(v)[:24])
+def test_rest_and_grpc_judge_typed_values_alike(server, datatype, values, field):
+    rest = httpx.post(server.http + IRIS, timeout=30, json={"inputs": [
+        tensor("X", [1, 4], datatype, [_json_value(v) for v in values])]})
+    channel = grpc.insecure_channel(server.grpc)
+    try:
+        reply = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(
+            grpc_request(grpc_tensor("X", [1, 4], datatype, **{field: values})), timeout=30)
+        outputs = pb.ModelInferResponse.FromString(reply).outputs
+        grpc_result = ("OK", next(list(o.contents.fp32_contents) for o in outputs if o.name == "probabilities"))
+    except grpc.RpcError as exc:
+        grpc_result = (exc.code().name, exc.details())
+    finally:
+        channel.close()
+    if rest.status_code == 200:
+        assert grpc_result[0] == "OK", grpc_result
+        probs = next(o for o in rest.json()["outputs"] if o["name"] == "probabilities")["data"]
+        np.testing.assert_allclose(grpc_result[1], probs, rtol=1e-6)
+    else:
+        assert rest.status_code == 400, rest.text
+        assert grpc_result[0] == "INVALID_ARGUMENT", grpc_result
+        rule = rest.json()["error"].split(";")[0].split(": ", 1)[1]  # e.g. "INT8 holds integers from -128 to 127"
+        assert rule in grpc_result[1], (rule, grpc_result[1])
+    # out-of-range values are refused by both, whatever the model would have made of them
+    lo_hi = {"INT8": (-128, 127), "INT16": (-32768, 32767), "UINT8": (0, 255), "UINT16": (0, 65535)}.get(datatype)
+    if lo_hi is not None and not all(lo_hi[0] <= v <= lo_hi[1] for v in values):
+        assert rest.status_code == 400

@@ -257,13 +257,9 @@ def check_integers(name: str, datatype: str, arr: np.ndarray) -> np.ndarray:
     outside its range: the one range rule for JSON data and gRPC typed contents."""
     lo, hi = _INT_RANGES[datatype]
     if arr.size:
-        low, high = arr.min(), arr.max()
+        low, high = int(arr.min()), int(arr.max())
         if low < lo or high > hi:
-            bad = low if low < lo else high
-            raise InputError(
-                f"input {show(name)}: {datatype} holds integers from {lo} to {hi}; got {bad}.",
-                hint="send the values in a wider datatype (INT64, or FP64 for fractions), or check them",
-            )
+            raise _out_of_range(name, datatype, low if low < lo else high)
     return arr.astype(V2_TO_NUMPY[datatype], copy=False)
 
 
@@ -306,28 +302,40 @@ def check_floats(name: str, datatype: str, data: Any) -> np.ndarray:
 def _json_integers(name: str, datatype: str, data: list[Any]) -> np.ndarray:
     arr = np.asarray(data)  # JSON integers arrive as int64 / uint64; anything else is judged below
     kind = arr.dtype.kind
+    if kind in "iu":
+        return check_integers(name, datatype, arr)
+    lo, hi = _INT_RANGES[datatype]
+    if kind in "fO":
+        flat = _flatten(data)
+        if flat and all(type(v) is int for v in flat):  # integers numpy only holds as floats (2**64 - 1 with 0)
+            low, high = min(flat), max(flat)
+            if low < lo or high > hi:
+                raise _out_of_range(name, datatype, low if low < lo else high)
+            return np.array(flat, dtype=V2_TO_NUMPY[datatype])
     if kind == "f":
         if arr.size and not (np.isfinite(arr).all() and (arr == np.trunc(arr)).all()):
             raise InputError(
                 f"input {show(name)}: {datatype} elements must be whole numbers; got fractional, NaN or infinite values.",
                 hint="send FP32/FP64 for fractional values",
             )
-        lo, hi = _INT_RANGES[datatype]
         # compared as floats, exactly: the bounds lo and hi + 1 are powers of two (or small)
         if arr.size and (arr.min() < float(lo) or arr.max() >= float(hi + 1)):
-            bad = arr.min() if arr.min() < float(lo) else arr.max()
-            raise InputError(
-                f"input {show(name)}: {datatype} holds integers from {lo} to {hi}; got {float(bad):g}.",
-                hint="send the values in a wider datatype (INT64, or FP64 for fractions), or check them",
-            )
+            raise _out_of_range(name, datatype, float(arr.min() if arr.min() < float(lo) else arr.max()))
         return arr.astype(V2_TO_NUMPY[datatype])
-    if kind not in "iu":
-        what = {"b": "true/false", "U": "strings", "S": "strings"}.get(kind, "nulls, strings or nested values")
-        raise InputError(
-            f"input {show(name)}: {datatype} elements must be integers; the data holds {what}.",
-            hint="integer tensors cannot hold missing values: send FP64 with NaN where the model allows it",
-        )
-    return check_integers(name, datatype, arr)
+    what = {"b": "true/false", "U": "strings", "S": "strings"}.get(kind, "nulls, strings or nested values")
+    raise InputError(
+        f"input {show(name)}: {datatype} elements must be integers; the data holds {what}.",
+        hint="integer tensors cannot hold missing values: send FP64 with NaN where the model allows it",
+    )
+
+
+def _out_of_range(name: str, datatype: str, bad: Any) -> InputError:
+    lo, hi = _INT_RANGES[datatype]
+    shown = f"{bad:g}" if isinstance(bad, float) else str(bad)
+    return InputError(
+        f"input {show(name)}: {datatype} holds integers from {lo} to {hi}; got {shown}.",
+        hint="send the values in a wider datatype (INT64, or FP64 for fractions), or check them",
+    )
 
 
 def tensor_to_json_data(arr: np.ndarray, datatype: str) -> Any:

@@ -10,7 +10,9 @@ never ends on its own. Real servers in subprocesses (``modelport serve``), HTTP 
 
 from __future__ import annotations
 
+import json
 import signal
+import struct
 import threading
 import time
 
@@ -38,7 +40,8 @@ IRIS_ROW = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data"
 @pytest.fixture(scope="module")
 def server(bundles, spin_bundle, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("overload")
-    args = [str(spin_bundle), str(bundles.iris_v1), "--request-timeout", str(TIMEOUT), "--max-queue", "4"]
+    args = [str(spin_bundle), str(bundles.iris_v1), str(bundles.churn), "--request-timeout", str(TIMEOUT),
+            "--max-queue", "4"]
     with process_server(args, tmp) as proc:
         yield proc
 
@@ -98,6 +101,39 @@ def test_health_probes_and_other_models_stay_fast_while_a_model_is_stuck(server)
     assert out["value"][0].status_code == 504
     assert worst_probe < 0.5, worst_probe
     assert worst_infer < 0.5, worst_infer
+
+
+def test_a_large_request_is_decoded_and_answered_off_the_event_loop(bundles, tmp_path):
+    """Decoding work that runs in Python (here a million length-prefixed text elements in the
+    binary extension: seconds of it) happens in a worker thread, so probes keep being answered.
+    (Work inside one C call, such as orjson parsing a JSON body, holds the interpreter lock
+    wherever it runs: docs/serving.md gives the figure.)"""
+    rows = 1_000_000
+    ages = np.full(rows, 40, dtype="<i8").tobytes()
+    plans = (struct.pack("<I", 3) + b"pro") * rows
+    spends = np.full(rows, 52.5, dtype="<f8").tobytes()
+    head = json.dumps({"inputs": [
+        {"name": "age", "shape": [rows], "datatype": "INT64", "parameters": {"binary_data_size": len(ages)}},
+        {"name": "plan", "shape": [rows], "datatype": "BYTES", "parameters": {"binary_data_size": len(plans)}},
+        {"name": "spend", "shape": [rows], "datatype": "FP64", "parameters": {"binary_data_size": len(spends)}},
+    ], "outputs": [{"name": "label", "parameters": {"binary_data": True}}]}).encode()
+    body = head + ages + plans + spends
+    with process_server([str(bundles.churn), "--max-rows", "0"], tmp_path) as proc:
+
+        def big() -> httpx.Response:
+            return httpx.post(proc.http + "/v2/models/churn/infer", content=body, timeout=120,
+                              headers={"inference-header-content-length": str(len(head))})
+
+        call, out = _in_thread(big)
+        worst = 0.0
+        with httpx.Client(base_url=proc.http, timeout=30) as c:
+            while call.is_alive():
+                t = time.perf_counter()
+                assert c.get("/v2/health/live").status_code == 200
+                worst = max(worst, time.perf_counter() - t)
+                time.sleep(0.02)
+    assert out["value"].status_code == 200, out["value"].text[:300]
+    assert worst < 0.5, worst
 
 
 def test_a_saturated_model_queues_then_sheds_with_retry_after_and_the_others_answer(server):

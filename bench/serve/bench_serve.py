@@ -10,6 +10,7 @@ Parts: ``throughput`` (concurrency 8 and 32: throughput ratio and p99 ratio vs b
 ``overload`` (concurrency 256 against modelport: status codes, p99 vs the timeout),
 ``binary`` (one 10,000-row request, binary tensor extension vs JSON, end to end), and on request
 ``soak`` (concurrency 64 for --soak-seconds, default 5 minutes: statuses and server memory),
+``memory`` (peak server memory of one large request per kind, as a multiple of its body),
 ``versus-tree`` (this tree's modelport against another source tree's, ``--base-src``: interleaved
 rounds at concurrency 1 (single-row latency), 8 and 32; best-of, median and spread per side),
 ``mlserver`` (MLServer 1.7 + mlserver-sklearn on the same forest from joblib, adaptive batching on,
@@ -325,6 +326,99 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def build_text_model() -> Path:
+    """A small pipeline with a text column (one-hot 'plan' + two numbers), for the memory part."""
+    path = WORK / "churn.mpk"
+    if not path.exists():
+        import pandas as pd
+        from sklearn.compose import make_column_transformer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import OneHotEncoder
+
+        import modelport as mp
+
+        rng = np.random.default_rng(3)
+        df = pd.DataFrame({"age": rng.integers(18, 80, 300), "plan": rng.choice(["basic", "pro", "max"], 300),
+                           "spend": rng.normal(50, 10, 300)})
+        y = ((df.spend > 50) ^ (df.plan == "max")).astype(int)
+        model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+                                                      remainder="passthrough"), LogisticRegression(max_iter=500))
+        mp.pack(model.fit(df, y), df, name="churn", version="1").save(path)
+    return path
+
+
+def part_memory(mpk: Path, megabytes: float) -> None:
+    """Peak server memory of one request, as a multiple of its body, per kind of request: a fresh
+    server per kind, warmed, then one request of about ``megabytes`` MB; the figure is the growth
+    of the server's VmHWM (peak resident set) over the body size. docs/security-serving.md."""
+    import json
+
+    import httpx
+
+    churn = build_text_model()
+    size = int(megabytes * (1 << 20))
+    rows = size // 200  # about 200 bytes of JSON per 20-feature row
+    row = ", ".join(["0.123456"] * 20)
+    kinds: list[tuple[str, str, bytes, dict[str, str]]] = []
+    data = ", ".join([row] * rows)
+    kinds.append(("JSON FP32 matrix", "/v2/models/rf/infer",
+                  f'{{"inputs": [{{"name": "X", "shape": [{rows}, 20], "datatype": "FP32", "data": [{data}]}}]}}'.encode(),
+                  {}))
+    k = size // 30
+    kinds.append(("JSON column form with text", "/v2/models/churn/infer", json.dumps({"inputs": [
+        {"name": "age", "shape": [k], "datatype": "INT64", "data": [40] * k},
+        {"name": "plan", "shape": [k], "datatype": "BYTES", "data": ["pro"] * k},
+        {"name": "spend", "shape": [k], "datatype": "FP64", "data": [52.5] * k}]}).encode(), {}))
+    raw = np.full((size // 80, 20), 0.5, dtype="<f4").tobytes()
+    head = json.dumps({"inputs": [{"name": "X", "shape": [size // 80, 20], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    kinds.append(("binary FP32 matrix", "/v2/models/rf/infer", head + raw,
+                  {"inference-header-content-length": str(len(head))}))
+    m = size // 23
+    ages, spends = np.full(m, 40, "<i8").tobytes(), np.full(m, 52.5, "<f8").tobytes()
+    plans = (b"\x03\x00\x00\x00" + b"pro") * m
+    head = json.dumps({"inputs": [
+        {"name": "age", "shape": [m], "datatype": "INT64", "parameters": {"binary_data_size": len(ages)}},
+        {"name": "plan", "shape": [m], "datatype": "BYTES", "parameters": {"binary_data_size": len(plans)}},
+        {"name": "spend", "shape": [m], "datatype": "FP64", "parameters": {"binary_data_size": len(spends)}}]}).encode()
+    kinds.append(("binary column form with text", "/v2/models/churn/infer", head + ages + plans + spends,
+                  {"inference-header-content-length": str(len(head))}))
+    record = "{" + ", ".join(f'"f{j}": 0.5' for j in range(20)) + "}"
+    records = ", ".join([record] * (size // len(record)))
+    kinds.append(("records", "/v2/models/rf/records", f'{{"records": [{records}]}}'.encode(), {}))
+    for name, path, body, headers in kinds:
+        port = free_port()
+        proc = start_modelport(mpk, port, str(churn), "--max-body-size", "none", "--max-rows", "0",
+                               "--request-timeout", "0")
+        try:
+            wait_up(port)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as c:
+                for _ in range(5):
+                    c.post("/v2/models/rf/infer", content=single_row_body_bytes(), headers={"content-type": "application/json"})
+                before = _hwm_mb(proc.pid)
+                t = time.perf_counter()
+                r = c.post(path, content=body, headers={"content-type": "application/json", **headers})
+                took = time.perf_counter() - t
+            grew = _hwm_mb(proc.pid) - before
+            mb = len(body) / (1 << 20)
+            print(f"{name}: body {mb:.1f} MB, status {r.status_code}, {took:.2f} s end to end, "
+                  f"server peak RSS +{grew:.0f} MB = {grew / mb:.1f}x the body")
+        finally:
+            _stop(proc)
+
+
+def single_row_body_bytes() -> bytes:
+    return (WORK / "one_row.json").read_bytes()
+
+
+def _hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def part_binary(mpk: Path, X: np.ndarray, repeats: int) -> None:
     import httpx
     import orjson
@@ -482,6 +576,7 @@ def main() -> None:
                     help="another tree's src/ directory (git archive COMMIT src | tar -x -C DIR); enables the "
                     "`versus-tree` part: this tree's single-row throughput against that one's")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the versus-tree part")
+    ap.add_argument("--memory-mb", type=float, default=16, help="body size of the memory part's requests (MB)")
     ap.add_argument("--mlserver-bin", default=None,
                     help="the `mlserver` executable of a separate venv (pip install 'mlserver==1.7.*' "
                     "'mlserver-sklearn==1.7.*'); enables the `mlserver` part")
@@ -496,6 +591,9 @@ def main() -> None:
     print(f"model: 100 trees, depth 10, 20 features ({mpk.stat().st_size / 1e6:.1f} MB bundle); {os.cpu_count()} CPUs")
     if "throughput" in parts:
         part_throughput(mpk, onnx_path, X, args.duration, args.modelport_args.split())
+    if "memory" in parts:
+        single_row_body(X)
+        part_memory(mpk, args.memory_mb)
     if "versus-tree" in parts:
         if args.base_src is None:
             sys.exit("the versus-tree part needs --base-src DIR (the src/ directory of the tree to compare with)")

@@ -40,8 +40,9 @@ IRIS_ROW = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data"
 @pytest.fixture(scope="module")
 def server(bundles, spin_bundle, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("overload")
-    args = [str(spin_bundle), str(bundles.iris_v1), str(bundles.churn), "--request-timeout", str(TIMEOUT),
-            "--max-queue", "4"]
+    # --max-batch-size 1: every request is its own call, so "one runs, four wait" is exact
+    args = [str(spin_bundle), str(bundles.iris_v1), "--request-timeout", str(TIMEOUT),
+            "--max-queue", "4", "--max-batch-size", "1"]
     with process_server(args, tmp) as proc:
         yield proc
 

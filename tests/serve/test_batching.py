@@ -319,3 +319,32 @@ def test_queue_delay_gathers_companions_only_under_load():
         assert stats[-1].requests == 2  # the late one joined the waiting batch
 
     asyncio.run(main())
+
+
+def test_a_stopped_pool_refuses_cleanly_even_with_a_long_queue():
+    model = FakeModel()
+    pool = ScoringThreads()
+
+    async def main() -> None:
+        b = Batcher(model.run, ["double", "plus"], executor=pool, max_batch_size=1, max_queue=5000)
+        pool.shutdown(wait=False)
+        jobs = [asyncio.ensure_future(b.submit({"x": rows(i, 1)}, 1, ["double"])) for i in range(3000)]
+        out = await asyncio.gather(*jobs, return_exceptions=True)
+        assert all(isinstance(o, NotReadyError) for o in out), {type(o) for o in out}  # no RecursionError
+
+    asyncio.run(main())
+
+
+def test_stop_also_fails_a_batch_waiting_for_companions():
+    model = FakeModel(delay=0.05)
+
+    async def main() -> None:
+        b, _ = batcher(model, max_batch_size=64, max_queue_delay=5.0)
+        await asyncio.gather(*(b.submit({"x": rows(i, 1)}, 1, ["double"]) for i in range(3)))  # load is on
+        waiting = asyncio.ensure_future(b.submit({"x": rows(9, 1)}, 1, ["double"]))
+        await asyncio.sleep(0.05)  # held for companions for up to 5 s
+        b.stop(NotReadyError("shutting down"))
+        with pytest.raises(NotReadyError):
+            await asyncio.wait_for(waiting, 1)
+
+    asyncio.run(main())

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.serve.errors import DeadlineExceededError, OverloadedError
+from modelport.serve.errors import DeadlineExceededError, NotReadyError, OverloadedError
 
 log = logging.getLogger("modelport.serve")
 
@@ -233,6 +233,7 @@ class Batcher:
         self._scheduled = False
         self._running = 0  # slots in use: calls running, and a batch waiting out max_queue_delay
         self._active: set[_Run] = set()
+        self._held: list[list[_Item]] = []  # batches waiting out max_queue_delay
         self._recent_multi = False  # the last batch held several requests: load is on
         self._options = _run_options_factory()
         self.inflight = 0
@@ -297,6 +298,7 @@ class Batcher:
                 and sum(i.rows for i in batch) < self.max_batch_size
             ):
                 self._running += 1  # the slot is held while the batch waits for companions
+                self._held.append(batch)
                 assert self._loop is not None
                 self._loop.call_later(self.max_queue_delay, self._release, batch)
                 continue
@@ -304,6 +306,7 @@ class Batcher:
 
     def _release(self, batch: list[_Item]) -> None:
         self._running -= 1
+        self._held.remove(batch)
         batch = [i for i in batch if not i.future.done()]
         if batch:
             batch.extend(self._take(sum(i.rows for i in batch), batch[0].key))
@@ -348,9 +351,13 @@ class Batcher:
         self._active.add(run)
         try:
             self._post(self._work, run)
-        except RuntimeError as exc:  # the pool is shut down: the server is stopping
-            run.error = exc
-            self._finished(run)
+        except RuntimeError:  # the pool is shut down: the server is stopping (no recursion via _finished)
+            self._running -= 1
+            self._active.discard(run)
+            run.finished = True
+            for item in batch:
+                _fail(item, NotReadyError("the server is shutting down; request refused.",
+                                          hint="retry on another replica"))
 
     def _finished(self, run: _Run) -> None:
         self._running -= 1
@@ -402,6 +409,9 @@ class Batcher:
         """Fail every queued and running request with ``error`` and stop the running calls."""
         while self._queue:
             _fail(self._queue.popleft(), error)
+        for batch in self._held:
+            for item in batch:
+                _fail(item, error)
         for run in list(self._active):
             run.stop(error)
             for item in run.items:

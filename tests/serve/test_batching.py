@@ -348,3 +348,11 @@ def test_stop_also_fails_a_batch_waiting_for_companions():
             await asyncio.wait_for(waiting, 1)
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_max_concurrency_must_be_a_positive_integer(bundles, bad):
+    from modelport.serve.dataplane import DataPlane
+
+    with pytest.raises(mp.ServingError, match="max_concurrency must be a positive integer"):
+        DataPlane([str(bundles.iris_v1)], max_concurrency=bad)

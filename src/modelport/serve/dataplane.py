@@ -17,7 +17,7 @@ import numpy as np
 
 from modelport import __version__
 from modelport.bundle.core import Bundle
-from modelport.errors import InputError, ModelNotFoundError, ModelportError
+from modelport.errors import InputError, ModelNotFoundError, ModelportError, ServingError
 from modelport.serve.batching import BatchStats, ScoringThreads
 from modelport.serve.codec import InferOutput, InferRequest, InferResponse
 from modelport.serve.errors import DeadlineExceededError, NotReadyError, OverloadedError, PayloadTooLargeError
@@ -52,6 +52,11 @@ class DataPlane:
         self.max_rows = max_rows
         self.request_timeout = request_timeout
         self.intra_op_threads = intra_op_threads
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ServingError(
+                f"max_concurrency must be a positive integer; got {max_concurrency!r}.",
+                hint="1 (the default) runs one call of a model version at a time; raise it where cores are free",
+            )
         # models run in these threads, never on the event loop; each model version may use at most
         # max_concurrency of them at once, so a slow model cannot take another model's turn
         self.executor = ScoringThreads(per_model=max_concurrency)

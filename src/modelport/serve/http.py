@@ -353,7 +353,7 @@ class Router:
             scope["modelport.model"] = parts[3]
             if await self._expect(method, "POST", send):
                 return
-            await _read_body(scope, receive)  # the body (parameters) is optional and unused
+            await _read_body(scope, receive, self.dp.deadline())  # the body (parameters) is optional and unused
             if parts[4] == "load":
                 await self.dp.load_model(parts[3])
             else:
@@ -451,7 +451,7 @@ class Router:
         await send_response(send, 200, body, ctype.encode())
 
     async def _index(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(scope, receive)
+        body = await _read_body(scope, receive, self.dp.deadline())
         doc = _json(body) if body.strip() else {}
         if not isinstance(doc, dict):
             raise InputError('the repository index body must be an object such as {"ready": true}.')

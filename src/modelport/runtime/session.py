@@ -59,7 +59,7 @@ class Runtime:
         # the session's own run() re-validates on every call; the bound C++ method is the same
         # computation without that overhead (falls back to the public API if it ever moves)
         self._run = getattr(getattr(self.session, "_sess", None), "run", None) or (
-            lambda names, feeds, _opts: self.session.run(names, feeds)
+            lambda names, feeds, options: self.session.run(names, feeds, options)
         )
 
     def feeds(self, data: Any) -> dict[str, np.ndarray]:
@@ -124,8 +124,13 @@ class Runtime:
         parts.sort(key=lambda p: p[0])
         return {k: np.concatenate([p[2][k] for p in parts], axis=0) for k in names}, ok, reasons
 
-    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Run prepared feeds; ``outputs`` selects outputs by name (default: all in the signature)."""
+    def run(
+        self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None, *, run_options: Any = None
+    ) -> dict[str, np.ndarray]:
+        """Run prepared feeds; ``outputs`` selects outputs by name (default: all in the signature).
+
+        ``run_options``: an ``onnxruntime.RunOptions`` for this call; setting its ``terminate`` to
+        True from another thread stops the call (it then raises ModelportError)."""
         names = self.output_names if outputs is None else list(outputs)
         if outputs is not None and not self._output_set.issuperset(names):
             unknown = [n for n in names if n not in self._output_set]
@@ -137,7 +142,7 @@ class Runtime:
                 return self._empty(names)
             break
         try:
-            results = self._run(names, feeds, None)
+            results = self._run(names, feeds, run_options)
         except Exception as exc:  # InvalidArgument, Fail, RuntimeException from onnxruntime
             kind = type(exc).__name__
             if kind in ("InvalidArgument", "InvalidGraph"):

@@ -277,8 +277,6 @@ def _reason(exc: ModelportError) -> str:
         return "timeout"
     if isinstance(exc, NotReadyError):
         return "not_ready"
-    from modelport.errors import InputError
-
     if isinstance(exc, InputError):
         return "bad_input"
     return "error"

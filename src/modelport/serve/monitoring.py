@@ -237,7 +237,135 @@ async def handle_ui(dp: DataPlane, scope: dict[str, Any], receive: Any, send: An
     """The dashboard at ``/ui`` (its data from this server: registry, metrics, log, live sketches)."""
     app = dp.__dict__.get("_dashboard")
     if app is None:
-        from modelport.monitor.dashboard import Dashboard, ServerSource
+        from modelport.monitor.dashboard import Dashboard
 
         app = dp.__dict__["_dashboard"] = Dashboard(ServerSource(dp), prefix="/ui")
     await app(scope, receive, send)
+
+
+# ============================================================================ the dashboard's data
+class ServerSource:
+    """What ``/ui`` shows on a server: its models (and the registry's), its live numbers from its
+    metrics (every worker's), drift from its live sketches, performance from its prediction log."""
+
+    def __init__(self, dp: DataPlane, *, by: str = "hour", since: str = "24h") -> None:
+        from collections import deque
+
+        self.dp = dp
+        self.by = by
+        self.since = since
+        self._snaps: deque[tuple[float, dict[tuple[str, str], list[float]]]] = deque(maxlen=120)
+
+    def models(self) -> dict[str, Any]:
+        from modelport.monitor.dashboard import registry_models
+
+        repo = self.dp.repository
+        reg = registry_models(repo.registry_url) if getattr(repo, "registry_url", None) else registry_models()
+        by_name = {m["name"]: m for m in reg}
+        for name in repo.names():
+            entry = by_name.setdefault(name, {"name": name, "versions": []})
+            known = {v["version"]: v for v in entry["versions"]}
+            for v in repo.versions(name):
+                model = self.dp.model(name, v)
+                item = known.get(v) or {"version": v, "aliases": [], "tags": {}}
+                item.update({"served": True, "digest": model.digest, "task": model.bundle.task})
+                if v not in known:
+                    entry["versions"].append(item)
+        models = list(by_name.values())
+        for m in models:
+            m["served"] = any(v.get("served") for v in m["versions"])
+        return {"models": models}
+
+    def _totals(self) -> dict[tuple[str, str], list[float]]:
+        """Per (model, version): requests, successes, failures, latency bucket counts (all workers)."""
+        m = self.dp.metrics
+        out: dict[tuple[str, str], list[float]] = {}
+        n_buckets = len(m.latency.buckets) + 1
+
+        def add(key: tuple[str, str], i: int, v: float) -> None:
+            out.setdefault(key, [0.0] * (3 + n_buckets))[i] += v
+
+        snaps = [m.snapshot(), *m._others()]
+        for snap in snaps:
+            for labels, v in snap.get(m.requests.name, []):
+                add((labels[0], labels[1]), 0, v)
+            for labels, v in snap.get(m.success.name, []):
+                add((labels[0], labels[1]), 1, v)
+            for labels, v in snap.get(m.failure.name, []):
+                if labels[0]:
+                    add((labels[0], labels[1]), 2, v)
+            for labels, counts, _total in snap.get(m.latency.name, []):
+                for j, c in enumerate(counts):
+                    add((labels[0], labels[1]), 3 + j, c)
+        return out
+
+    def live(self) -> dict[str, Any]:
+        import time as _time
+
+        now = _time.time()
+        cur = self._totals()
+        if not self._snaps or now - self._snaps[-1][0] >= 0.5:
+            self._snaps.append((now, cur))
+        base_t, base = next(((t, s) for t, s in self._snaps if now - t <= 60.0), (now, cur))
+        for t, s in self._snaps:  # the oldest snapshot of the last minute that is at least a second old
+            if now - t <= 60.0 and now - t >= 1.0:
+                base_t, base = t, s
+                break
+        dt = now - base_t
+        bounds = list(self.dp.metrics.latency.buckets)
+        out = []
+        for key in sorted(cur):
+            c, b = cur[key], base.get(key, [0.0] * len(cur[key]))
+            req = c[0] - b[0]
+            hist = [x - y for x, y in zip(c[3:], b[3:])]
+            out.append({"model": key[0], "version": key[1],
+                        "requests_per_second": req / dt if dt > 0 else None,
+                        "latency_p50_ms": _quantile(hist, bounds, 0.5), "latency_p95_ms": _quantile(hist, bounds, 0.95),
+                        "error_rate": (c[2] - b[2]) / req if req > 0 else None,
+                        "requests": c[0], "errors": c[2]})
+        return {"models": out, "window_seconds": dt, "from": "server"}
+
+    def drift(self, model: str, version: str | None) -> dict[str, Any]:
+        mon = self.dp.monitor
+        served = self.dp.model(model, version)
+        if mon is None or mon.live is None:
+            raise InputError("this server keeps no prediction log: no drift to show.", hint="start it with --log DIR")
+        mon.live.refresh()
+        return mon.live.drift_view(served.name, served.version)
+
+    def perf(self, model: str) -> dict[str, Any]:
+        from modelport.monitor.feedback import perf
+
+        mon = self.dp.monitor
+        served = self.dp.model(model)
+        if mon is None:
+            raise InputError("this server keeps no prediction log: no performance to show.",
+                             hint="start it with --log DIR")
+        doc = perf(mon.log.url, model=model, bundle=served.bundle, by=self.by, since=self.since).to_dict() \
+            if _has_files(mon.log.url, model) else {"model": model, "windows": []}
+        if mon.live is not None:
+            doc["live"] = [{"version": v, **r} for (m, v), r in mon.live.realised(model).items() if m == model]
+        return doc
+
+
+def _has_files(url: str, model: str) -> bool:
+    from modelport.monitor.read import log_files
+
+    return bool(log_files(url, model=model))
+
+
+def _quantile(hist: list[float], bounds: list[float], q: float) -> float | None:
+    """A latency quantile (ms) from histogram counts: linear within the bucket it falls in."""
+    total = sum(hist)
+    if total <= 0:
+        return None
+    target = q * total
+    seen = 0.0
+    lo = 0.0
+    for i, c in enumerate(hist):
+        hi = bounds[i] if i < len(bounds) else bounds[-1] * 2
+        if seen + c >= target and c > 0:
+            return (lo + (hi - lo) * (target - seen) / c) * 1000.0
+        seen += c
+        lo = hi
+    return bounds[-1] * 1000.0

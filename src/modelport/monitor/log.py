@@ -377,6 +377,13 @@ class PredictionLog:
         self._wake.set()
         return n
 
+    def wait_room(self, rows: int, timeout: float = 300.0) -> None:
+        """Block until ``rows`` more fit in the queue (batch scoring: wait rather than drop)."""
+        deadline = time.monotonic() + timeout
+        while self._pending and self._pending + rows > self.max_pending_rows and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.01)
+
     def flush(self, timeout: float = 30.0) -> None:
         """Write everything queued and close the open files now (they become readable)."""
         if self._closed:
@@ -916,3 +923,56 @@ def _host() -> str:
         name = socket.gethostname() or "host"
         _HOST = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:40] or "host"
     return _HOST
+
+
+# ============================================================================ batch scoring
+class ScoredChunks:
+    """``modelport score --log``: the scored rows of each chunk into a prediction log (source ``score``).
+
+    ``spec``: ``{"url", "sample", "rotate_seconds", "id_column", "run_id"}`` (plain data, so that
+    worker processes can build their own). Row ids are the values of ``id_column`` when given
+    (so that labels keyed by the user's own ids join), else ``<run id>:<row>`` with the input's
+    0-based row number. Unlike the server, batch scoring waits for the writer rather than
+    dropping rows."""
+
+    def __init__(self, spec: Mapping[str, Any], bundle: Bundle) -> None:
+        self.spec = dict(spec)
+        self.log = PredictionLog(spec["url"], sample=float(spec.get("sample", 1.0)),
+                                 rotate_seconds=float(spec.get("rotate_seconds", 300.0)), source="score")
+        self.model = self.log.model(bundle)
+        self.id_column = spec.get("id_column")
+        self.run_id = str(spec.get("run_id") or uuid.uuid4().hex[:12])
+        self.raw = bundle.runtime.builder.has_categories
+
+    def write(self, batch: Any, prepared: Any, preds: Mapping[str, np.ndarray], scored: np.ndarray, prefix: str) -> None:
+        rows = np.flatnonzero(scored)
+        if rows.size == 0:
+            return
+        ok_idx = np.flatnonzero(~prepared.bad) if prepared.bad.size else np.arange(prepared.n_rows)
+        ran = scored[ok_idx]
+        feeds = {k: v[ran] if not ran.all() else v for k, v in prepared.feeds.items()}
+        if self.id_column is not None:
+            ids = [None if v is None else str(v) for v in batch.column(self.id_column).take(rows).to_pylist()]
+            ids = [i if i is not None else f"{self.run_id}:{prepared.first_row + int(r)}" for i, r in zip(ids, rows)]
+        else:
+            ids = [f"{self.run_id}:{prepared.first_row + int(r)}" for r in rows.tolist()]
+        outputs = {k[len(prefix):]: v for k, v in preds.items()}
+        keep = None
+        if self.log.sample < 1.0:
+            keep = np.fromiter((self.log.wants(i) for i in ids), dtype=bool, count=len(ids))
+            if not keep.any():
+                return
+            feeds = {k: v[keep] for k, v in feeds.items()}
+            outputs = {k: v[keep] for k, v in outputs.items()}
+            ids = [i for i, k in zip(ids, keep) if k]
+            rows = rows[keep]
+        raw = None
+        if self.raw:
+            raw = {c: np.asarray(batch.column(c).take(rows).to_pylist(), dtype=object)
+                   for c in self.model.signature.column_names}
+        self.log.wait_room(len(ids))
+        self.model.write(self.run_id, len(ids), feeds=feeds, outputs=outputs, raw=raw, ids=ids)
+
+    def close(self) -> LogStats:
+        self.log.close()
+        return self.log.stats

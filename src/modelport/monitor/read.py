@@ -41,10 +41,10 @@ def _value(name: str, key: str) -> str | None:
 
 
 def _dates(since: float | None, until: float | None) -> tuple[str | None, str | None]:
-    # a file is dated when it was opened; its rows may run past midnight by a rotation (< 1 day)
+    # a file is dated when it was opened: its rows run past that by less than a rotation (< 1 day),
+    # but may be older (a row's time can be given: backfills, batch jobs), so only the start prunes
     lo = None if since is None else (datetime.fromtimestamp(since, tz=timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
-    hi = None if until is None else datetime.fromtimestamp(until, tz=timezone.utc).strftime("%Y-%m-%d")
-    return lo, hi
+    return lo, None
 
 
 def log_files(url: str | os.PathLike[str] | Storage, *, model: str | None = None,

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 from sklearn import metrics as skm
+from tests.serve.conftest import process_server
 
 from modelport.monitor.read import read_labels, read_log, writers
-from tests.serve.conftest import process_server
 
 from .conftest import churn_frame, churn_label, records
 

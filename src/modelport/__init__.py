@@ -29,6 +29,7 @@ from modelport.errors import (
     ModelportError,
     RegistryError,
     ServingError,
+    StreamError,
     UnsupportedModelError,
     VerificationError,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "ParityReport",
     "RegistryError",
     "ServingError",
+    "StreamError",
     "Tolerance",
     "UnsupportedModelError",
     "VerificationError",

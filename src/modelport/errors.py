@@ -12,7 +12,8 @@
     ├── RegistryError                the model registry refused an operation
     │   └── ModelNotFoundError       unknown model, version or alias
     ├── ServingError                 the server could not do what was asked
-    └── CodegenError                 a bundle cannot be compiled to the requested target
+    ├── CodegenError                 a bundle cannot be compiled to the requested target
+    └── StreamError                  a message broker (Redis, NATS, a file) refused or failed a stream
 
 Third-party exceptions (onnxruntime, torch, database drivers ...) are translated where they
 enter modelport with ``raise ... from exc``. Every error carries ``exit_code`` so that the CLI
@@ -33,6 +34,7 @@ __all__ = [
     "ModelportError",
     "RegistryError",
     "ServingError",
+    "StreamError",
     "UnsupportedModelError",
     "VerificationError",
 ]
@@ -95,3 +97,7 @@ class ServingError(ModelportError):
 
 class CodegenError(ModelportError):
     exit_code = 9
+
+
+class StreamError(ModelportError):
+    exit_code = 10

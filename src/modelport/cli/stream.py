@@ -3,6 +3,7 @@ JetStream, JSON lines) and write the results back."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any
@@ -99,8 +100,6 @@ def stream(model: str, **options: Any) -> None:
     stats = _run(runner, progress)
     summary = (f"{stats.messages_in:,} message(s) in, {stats.messages_out:,} out, {stats.dead:,} dead-lettered "
                f"in {stats.elapsed:.1f} s")
-    import logging
-
     logging.getLogger("modelport.stream").info("stopped: %s", summary)
     if not stats.drained:
         raise SystemExit(1)
@@ -114,6 +113,8 @@ def _run(runner: Any, progress: bool) -> Any:
     def handler(signum: int, frame: Any) -> None:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        logging.getLogger("modelport.stream").info(
+            "received %s: finishing the batches in flight", signal.Signals(signum).name)
         stop.set()
 
     stop = threading.Event()

@@ -62,12 +62,13 @@ _LAG_INTERVAL = 5.0
 
 @dataclass
 class StreamConfig:
-    """Everything a consumer needs; the CLI's options map one to one."""
+    """Everything a consumer needs; the CLI's options map one to one. ``source``, ``sink`` and
+    ``dead_letter`` are URLs, or Source / Sink objects of your own (see :mod:`modelport.stream.base`)."""
 
     model: str | Bundle
-    source: str
-    sink: str
-    dead_letter: str | None = None
+    source: str | Source
+    sink: str | Sink
+    dead_letter: str | Sink | None = None
     batch_size: int = 500
     max_wait: float = 0.0
     max_in_flight: int = 4
@@ -178,11 +179,14 @@ class StreamConsumer:
                 consumer=self.consumer_name, redeliver_after=cfg.redeliver_after,
                 max_in_flight=cfg.batch_size * cfg.max_in_flight,
             )
-            self.source = open_source(cfg.source, options)
-            self.sink = open_sink(cfg.sink)
-            self.dead_sink = (
-                open_sink(cfg.dead_letter, role="dead-letter") if cfg.dead_letter else self.source.dead_letter_sink()
-            )
+            self.source = open_source(cfg.source, options) if isinstance(cfg.source, str) else cfg.source
+            self.sink = open_sink(cfg.sink) if isinstance(cfg.sink, str) else cfg.sink
+            if cfg.dead_letter is None:
+                self.dead_sink = self.source.dead_letter_sink()
+            elif isinstance(cfg.dead_letter, str):
+                self.dead_sink = open_sink(cfg.dead_letter, role="dead-letter")
+            else:
+                self.dead_sink = cfg.dead_letter
             if cfg.metrics_port is not None:
                 from modelport.stream.metrics import MetricsServer
 

@@ -56,6 +56,9 @@ class Supervisor:
             raise InputError(f"consumers must be at least 1; got {consumers}.")
         if not isinstance(config.model, str):
             raise InputError("several consumer processes need the model as a path or URI, not a Bundle object.")
+        if not all(isinstance(u, (str, type(None))) for u in (config.source, config.sink, config.dead_letter)):
+            raise InputError("several consumer processes need the source, sink and dead letters as URLs.")
+        assert isinstance(config.source, str)
         scheme = StreamURL.parse(config.source).scheme
         if SCHEMES.get(scheme) == "modelport.stream.jsonl":
             raise InputError("a JSON-lines source cannot be shared by several consumers; use --consumers 1.")

@@ -96,6 +96,16 @@ class Fenced(Exception):
     messages over (it was presumed dead), so its commit was refused."""
 
 
+class PartlyCommitted(Exception):
+    """Control flow inside the consumer: the inputs were acknowledged but these outputs were not
+    written (a Redis transaction does not roll back a command that fails inside EXEC).
+    ``failed``: (sink, output, error text); the consumer dead-letters their inputs."""
+
+    def __init__(self, failed: list[tuple[Sink, OutMessage, str]]) -> None:
+        super().__init__(f"{len(failed)} output(s) not written")
+        self.failed = failed
+
+
 class Sink(ABC):
     """Where results (or dead letters) go."""
 

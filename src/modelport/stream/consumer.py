@@ -45,6 +45,7 @@ from modelport.stream.base import (
     Fenced,
     Message,
     OutMessage,
+    PartlyCommitted,
     Sink,
     Source,
     SourceOptions,
@@ -589,13 +590,9 @@ class StreamConsumer:
                     for msg in msgs:
                         if msg.timestamp is not None:
                             lag_hist.observe(now - msg.timestamp)
-                    if batch.outputs and batch.model is not None:
-                        m.messages_out.labels(batch.model.name, batch.model.version).inc(len(batch.outputs))
-                    for d in batch.dead:
-                        m.dead.labels(d.meta.get("reason", mm.ERROR)).inc()
-                    if batch.dead:
-                        log.warning("%d message(s) dead-lettered to %s; first: %s (%s)", len(batch.dead),
-                                    dead_sink.name, batch.dead[0].meta.get("error"), batch.dead[0].meta.get("id"))
+                    self._count(batch, batch.outputs, batch.dead)
+                except PartlyCommitted as exc:
+                    self._recover(batch, exc)
                 except Fenced:
                     fenced.inc()
                     old = self.consumer_name
@@ -621,6 +618,43 @@ class StreamConsumer:
         finally:
             self._finished = time.monotonic()
             self._done.set()
+
+    def _count(self, batch: _Batch, outputs: Sequence[OutMessage], dead: Sequence[OutMessage]) -> None:
+        m = self.metrics
+        if outputs and batch.model is not None:
+            m.messages_out.labels(batch.model.name, batch.model.version).inc(len(outputs))
+        for d in dead:
+            m.dead.labels(d.meta.get("reason", mm.ERROR)).inc()
+        if dead:
+            log.warning("%d message(s) dead-lettered to %s; first: %s (%s)", len(dead),
+                        self.dead_sink.name if self.dead_sink else "", dead[0].meta.get("error"), dead[0].meta.get("id"))
+
+    def _recover(self, batch: _Batch, exc: PartlyCommitted) -> None:
+        """The inputs are acknowledged but some outputs were not written: dead-letter those inputs
+        (with the original payload, so they can be sent again), or say loudly which were lost."""
+        self.metrics.errors.labels("commit").inc()
+        failed = {id(out) for _, out, _ in exc.failed}
+        by_key = {f"{self.source.key_prefix if self.source else ''}:{m.id}": m for m in batch.messages}
+        letters, lost = [], []
+        for sink, out, error in exc.failed:
+            msg = by_key.get(out.key)
+            if msg is None:  # a dead letter itself could not be written
+                lost.append(out.meta.get("id", out.key))
+                continue
+            letters.append(self._dead(msg, mm.ERROR, f"its output could not be written to {sink.name}: {error}",
+                                      batch.model))
+        if letters and self.dead_sink is not None:
+            try:
+                self.dead_sink.write(letters)
+            except ModelportError as err:
+                log.error("could not dead-letter either: %s", err)
+                lost += [d.meta["id"] for d in letters]
+                letters = []
+        written = [o for o in batch.outputs if id(o) not in failed]
+        self._count(batch, written, [d for d in batch.dead if id(d) not in failed] + letters)
+        if lost:
+            log.error("LOST %d message(s), acknowledged without their output or dead letter: ids %s",
+                      len(lost), ", ".join(lost[:20]))
 
     # ------------------------------------------------------------------ housekeeping
     def _housekeeping(self) -> None:

@@ -85,16 +85,19 @@ async def _connect(servers: str, display: str) -> Any:
         log.info("NATS %s: reconnected", display)
 
     try:
-        return await nats.connect(
-            servers, name="modelport-stream", connect_timeout=5, max_reconnect_attempts=-1,
-            reconnect_time_wait=1, allow_reconnect=True, error_cb=on_error,
+        # a few tries at start (a wrong address should be an error, not a wait), then reconnect forever
+        nc = await nats.connect(
+            servers, name="modelport-stream", connect_timeout=3, max_reconnect_attempts=2,
+            reconnect_time_wait=0.5, allow_reconnect=True, error_cb=on_error,
             disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
         )
     except Exception as exc:  # nats raises its own NoServersError, OSError, TimeoutError ...
         raise StreamError(
-            f"cannot reach NATS at {display}: {type(exc).__name__}: {exc}.",
+            f"cannot reach NATS at {display}: {type(exc).__name__}: {exc or 'no server answered'}.",
             hint="is nats-server -js running there? (scripts/services.sh start runs the test servers)",
         ) from None
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
 
 
 def _connection(url: StreamURL) -> tuple[_Loop, Any, Any]:
@@ -157,7 +160,7 @@ async def _ensure_stream(js: Any, subject: str, stream: str | None, duplicate_wi
             raise StreamError(f"cannot create the stream {name!r} for {subject!r}: {exc.description}") from None
         log.info("created the JetStream stream %s for subject %s", name, subject)
     info = await js.stream_info(name)
-    return name, float(info.config.duplicate_window or 0.0)
+    return name, float(getattr(info.config, "duplicate_window", None) or 0.0)
 
 
 class NatsSink(Sink):
@@ -200,7 +203,6 @@ class NatsSink(Sink):
 
 class NatsSource(Source):
     def __init__(self, url: StreamURL, options: SourceOptions) -> None:
-        self.loop, self.nc, self.js = _connection(url)
         self.where = _display(url)
         self.subject = url.get("subject")
         stream = url.get("stream")
@@ -209,6 +211,7 @@ class NatsSource(Source):
         if not stream and not self.subject:
             raise InputError(f"{url.safe} names neither a stream nor a subject.",
                              hint="for example nats://localhost:4222?stream=EVENTS&subject=events.>&durable=scorers")
+        self.loop, self.nc, self.js = _connection(url)
         self.stream: str = self.loop.call(self._setup(stream, options))
         self.name = f"nats {self.where} stream {self.stream} consumer {self.durable}"
         self.key_prefix = self.stream
@@ -363,12 +366,12 @@ def open_source(url: StreamURL, options: SourceOptions) -> Source:
 
 
 def open_sink(url: StreamURL, role: str) -> Sink:
-    loop, nc, js = _connection(url)
     subject = url.require("subject", "nats://localhost:4222?subject=scores")
     stream = url.get("stream")
     window_text = url.get("duplicate_window")
     url.check_unused(role)
     window = url.number("duplicate_window", 120.0) if window_text else None
+    loop, nc, js = _connection(url)
     try:
         name, actual = loop.call(_ensure_stream(js, subject, stream, window))
     except (InputError, StreamError):

@@ -37,6 +37,7 @@ from modelport.stream.base import (
     GroupLag,
     Message,
     OutMessage,
+    PartlyCommitted,
     Sink,
     Source,
     SourceOptions,
@@ -107,6 +108,14 @@ class RedisSink(Sink):
         self.field = field.encode()
         self.maxlen = maxlen
         self.name = f"redis {_where(client)} stream {stream}"
+        redis = require("redis", purpose="Redis Streams")
+        try:
+            kind = _text(client.type(stream))
+        except redis.RedisError as exc:
+            raise _error(f"TYPE {stream}", client, exc) from None
+        if kind not in ("stream", "none"):
+            raise InputError(f"the Redis key {stream!r} at {_where(client)} holds a {kind}, not a stream.",
+                             hint="give another stream= name, or delete that key")
 
     def add_to(self, pipe: Any, messages: Sequence[OutMessage]) -> None:
         stream, field, maxlen = self.stream, self.field, self.maxlen
@@ -134,7 +143,6 @@ class RedisSource(Source):
 
     def __init__(self, url: StreamURL, options: SourceOptions) -> None:
         self.redis = require("redis", purpose="Redis Streams")
-        self.client = _client(url)
         self.stream = url.require("stream", "redis://localhost:6379/0?stream=events&group=scorers")
         self.group = url.get("group") or "modelport"
         self.field = url.get("field") or "data"
@@ -143,6 +151,7 @@ class RedisSource(Source):
         url.check_unused("source")
         if start not in ("0", "$") and not start.replace("-", "").isdigit():
             raise InputError(f"{url.safe}: start must be 0 (the whole stream), $ (new entries) or an entry id; got {start!r}.")
+        self.client = _client(url)
         self.consumer = options.consumer
         self.generation = 0
         self.redeliver_ms = max(1, int(options.redeliver_after * 1000))
@@ -274,6 +283,7 @@ class RedisSource(Source):
         with self._lock:
             fence = self._fence_key(self.consumer)
         ids = [m.id for m in messages]
+        queued: list[tuple[Sink, OutMessage]] = []
         try:
             with self.client.pipeline(transaction=True) as pipe:
                 pipe.watch(fence)
@@ -284,13 +294,21 @@ class RedisSource(Source):
                     if outs:
                         assert isinstance(sink, RedisSink)
                         sink.add_to(pipe, outs)
+                        queued += [(sink, o) for o in outs]
                 if ids:
                     pipe.xack(self.stream, self.group, *ids)
-                pipe.execute()
+                results = pipe.execute(raise_on_error=False)
         except self.redis.WatchError:
             raise Fenced(self.consumer) from None
         except self.redis.RedisError as exc:
             raise _error("MULTI/EXEC (outputs + XACK)", self.client, exc) from None
+        # EXEC runs every queued command even when one fails (a key of the wrong type): the XACK
+        # happened, so the outputs that failed must be accounted for by the caller
+        if ids and isinstance(results[-1], Exception):
+            raise _error("XACK in MULTI/EXEC", self.client, results[-1])
+        failed = [(sink, out, str(r)) for (sink, out), r in zip(queued, results) if isinstance(r, Exception)]
+        if failed:
+            raise PartlyCommitted(failed)
 
     def delivery(self, sinks: Sequence[Sink]) -> str:
         if self._same_server(sinks):
@@ -357,7 +375,6 @@ def open_source(url: StreamURL, options: SourceOptions) -> Source:
 
 
 def open_sink(url: StreamURL, role: str) -> Sink:
-    client = _client(url)
     stream = url.require("stream", "redis://localhost:6379/0?stream=scores")
     field = url.get("field") or "data"
     maxlen_text = url.get("maxlen")
@@ -367,4 +384,4 @@ def open_sink(url: StreamURL, role: str) -> Sink:
         if not maxlen_text.isdigit() or int(maxlen_text) < 1:
             raise InputError(f"{url.safe}: maxlen must be a positive whole number; got {maxlen_text!r}.")
         maxlen = int(maxlen_text)
-    return RedisSink(client, stream, field, maxlen)
+    return RedisSink(_client(url), stream, field, maxlen)

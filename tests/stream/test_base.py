@@ -51,3 +51,18 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
 ])
 def test_subject_matching(pattern, subject, match):
     assert subject_matches(pattern, subject) is match
+
+
+def test_observe_many_is_observe_for_each_value():
+    import numpy as np
+
+    from modelport.serve.metrics import Family
+    from modelport.stream.metrics import observe_many
+
+    bounds = (0.001, 0.01, 0.1, 1.0)
+    one, many = Family("a", "", "histogram", [], bounds).labels(), Family("b", "", "histogram", [], bounds).labels()
+    values = np.array([0.0, 0.001, 0.0010001, 0.05, 0.1, 3.0, 0.5, 0.5])
+    for v in values:
+        one.observe(float(v))
+    observe_many(many, values)
+    assert many.counts == one.counts and many.count == one.count and many.sum == pytest.approx(one.sum)

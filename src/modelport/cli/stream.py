@@ -146,7 +146,8 @@ def _with_progress(runner: Any, stop: Any) -> None:
                 rate = (s.messages_in - last_in) / (now - last_t)
                 last_in, last_t = s.messages_in, now
             version = f" · version {s.model_versions[-1]}" if s.model_versions else ""
+            lag = f" · lag {s.group_lag:,}" if s.group_lag is not None else ""
             live.update(Text(
                 f"stream: {s.messages_in:,} in · {s.messages_out:,} out · {s.dead:,} dead-lettered · "
-                f"{rate:,.0f} msg/s{version}"
+                f"{rate:,.0f} msg/s{lag}{version}"
             ))

@@ -52,11 +52,12 @@ from modelport.stream.base import (
     open_sink,
     open_source,
 )
-from modelport.stream.metrics import StreamMetrics
+from modelport.stream.metrics import StreamMetrics, observe_many
 from modelport.stream.model import ModelSource, StreamModel
 
 log = logging.getLogger("modelport.stream")
 
+_JSON_START = (b"{", b"[")
 _READ_TIMEOUT = 0.25  # how long one read waits for a first message (and how quickly a stop is seen)
 _LAG_INTERVAL = 5.0
 
@@ -118,6 +119,7 @@ class StreamStats:
     errors: int = 0
     elapsed: float = 0.0
     drained: bool = True
+    group_lag: int | None = None  # messages in the stream not yet delivered to the group (last reading)
 
     @property
     def dead(self) -> int:
@@ -252,6 +254,7 @@ class StreamConsumer:
             errors=int(m.total(m.errors)),
             elapsed=(end - self._started) if self._started else 0.0,
             drained=self._stats_drained,
+            group_lag=next((int(c.value) for c in m.group_lag.children.values()), None),
         )
 
     def _close_all(self) -> None:
@@ -420,15 +423,19 @@ class StreamConsumer:
                 dead.append(self._dead(m, mm.TOO_LARGE, (
                     f"the message has {len(m.payload):,} bytes; the limit is {limit:,} (--max-message-bytes)."), model))
                 continue
-            if mm.is_arrow(m.payload, m.headers):
+            payload = m.payload
+            if (m.headers or payload[:1] not in _JSON_START) and mm.is_arrow(payload, m.headers):
                 arrow_msgs.append(m)
                 continue
             try:
-                doc = orjson.loads(m.payload)
+                doc = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
                 dead.append(self._dead(m, mm.MALFORMED, f"the message is not valid JSON: {exc}", model))
                 continue
             try:
+                if type(doc) is dict and doc.keys() >= column_set:  # the common case: one complete record
+                    json_msgs.append((m, [doc], True))
+                    continue
                 records, single = mm.records_of(doc, column_set)
                 for i, rec in enumerate(records):
                     if not rec.keys() >= column_set:
@@ -586,10 +593,9 @@ class StreamConsumer:
                     t0 = time.perf_counter()
                     src.commit(msgs, [(sink, batch.outputs), (dead_sink, batch.dead)])
                     commit_hist.observe(time.perf_counter() - t0)
-                    now = time.time()
-                    for msg in msgs:
-                        if msg.timestamp is not None:
-                            lag_hist.observe(now - msg.timestamp)
+                    stamps = [x.timestamp for x in msgs if x.timestamp is not None]
+                    if stamps:
+                        observe_many(lag_hist, time.time() - np.asarray(stamps))
                     self._count(batch, batch.outputs, batch.dead)
                 except PartlyCommitted as exc:
                     self._recover(batch, exc)
@@ -687,6 +693,7 @@ class StreamConsumer:
                     except InputError as exc:
                         log.error("not switching to %s version %s: %s", new.name, new.version, exc)
                         continue
+                    self.models.current = new  # the scorer takes it for its next batch
                     m.swaps.labels().inc()
                     self._show_model(new)
                     log.info("now scoring with %s version %s (%s)", new.name, new.version, new.digest,

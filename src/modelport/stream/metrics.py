@@ -14,11 +14,23 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
+
 from modelport.errors import StreamError
 from modelport.serve.metrics import Family, Metrics
 
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
+
+
+def observe_many(hist: Any, values: np.ndarray) -> None:
+    """``hist.observe(v)`` for every value, in one numpy pass (a batch's end-to-end lags)."""
+    idx = np.searchsorted(np.asarray(hist.bounds), values, side="left")  # bisect_left, as observe() does
+    for i, c in enumerate(np.bincount(idx, minlength=len(hist.counts)).tolist()):
+        if c:
+            hist.counts[i] += c
+    hist.sum += float(values.sum())
+    hist.count += int(values.size)
 
 
 class StreamMetrics(Metrics):

@@ -91,7 +91,7 @@ class ModelSource:
         self.follows = str(model).startswith("models:/") and "/" not in str(model)[len("models:/"):]
 
     def poll(self) -> StreamModel | None:
-        """Look for a new version; returns it (and makes it current) when it changed."""
+        """Look for a new version; returns it when it changed (the caller makes it ``current``)."""
         if self._repo is None:
             return None
         if self._loop is None:
@@ -106,10 +106,7 @@ class ModelSource:
         if not changed:
             return None
         new = cast(StreamModel, repo.get(self._name))
-        if new is self.current:
-            return None
-        self.current = new
-        return new
+        return None if new is self.current else new
 
     def close(self) -> None:
         if self._loop is not None:

@@ -1,13 +1,17 @@
 """The consumer loop, the same for every broker.
 
-Three threads hand batches along bounded queues:
+Two threads hand batches along a queue:
 
     reader   source.read (up to ``batch_size`` messages or ``max_wait`` seconds), and every few
              seconds source.reclaim (messages a dead consumer left unacknowledged)
     scorer   decode every message, score all JSON records of the batch in one ONNX Runtime call
-             (ChunkScorer: a bad row is found without giving up the batch), render the outputs
-    writer   source.commit: outputs + dead letters + acknowledgements (one transaction where the
-             broker allows it)
+             (ChunkScorer: a bad row is found without giving up the batch), render the outputs,
+             then source.commit: outputs + dead letters + acknowledgements (one transaction where
+             the broker allows it)
+
+Reading the next batch overlaps scoring and committing this one. (A third thread for the commit
+was measured slower: the commit is Python work that the GIL serialises with scoring anyway, and
+one more thread only adds hand-offs.)
 
 Backpressure: at most ``max_in_flight`` batches are between read and commit; the reader waits
 for a free slot before it reads again, so a slow sink stops the reading and the broker keeps the
@@ -159,7 +163,6 @@ class StreamConsumer:
         self._slots = threading.Semaphore(config.max_in_flight)
         self._batches_open = 0
         self._to_score: queue.Queue[_Batch | None] = queue.Queue()
-        self._to_write: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
         self._started = 0.0
         self._finished: float | None = None
         self._stats_drained = True
@@ -208,7 +211,7 @@ class StreamConsumer:
         )
         self._started = time.monotonic()
         for target, name in ((self._read_loop, "reader"), (self._score_loop, "scorer"),
-                             (self._write_loop, "writer"), (self._housekeeping, "housekeeping")):
+                             (self._housekeeping, "housekeeping")):
             t = threading.Thread(target=target, name=f"modelport-stream-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -341,7 +344,8 @@ class StreamConsumer:
                 again = sum(1 for m in msgs if m.deliveries > 1)
                 if again:
                     redelivered.inc(again)
-                self._batches_open += 1
+                with self._inflight_lock:
+                    self._batches_open += 1
                 self._to_score.put(_Batch(msgs, time.time()))
                 if src.exhausted:
                     break
@@ -383,9 +387,13 @@ class StreamConsumer:
                 self.metrics.score.labels(*ml).observe(time.perf_counter() - t0)
                 self.metrics.batch_messages.labels(*ml).observe(len(batch.messages))
                 self.metrics.batch_rows.labels(*ml).observe(batch.rows)
-                self._to_write.put(batch)
+                self._commit(batch)
+        except BaseException as exc:  # a bug: say so; what was read and not committed is delivered again
+            log.exception("the scorer stopped: %s", exc)
+            self.metrics.errors.labels("score").inc()
         finally:
-            self._to_write.put(None)
+            self._finished = time.monotonic()
+            self._done.set()
 
     def _process_one_by_one(self, batch: _Batch, model: StreamModel) -> None:
         batch.outputs, batch.dead, batch.rows = [], [], 0
@@ -475,17 +483,25 @@ class StreamConsumer:
                     "timestamp": mm.now_iso()}
         # position of each input row among the scored rows
         rank = (np.cumsum(scored) - 1).tolist() if len(rejects) else None
+        starts_at = starts.tolist()
         keep_mode = self.config.keep if self._keep_names is None else "names"
+        n_columns = len(model.column_set)
+        plain_rest = keep_mode in ("rest", None)
         prefix = self.source.key_prefix if self.source is not None else ""
         dumps = orjson.dumps
         outputs = batch.outputs
         for i, (m, recs, single) in enumerate(json_msgs):
-            reasons = bad_msgs.get(i)
-            if reasons:
+            if bad_msgs and i in bad_msgs:
+                reasons = bad_msgs[i]
                 text = reasons[0] if len(reasons) == 1 else f"{len(reasons)} records cannot be scored: " + "; ".join(reasons[:5])
                 batch.dead.append(self._dead(m, mm.INPUT, text, model))
                 continue
-            start = int(starts[i])
+            start = starts_at[i]
+            if single and (keep_mode == "none" or (plain_rest and len(recs[0]) == n_columns)):
+                # the common case: one record with the model's columns and nothing else to pass through
+                row = rows[start] if rank is None else rows[rank[start]]
+                outputs.append(OutMessage(f"{prefix}:{m.id}", dumps({"id": m.id, **row, **envelope})))
+                continue
             out_rows = []
             clash: list[str] = []
             for j, rec in enumerate(recs):
@@ -571,59 +587,45 @@ class StreamConsumer:
                                    source=source, model=model)
         return OutMessage(f"{prefix}:{m.id}:dead-letter", m.payload, meta)
 
-    # ------------------------------------------------------------------ writer
-    def _write_loop(self) -> None:
+    # ------------------------------------------------------------------ commit
+    def _commit(self, batch: _Batch) -> None:
+        """Write a batch's outputs and dead letters and acknowledge its messages (one transaction where
+        the broker allows it); whatever happens, its in-flight slot is freed."""
         src, sink, dead_sink = self.source, self.sink, self.dead_sink
         assert src is not None and sink is not None and dead_sink is not None
         m = self.metrics
-        commit_hist = m.commit.labels()
-        lag_hist = m.lag.labels()
-        errors = m.errors.labels("commit")
-        fenced = m.fenced.labels()
+        msgs = batch.messages
         try:
-            while True:
-                batch = self._to_write.get()
-                if batch is None:
-                    break
-                msgs = batch.messages
-                try:
-                    if src.stale(msgs):
-                        src.release(msgs)
-                        continue
-                    t0 = time.perf_counter()
-                    src.commit(msgs, [(sink, batch.outputs), (dead_sink, batch.dead)])
-                    commit_hist.observe(time.perf_counter() - t0)
-                    stamps = [x.timestamp for x in msgs if x.timestamp is not None]
-                    if stamps:
-                        observe_many(lag_hist, time.time() - np.asarray(stamps))
-                    self._count(batch, batch.outputs, batch.dead)
-                except PartlyCommitted as exc:
-                    self._recover(batch, exc)
-                except Fenced:
-                    fenced.inc()
-                    old = self.consumer_name
-                    self.consumer_name = self._new_name()
-                    src.rename(self.consumer_name)
-                    log.warning("another consumer took over the messages of %s (it did not acknowledge within %.1f s); "
-                                "dropped its batches in flight, going on as %s", old, self.config.redeliver_after,
-                                self.consumer_name)
-                except ModelportError as exc:
-                    errors.inc()
-                    log.error("committing a batch of %d message(s) failed; they will be delivered again: %s",
-                              len(msgs), exc)
-                    src.release(msgs)
-                    self._stopping.wait(0.5)
-                finally:
-                    with self._inflight_lock:
-                        self._inflight.difference_update(x.id for x in msgs)
-                    self._batches_open -= 1
-                    self._slots.release()
-        except BaseException as exc:
-            log.exception("the writer stopped: %s", exc)
-            errors.inc()
+            if src.stale(msgs):
+                src.release(msgs)
+                return
+            t0 = time.perf_counter()
+            src.commit(msgs, [(sink, batch.outputs), (dead_sink, batch.dead)])
+            m.commit.labels().observe(time.perf_counter() - t0)
+            stamps = [x.timestamp for x in msgs if x.timestamp is not None]
+            if stamps:
+                observe_many(m.lag.labels(), time.time() - np.asarray(stamps))
+            self._count(batch, batch.outputs, batch.dead)
+        except PartlyCommitted as exc:
+            self._recover(batch, exc)
+        except Fenced:
+            m.fenced.labels().inc()
+            old = self.consumer_name
+            self.consumer_name = self._new_name()
+            src.rename(self.consumer_name)
+            log.warning("another consumer took over the messages of %s (it did not acknowledge within %.1f s); "
+                        "dropped its batches in flight, going on as %s", old, self.config.redeliver_after,
+                        self.consumer_name)
+        except ModelportError as exc:
+            m.errors.labels("commit").inc()
+            log.error("committing a batch of %d message(s) failed; they will be delivered again: %s", len(msgs), exc)
+            src.release(msgs)
+            self._stopping.wait(0.5)
         finally:
-            self._finished = time.monotonic()
-            self._done.set()
+            with self._inflight_lock:
+                self._inflight.difference_update(x.id for x in msgs)
+                self._batches_open -= 1
+            self._slots.release()
 
     def _count(self, batch: _Batch, outputs: Sequence[OutMessage], dead: Sequence[OutMessage]) -> None:
         m = self.metrics

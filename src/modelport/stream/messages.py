@@ -149,21 +149,32 @@ class Predictions:
         names = list(preds)
         if not names:
             return []
-        n = len(preds[names[0]])
         if self.proba and all(c in preds for c in self.proba):
             rest = [c for c in names if c not in self.proba]
-            probs = np.column_stack([preds[c] for c in self.proba]).tolist() if n else []
+            probs = np.column_stack([preds[c] for c in self.proba]).tolist()
             keys = self.class_keys
-            rest_values = [[_plain(v) for v in preds[c].tolist()] for c in rest]
+            pk = p + "probabilities"
+            if rest == ["label"]:  # a classifier's usual pair, in one comprehension
+                lk = p + "label"
+                return [{lk: lab, pk: dict(zip(keys, pr))} for lab, pr in zip(_values(preds["label"]), probs)]
+            rest_values = [_values(preds[c]) for c in rest]
             out = []
-            for i in range(n):
+            for i, pr in enumerate(probs):
                 row = {p + c: vals[i] for c, vals in zip(rest, rest_values)}
-                row[p + "probabilities"] = dict(zip(keys, probs[i]))
+                row[pk] = dict(zip(keys, pr))
                 out.append(row)
             return out
-        values = [[_plain(v) for v in preds[c].tolist()] for c in names]
+        values = [_values(preds[c]) for c in names]
         keys = [p + c for c in names]
         return [dict(zip(keys, vals)) for vals in zip(*values)]
+
+
+def _values(arr: np.ndarray) -> list[Any]:
+    """JSON-ready Python values (text labels a graph gives as bytes become str)."""
+    values = arr.tolist()
+    if arr.dtype.kind in "OS":
+        return [_plain(v) for v in values]
+    return values
 
 
 def _plain(v: Any) -> Any:

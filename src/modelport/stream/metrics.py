@@ -3,7 +3,7 @@
 The families, their plain-number children and the rendering (with the numbers of sibling
 processes under ``--consumers N``, shared through ``MODELPORT_METRICS_DIR``) are serving's
 (:mod:`modelport.serve.metrics`); only the families differ. Each child is updated by one thread
-of the consumer (reader, scorer or writer), so plain numbers stay exact without a lock.
+of the consumer (reader or scorer), so plain numbers stay exact without a lock.
 """
 
 from __future__ import annotations

@@ -354,9 +354,13 @@ class NatsSource(Source):
         name, window = self.loop.call(_ensure_stream(self.js, subject, f"{self.stream}_DEAD_LETTER", None))
         return NatsSink(self.loop, self.nc, self.js, subject, name, window, self.where)
 
+    async def _close(self) -> None:
+        await self.nc.flush(timeout=5)  # the last acknowledgements reach the server
+        await self.sub.unsubscribe()
+
     def close(self) -> None:
         try:
-            self.loop.call(self.nc.flush(timeout=5), timeout=10)
+            self.loop.call(self._close(), timeout=10)
         except Exception as exc:
             log.debug("NATS flush at close failed: %s", exc)
 

@@ -1,6 +1,6 @@
 """``--consumers N``: N consumer processes in one group, watched by this one.
 
-Each child is a full consumer (its own reader, scorer and writer threads, its own ONNX Runtime
+Each child is a full consumer (its own reader and scorer threads, its own ONNX Runtime
 session, its own name in the group). The parent restarts a child that dies (the group takes
 over its unacknowledged messages), forwards SIGTERM / SIGINT so that every child finishes and
 acknowledges its batches, and serves ``/metrics`` for all of them: the children write their

@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import sysconfig
 import time
 import urllib.request
@@ -102,16 +103,27 @@ def test_a_model_that_does_not_exist(tmp_path):
     assert r.returncode != 0 and "does not exist" in r.stderr.decode()
 
 
-def test_consumers_2_share_the_group_and_stop_on_sigterm(reg_model, rds, tmp_path):
+@pytest.mark.parametrize("launcher", ["cli", "api"])
+def test_consumers_2_share_the_group_and_stop_on_sigterm(launcher, reg_model, rds, tmp_path):
     ids = rds.produce([orjson.dumps(r) for r in reg_model.records(20_000, 53)])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path / "supervisor.log"
+    if launcher == "cli":
+        command = [modelport_script(), "stream", str(reg_model.path), "--source", rds.source(), "--sink", rds.sink(),
+                   "--consumers", "2", "--metrics-port", str(port), "--name", "pair"]
+    else:  # a user's script without `if __name__ == "__main__"`: the children must not run it again
+        script = tmp_path / "score_stream.py"
+        script.write_text(
+            "import modelport.stream as ms\n"
+            f"stats = ms.run({str(reg_model.path)!r}, source={rds.source()!r}, sink={rds.sink()!r},\n"
+            f"              consumers=2, metrics_port={port}, name='pair')\n"
+            "print('done', stats.drained)\n"
+        )
+        command = [sys.executable, str(script)]
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([modelport_script(), "stream", str(reg_model.path), "--source", rds.source(),
-                                 "--sink", rds.sink(), "--consumers", "2", "--metrics-port", str(port),
-                                 "--name", "pair"], stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT)
     try:
         rds.wait_len(rds.out, len(ids), timeout=120, procs=[proc])
         names = {c["name"].decode() for c in rds.r.xinfo_consumers(rds.src, "scorers")}

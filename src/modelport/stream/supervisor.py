@@ -13,10 +13,11 @@ import contextlib
 import dataclasses
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -35,12 +36,17 @@ _FAST_FAILURE = 10.0  # a child that dies sooner than this after starting failed
 _MAX_FAST_FAILURES = 3
 
 
-def _child(config: StreamConfig, log_options: dict[str, str]) -> None:
+_CHILD_ENV = "MODELPORT_STREAM_CHILD"
+
+
+def child_main() -> None:
+    """Entry point of a child process: its config and log options come as JSON in the environment."""
     from modelport.stream import logs
 
-    logs.configure(**log_options)
+    spec = json.loads(os.environ.pop(_CHILD_ENV))
+    logs.configure(**spec["log"])
     try:
-        stats = run_config(config)
+        stats = run_config(StreamConfig(**spec["config"]))
     except ModelportError as exc:
         log.error("%s", exc)
         raise SystemExit(exc.exit_code) from None
@@ -78,11 +84,10 @@ class Supervisor:
 
     def start(self) -> Supervisor:
         self._dir = Path(tempfile.mkdtemp(prefix="modelport-stream-metrics-"))
-        os.environ[METRICS_DIR_ENV] = str(self._dir)  # inherited by the children (spawn)
+        os.environ[METRICS_DIR_ENV] = str(self._dir)  # inherited by the children
         self.metrics = StreamMetrics()  # renders the children's snapshots
         if self.config.metrics_port is not None:
             self._server = MetricsServer(self.metrics, self.config.metrics_port, self.config.metrics_host)
-        self._ctx = multiprocessing.get_context("spawn")
         self._began = time.monotonic()
         for i in range(self.consumers):
             self._spawn(i)
@@ -91,12 +96,16 @@ class Supervisor:
         return self
 
     def _spawn(self, i: int) -> None:
+        # a fresh interpreter running child_main, not multiprocessing: a caller's script without an
+        # ``if __name__ == "__main__"`` guard (or ``python -m modelport``) must not be run again
         child = dataclasses.replace(
             self.config, metrics_port=None, report_lag=(i == 0),
             name=f"{self.config.name}-{i}" if self.config.name else None,
         )
-        p = self._ctx.Process(target=_child, args=(child, self.log_options), name=f"modelport-stream-{i}")
-        p.start()
+        spec = {"config": dataclasses.asdict(child), "log": self.log_options}
+        env = {**os.environ, _CHILD_ENV: json.dumps(spec)}
+        code = "from modelport.stream.supervisor import child_main; child_main()"
+        p = subprocess.Popen([sys.executable, "-c", code], env=env)
         self._procs[i] = p
         self._started_at[i] = time.monotonic()
         log.info("started consumer process %d (pid %d)", i, p.pid)
@@ -105,9 +114,9 @@ class Supervisor:
         try:
             while not self._stopping.is_set():
                 for i, p in enumerate(self._procs):
-                    if p is None or p.is_alive():
+                    if p is None or p.poll() is None:
                         continue
-                    code = p.exitcode
+                    code = p.returncode
                     ran = time.monotonic() - self._started_at[i]
                     if self._stopping.is_set():
                         break
@@ -132,17 +141,18 @@ class Supervisor:
 
     def _terminate(self) -> None:
         for p in self._procs:
-            if p is not None and p.is_alive():
+            if p is not None and p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGTERM)
+                    p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.config.drain_timeout + 10
         for p in self._procs:
             if p is not None:
-                p.join(max(0.0, deadline - time.monotonic()))
-                if p.is_alive():
+                try:
+                    p.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
                     log.error("consumer process pid %d did not stop in time; killing it", p.pid)
                     p.kill()
-                    p.join()
+                    p.wait()
 
     def stop(self, timeout: float | None = None) -> StreamStats:
         self._stopping.set()
@@ -155,7 +165,7 @@ class Supervisor:
             shutil.rmtree(self._dir, ignore_errors=True)
         if self._failure is not None:
             raise self._failure
-        stats.drained = all(p is None or p.exitcode == 0 for p in self._procs)
+        stats.drained = all(p is None or p.returncode == 0 for p in self._procs)
         return stats
 
     def wait(self, timeout: float | None = None) -> bool:

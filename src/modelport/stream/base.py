@@ -75,7 +75,6 @@ class SourceOptions:
 
     consumer: str  # this consumer's name in its group (unique per process)
     redeliver_after: float = 30.0  # seconds a delivered, unacknowledged message waits before redelivery
-    max_in_flight: int = 2000  # messages delivered and not yet acknowledged, at most
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,6 @@ class StreamStats:
 @dataclass
 class _Batch:
     messages: list[Message]
-    read_at: float
     outputs: list[OutMessage] = field(default_factory=list)
     dead: list[OutMessage] = field(default_factory=list)
     model: StreamModel | None = None
@@ -181,10 +180,7 @@ class StreamConsumer:
         self.models = ModelSource(cfg.model, registry_url=cfg.registry_url, threads=cfg.threads)
         try:
             self._keep_names = self._check_keep(self.models.current)
-            options = SourceOptions(
-                consumer=self.consumer_name, redeliver_after=cfg.redeliver_after,
-                max_in_flight=cfg.batch_size * cfg.max_in_flight,
-            )
+            options = SourceOptions(consumer=self.consumer_name, redeliver_after=cfg.redeliver_after)
             self.source = open_source(cfg.source, options) if isinstance(cfg.source, str) else cfg.source
             self.sink = open_sink(cfg.sink) if isinstance(cfg.sink, str) else cfg.sink
             if cfg.dead_letter is None:
@@ -221,7 +217,7 @@ class StreamConsumer:
         """Stop reading, finish and commit every batch already read, close; returns the stats."""
         self._stopping.set()
         limit = self.config.drain_timeout if timeout is None else timeout
-        if not self._done.wait(limit):
+        if self._threads and not self._done.wait(limit):
             log.error("gave up waiting for %d batch(es) in flight after %.1f s; they will be delivered again",
                       self._batches_open, limit)
             self._stats_drained = False
@@ -346,7 +342,7 @@ class StreamConsumer:
                     redelivered.inc(again)
                 with self._inflight_lock:
                     self._batches_open += 1
-                self._to_score.put(_Batch(msgs, time.time()))
+                self._to_score.put(_Batch(msgs))
                 if src.exhausted:
                     break
         except BaseException as exc:  # a bug: say so, and let what was read finish
@@ -398,7 +394,7 @@ class StreamConsumer:
     def _process_one_by_one(self, batch: _Batch, model: StreamModel) -> None:
         batch.outputs, batch.dead, batch.rows = [], [], 0
         for m in batch.messages:
-            single = _Batch([m], batch.read_at)
+            single = _Batch([m])
             try:
                 self._process(single, model)
             except Exception as exc:
@@ -666,40 +662,54 @@ class StreamConsumer:
 
     # ------------------------------------------------------------------ housekeeping
     def _housekeeping(self) -> None:
-        src = self.source
-        assert src is not None
-        m = self.metrics
+        """Gauges (in-flight batches, the group's lag) and hot swap, a few times a second."""
         next_lag = 0.0
         next_poll = time.monotonic() + self._poll if self._poll else float("inf")
         while not self._done.wait(0.2):
             now = time.monotonic()
-            m.inflight.labels().set(self._batches_open)
-            if self.config.report_lag and now >= next_lag:
-                next_lag = now + _LAG_INTERVAL
-                try:
-                    lag = src.lag()
-                except ModelportError as exc:
-                    log.debug("could not read the group's lag: %s", exc)
-                    lag = None
-                if lag is not None:
-                    if lag.lag is not None:
-                        m.group_lag.labels(src.name).set(lag.lag)
-                    if lag.pending is not None:
-                        m.group_pending.labels(src.name).set(lag.pending)
-            if now >= next_poll and self.models is not None:
-                next_poll = now + (self._poll or 5.0)
-                new = self.models.poll()
-                if new is not None:
-                    try:
-                        self._check_keep(new)
-                    except InputError as exc:
-                        log.error("not switching to %s version %s: %s", new.name, new.version, exc)
-                        continue
-                    self.models.current = new  # the scorer takes it for its next batch
-                    m.swaps.labels().inc()
-                    self._show_model(new)
-                    log.info("now scoring with %s version %s (%s)", new.name, new.version, new.digest,
-                             extra={"model": new.name, "version": new.version})
+            self.metrics.inflight.labels().set(self._batches_open)
+            try:
+                if self.config.report_lag and now >= next_lag:
+                    next_lag = now + _LAG_INTERVAL
+                    self._read_lag()
+                if now >= next_poll:
+                    next_poll = now + (self._poll or 5.0)
+                    self._swap()
+            except Exception as exc:  # a bug here must not end the gauges or the hot swap for good
+                log.exception("housekeeping failed: %s", exc)
+
+    def _read_lag(self) -> None:
+        src, m = self.source, self.metrics
+        assert src is not None
+        try:
+            lag = src.lag()
+        except ModelportError as exc:
+            log.debug("could not read the group's lag: %s", exc)
+            return
+        if lag is not None:
+            if lag.lag is not None:
+                m.group_lag.labels(src.name).set(lag.lag)
+            if lag.pending is not None:
+                m.group_pending.labels(src.name).set(lag.pending)
+
+    def _swap(self) -> None:
+        """Make a new model version current when the alias (or the file) moved; the scorer takes it
+        for its next batch, so a batch is scored by one version."""
+        if self.models is None:
+            return
+        new = self.models.poll()
+        if new is None:
+            return
+        try:
+            self._check_keep(new)
+        except InputError as exc:
+            log.error("not switching to %s version %s: %s", new.name, new.version, exc)
+            return
+        self.models.current = new
+        self.metrics.swaps.labels().inc()
+        self._show_model(new)
+        log.info("now scoring with %s version %s (%s)", new.name, new.version, new.digest,
+                 extra={"model": new.name, "version": new.version})
 
 
 def run(model: str | Bundle, *, source: str, sink: str, **options: Any) -> StreamStats:

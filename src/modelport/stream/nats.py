@@ -258,7 +258,10 @@ class NatsSource(Source):
                     f"the consumer {self.durable!r} of {stream!r} filters {cfg.filter_subject!r}, not {self.subject!r}.",
                     hint="give the same subject, or another durable= name",
                 )
-            self.ack_wait = float(cfg.ack_wait or 30.0)
+            ack_wait = float(cfg.ack_wait or 30.0)
+            if abs(ack_wait - options.redeliver_after) > 1e-3:
+                log.warning("the existing consumer %s redelivers after %g s (its ack_wait), not --redeliver-after %g",
+                            self.durable, ack_wait, options.redeliver_after)
         self.sub = await js.pull_subscribe_bind(durable=self.durable, stream=stream)
         self.filter = self.subject or ">"
         return stream

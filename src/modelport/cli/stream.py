@@ -14,10 +14,12 @@ import click
 @click.command("stream")
 @click.argument("model")
 @click.option("--source", required=True, metavar="URL",
-              help="redis://HOST:PORT/DB?stream=NAME&group=GROUP, nats://HOST:PORT?stream=S&subject=SUBJ&durable=NAME, "
-                   "a .jsonl file, or - for stdin.")
+              help="Where messages come from: redis://HOST:PORT/DB?stream=S&group=G, "
+                   "nats://HOST:PORT?stream=S&subject=X&durable=D, a .jsonl file, or - (stdin). "
+                   "See docs/streaming.md.")
 @click.option("--sink", required=True, metavar="URL",
-              help="redis://HOST:PORT/DB?stream=NAME, nats://HOST:PORT?subject=SUBJ, a .jsonl file, or - for stdout.")
+              help="Where outputs go: redis://HOST:PORT/DB?stream=S, nats://HOST:PORT?subject=X, a .jsonl "
+                   "file, or - (stdout).")
 @click.option("--dead-letter", metavar="URL", default=None,
               help="Where messages that cannot be scored go (default: STREAM:dead-letter on Redis, "
                    "STREAM.dead-letter on NATS, stderr for JSON lines).")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -73,22 +74,14 @@ def ratio_line(what: str, ours: list[float], bare: list[float]) -> None:
 
 
 # ----------------------------------------------------------------------------- Redis
-def redis_produce(r, stream: str, data: list[bytes]) -> None:
-    for i in range(0, len(data), 5000):
-        with r.pipeline(transaction=False) as p:
-            for d in data[i:i + 5000]:
-                p.xadd(stream, {"data": d})
-            p.execute()
-
-
-def redis_bare(url: str, bundle: Path, stream: str, n: int) -> float:
-    """The hand-written loop: what a developer writes for this one model without modelport."""
+def redis_bare(url: str, bundle: Path, stream: str, out: str) -> None:
+    """The hand-written loop, what a developer writes for this one model without modelport; runs
+    as its own process (``bench_stream.py --bare-redis URL BUNDLE STREAM OUT``) until SIGTERM."""
     import onnxruntime as ort
     import redis
 
     import modelport as mp
 
-    t0 = time.perf_counter()
     b = mp.load(bundle)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -97,10 +90,8 @@ def redis_bare(url: str, bundle: Path, stream: str, n: int) -> float:
     classes = [str(c) for c in b.classes]
     digest = b.digest
     r = redis.Redis.from_url(url)
-    group, out = "bare", f"{stream}:out-bare"
-    r.xgroup_create(stream, group, id="0")
-    done = 0
-    while done < n:
+    group = "bare"
+    while True:
         resp = r.xreadgroup(group, "bare-1", {stream: ">"}, count=BATCH, block=1000)
         if not resp:
             continue
@@ -118,58 +109,68 @@ def redis_bare(url: str, bundle: Path, stream: str, n: int) -> float:
                 p.xadd(out, {"data": orjson.dumps(doc)})
             p.xack(stream, group, *[eid for eid, _ in entries])
             p.execute()
-        done += len(entries)
-    elapsed = time.perf_counter() - t0
-    assert r.xlen(out) == n
-    r.delete(out)
-    return n / elapsed
 
 
-def redis_modelport(url: str, bundle: Path, stream: str, n: int) -> float:
-    import redis
+# one script call appends a whole chunk: its entries appear at once, when the call returns
+_APPEND = "for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i]) end return #ARGV"
 
-    from modelport.stream import StreamConfig, StreamConsumer
 
-    r = redis.Redis.from_url(url)
-    out = f"{stream}:out-modelport"
-    config = StreamConfig(str(bundle), source=f"{url}?stream={stream}&group=modelport", sink=f"{url}?stream={out}",
-                          batch_size=BATCH, report_lag=False)
+def _chunk_seconds(r, stream: str, out: str, chunk: list[bytes]) -> float:
+    """Append ``chunk`` to ``stream`` in one step; seconds until its last output is in ``out``."""
+    target = r.xlen(out) + len(chunk)
+    r.eval(_APPEND, 1, stream, *chunk)
     t0 = time.perf_counter()
-    consumer = StreamConsumer(config).start()
-    while r.xlen(out) < n:
-        time.sleep(0.02)  # a coarse poll: a busy one takes the GIL from the consumer's threads
-    elapsed = time.perf_counter() - t0
-    stats = consumer.stop()
-    if os.environ.get("BENCH_STAGES"):
-        m = consumer.metrics
-        print(f"  elapsed {elapsed:.2f} s; scorer busy {sum(c.sum for c in m.score.children.values()):.2f} s, "
-              f"writer busy {sum(c.sum for c in m.commit.children.values()):.2f} s, batches {stats.batches}")
-    assert stats.messages_out == n and not stats.dead, stats
-    pending = r.xpending(stream, "modelport")["pending"]
-    assert pending == 0, pending
-    r.delete(out)
-    return n / elapsed
+    while r.xlen(out) < target:
+        time.sleep(0.001)
+    return time.perf_counter() - t0
 
 
-def part_redis(url: str, bundle: Path, n: int, repeat: int) -> None:
+def part_redis(url: str, bundle: Path, n: int, repeat: int, chunks: int) -> None:
+    """Both consumers run as their own long-lived processes (``modelport stream`` as a user runs it,
+    the bare loop as a script); the same messages reach them in alternating chunks of n / chunks,
+    so both see the same machine load over the run, start-up excluded for both."""
     import redis
 
     r = redis.Redis.from_url(url)
+    size = n // chunks
+    data = payloads(size)
     ours, bare = [], []
     for _ in range(repeat):
-        stream = f"bench-stream-{uuid.uuid4().hex[:8]}"
-        redis_produce(r, stream, payloads(n))
+        tag = uuid.uuid4().hex[:8]
+        streams = {side: (f"bench-{tag}-{side}", f"bench-{tag}-{side}:out") for side in ("bare", "modelport")}
+        r.xgroup_create(streams["bare"][0], "bare", id="0", mkstream=True)
+        r.xgroup_create(streams["modelport"][0], "modelport", id="0", mkstream=True)
+        procs = {
+            "bare": subprocess.Popen([sys.executable, __file__, "--bare-redis", url, str(bundle), *streams["bare"]]),
+            "modelport": subprocess.Popen([
+                str(Path(sys.executable).with_name("modelport")), "stream", str(bundle),
+                "--source", f"{url}?stream={streams['modelport'][0]}&group=modelport",
+                "--sink", f"{url}?stream={streams['modelport'][1]}", "--batch-size", str(BATCH),
+                "--log-level", "warning"]),
+        }
         try:
-            # alternate the order so that neither always runs on a warmer machine
-            if len(ours) % 2 == 0:
-                bare.append(redis_bare(url, bundle, stream, n))
-                ours.append(redis_modelport(url, bundle, stream, n))
-            else:
-                ours.append(redis_modelport(url, bundle, stream, n))
-                bare.append(redis_bare(url, bundle, stream, n))
+            for side, (src, out) in streams.items():  # both up and warm: one message each
+                r.xadd(src, {"data": data[0]})
+                deadline = time.time() + 60
+                while r.xlen(out) < 1:
+                    assert procs[side].poll() is None and time.time() < deadline, f"the {side} consumer did not start"
+                    time.sleep(0.05)
+            seconds = {"bare": 0.0, "modelport": 0.0}
+            for i in range(chunks):
+                order = ("bare", "modelport") if i % 2 == 0 else ("modelport", "bare")
+                for side in order:
+                    seconds[side] += _chunk_seconds(r, *streams[side], data)
+            for side, (src, _) in streams.items():
+                assert int(r.xpending(src, side)["pending"]) == 0
+            bare.append(size * chunks / seconds["bare"])
+            ours.append(size * chunks / seconds["modelport"])
         finally:
-            r.delete(stream, f"{stream}:dead-letter")
-    ratio_line(f"redis, {n:,} messages", ours, bare)
+            for p in procs.values():
+                p.terminate()
+                p.wait(60)
+            for src, out in streams.values():
+                r.delete(src, out, f"{src}:dead-letter")
+    ratio_line(f"redis, {size * chunks:,} messages in {chunks} alternating chunks", ours, bare)
 
 
 # ----------------------------------------------------------------------------- NATS
@@ -460,7 +461,14 @@ def main() -> None:
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--chunks", type=int, default=10, help="alternating chunks of the Redis throughput part")
+    ap.add_argument("--bare-redis", nargs=4, metavar=("URL", "BUNDLE", "STREAM", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.bare_redis:
+        url, bundle_path, stream, out = args.bare_redis
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        redis_bare(url, Path(bundle_path), stream, out)
+        return
     redis_url = os.environ.get("MODELPORT_TEST_REDIS_URL")
     nats_url = os.environ.get("MODELPORT_TEST_NATS_URL")
     if not redis_url or not nats_url:
@@ -470,7 +478,7 @@ def main() -> None:
     print(f"model: {bundle} (50 trees, depth 8, 20 features); load average {os.getloadavg()[0]:.2f}")
     parts = args.parts.split(",")
     if "redis" in parts:
-        part_redis(redis_url, bundle, args.messages, args.repeat)
+        part_redis(redis_url, bundle, args.messages, args.repeat, args.chunks)
     if "nats" in parts:
         part_nats(nats_url, bundle, args.messages, args.repeat)
     if "latency-redis" in parts:

@@ -415,22 +415,26 @@ class StreamConsumer:
         json_msgs: list[tuple[Message, list[dict[str, Any]], bool]] = []
         arrow_msgs: list[Message] = []
         for m in batch.messages:
-            if m.deliveries > max_deliveries:
-                dead.append(self._dead(m, mm.MAX_DELIVERIES, (
-                    f"the message was delivered {m.deliveries} times without being acknowledged "
-                    f"(--max-deliveries {max_deliveries}); a consumer may have crashed while scoring it."), model))
-                continue
-            if m.headers and PROBLEM_HEADER in m.headers:
-                dead.append(self._dead(m, mm.MALFORMED, m.headers[PROBLEM_HEADER], model))
-                continue
-            if limit is not None and len(m.payload) > limit:
-                dead.append(self._dead(m, mm.TOO_LARGE, (
-                    f"the message has {len(m.payload):,} bytes; the limit is {limit:,} (--max-message-bytes)."), model))
-                continue
             payload = m.payload
-            if (m.headers or payload[:1] not in _JSON_START) and mm.is_arrow(payload, m.headers):
-                arrow_msgs.append(m)
-                continue
+            if (m.deliveries > max_deliveries or m.headers or (limit is not None and len(payload) > limit)
+                    or payload[:1] not in _JSON_START):
+                # the uncommon cases, in order: redelivered too often, a problem the source saw, too
+                # large, Arrow (or not JSON at all, which the JSON decoder then says)
+                if m.deliveries > max_deliveries:
+                    dead.append(self._dead(m, mm.MAX_DELIVERIES, (
+                        f"the message was delivered {m.deliveries} times without being acknowledged "
+                        f"(--max-deliveries {max_deliveries}); a consumer may have crashed while scoring it."), model))
+                    continue
+                if m.headers and PROBLEM_HEADER in m.headers:
+                    dead.append(self._dead(m, mm.MALFORMED, m.headers[PROBLEM_HEADER], model))
+                    continue
+                if limit is not None and len(payload) > limit:
+                    dead.append(self._dead(m, mm.TOO_LARGE, (
+                        f"the message has {len(payload):,} bytes; the limit is {limit:,} (--max-message-bytes)."), model))
+                    continue
+                if mm.is_arrow(payload, m.headers):
+                    arrow_msgs.append(m)
+                    continue
             try:
                 doc = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:

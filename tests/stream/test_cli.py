@@ -105,7 +105,8 @@ def test_a_model_that_does_not_exist(tmp_path):
 
 @pytest.mark.parametrize("launcher", ["cli", "api"])
 def test_consumers_2_share_the_group_and_stop_on_sigterm(launcher, reg_model, rds, tmp_path):
-    ids = rds.produce([orjson.dumps(r) for r in reg_model.records(20_000, 53)])
+    payloads = [orjson.dumps(r) for r in reg_model.records(20_000, 53)]
+    rds.r.xgroup_create(rds.src, "scorers", id="0", mkstream=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -125,6 +126,11 @@ def test_consumers_2_share_the_group_and_stop_on_sigterm(launcher, reg_model, rd
     with open(log, "wb") as fh:
         proc = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT)
     try:
+        deadline = time.time() + 90
+        while log.read_text().count('"message":"consuming ') < 2:  # both children are up (slow machines start late)
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        ids = rds.produce(payloads)
         rds.wait_len(rds.out, len(ids), timeout=120, procs=[proc])
         names = {c["name"].decode() for c in rds.r.xinfo_consumers(rds.src, "scorers")}
         assert {n.rsplit("-", 1)[0] for n in names} == {"pair-0", "pair-1"}, names

@@ -36,6 +36,7 @@ log = logging.getLogger("modelport.stream")
 
 T = TypeVar("T")
 _TIMEOUT = 30.0
+_TOP_UP = 0.002  # how long the second fetch of a read may wait for its batch to fill
 _HEADERS = {"content_type": "Content-Type"}
 
 
@@ -269,16 +270,24 @@ class NatsSource(Source):
     # ------------------------------------------------------------------ reading
     async def _fetch(self, max_messages: int, timeout: float) -> list[Message]:
         nats_errors = require("nats.errors", purpose="NATS JetStream")
+        waited = (nats_errors.TimeoutError, asyncio.TimeoutError)
+        # one message, waiting up to `timeout` for it; then what else is there, waiting about a
+        # millisecond. (One fetch of the whole batch would wait out its timeout for the batch to
+        # fill whenever the stream runs dry: latency up to the timeout at a modest rate.)
         try:
-            msgs = await self.sub.fetch(max_messages, timeout=max(timeout, 0.001))
-        except (nats_errors.TimeoutError, asyncio.TimeoutError):
+            msgs = await self.sub.fetch(1, timeout=max(timeout, 0.001))
+        except waited:
             return []
+        if max_messages > 1:
+            try:
+                msgs += await self.sub.fetch(max_messages - 1, timeout=_TOP_UP)
+            except waited:
+                pass
         out = []
         for msg in msgs:
             md = msg.metadata
             ts = md.timestamp.timestamp() if md.timestamp is not None else None
-            headers = msg.headers
-            out.append(Message(str(md.sequence.stream), msg.data, ts, md.num_delivered, headers, msg))
+            out.append(Message(str(md.sequence.stream), msg.data, ts, md.num_delivered, msg.headers, msg))
         return out
 
     def read(self, max_messages: int, timeout: float) -> list[Message]:

@@ -99,6 +99,10 @@ def stream(model: str, **options: Any) -> None:
     else:
         runner = StreamConsumer(config)
     runner.start()
+    if consumers == 1:
+        from modelport.stream.consumer import tune_gc
+
+        tune_gc()  # this process only streams
     stats = _run(runner, progress)
     summary = (f"{stats.messages_in:,} message(s) in, {stats.messages_out:,} out, {stats.dead:,} dead-lettered "
                f"in {stats.elapsed:.1f} s")

@@ -46,7 +46,7 @@ def child_main() -> None:
     spec = json.loads(os.environ.pop(_CHILD_ENV))
     logs.configure(**spec["log"])
     try:
-        stats = run_config(StreamConfig(**spec["config"]))
+        stats = run_config(StreamConfig(**spec["config"]), own_process=True)
     except ModelportError as exc:
         log.error("%s", exc)
         raise SystemExit(exc.exit_code) from None

@@ -147,3 +147,37 @@ def test_consumers_2_share_the_group_and_stop_on_sigterm(launcher, reg_model, rd
     assert sorted(o["id"] for o in rds.outputs()) == sorted(ids)
     assert rds.pending() == 0
     assert rds.r.xinfo_groups(rds.src)[0]["consumers"] == 0, "both children left the group"
+
+
+def test_children_stop_when_the_supervisor_is_killed(reg_model, rds, tmp_path):
+    log = tmp_path / "supervisor.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([modelport_script(), "stream", str(reg_model.path), "--source", rds.source(),
+                                 "--sink", rds.sink(), "--consumers", "2"], stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 90
+        while log.read_text().count('"message":"consuming ') < 2:
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        pids = [int(p) for p in re.findall(r"started consumer process \d \(pid (\d+)\)", log.read_text())]
+        assert len(pids) == 2
+        proc.kill()  # SIGKILL: the supervisor cannot forward anything
+        proc.wait()
+        deadline = time.time() + 30
+        alive = pids
+        while alive and time.time() < deadline:
+            alive = [p for p in pids if _running(p)]
+            time.sleep(0.2)
+        assert not alive, f"consumer processes {alive} outlived their supervisor"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -750,14 +750,17 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def run_config(config: StreamConfig, *, own_process: bool = False) -> StreamStats:
+def run_config(config: StreamConfig, *, own_process: bool = False, parent: int | None = None) -> StreamStats:
+    """Run one consumer until its source ends, SIGTERM / SIGINT, or (``parent``) that process is gone."""
     consumer = StreamConsumer(config)
     consumer.start()
     if own_process:
         tune_gc()
     with _signals(consumer):
         while not consumer.wait(0.5):
-            pass
+            if parent is not None and os.getppid() != parent:
+                log.warning("the supervising process %d is gone: finishing the batches in flight", parent)
+                consumer._stopping.set()
     return consumer.stop()
 
 

@@ -46,7 +46,8 @@ def child_main() -> None:
     spec = json.loads(os.environ.pop(_CHILD_ENV))
     logs.configure(**spec["log"])
     try:
-        stats = run_config(StreamConfig(**spec["config"]), own_process=True)
+        # a supervisor killed with SIGKILL cannot stop its children: they notice and stop themselves
+        stats = run_config(StreamConfig(**spec["config"]), own_process=True, parent=spec["parent"])
     except ModelportError as exc:
         log.error("%s", exc)
         raise SystemExit(exc.exit_code) from None
@@ -102,7 +103,7 @@ class Supervisor:
             self.config, metrics_port=None, report_lag=(i == 0),
             name=f"{self.config.name}-{i}" if self.config.name else None,
         )
-        spec = {"config": dataclasses.asdict(child), "log": self.log_options}
+        spec = {"config": dataclasses.asdict(child), "log": self.log_options, "parent": os.getpid()}
         env = {**os.environ, _CHILD_ENV: json.dumps(spec)}
         code = "from modelport.stream.supervisor import child_main; child_main()"
         p = subprocess.Popen([sys.executable, "-c", code], env=env)

@@ -29,6 +29,9 @@ install_packages() {
   [ -n "$(pg_bin)" ] || need+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   nats_bin >/dev/null || need+=(nats-server)
+  # tests/export/test_container.py builds and runs an image (podman with runc) on a debootstrap base
+  command -v podman >/dev/null 2>&1 || need+=(podman runc uidmap)
+  command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} (Debian packages)" >&2
     $SUDO apt-get update -qq >&2

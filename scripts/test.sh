@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command. It builds (or reuses) the project's own virtual environment, .venv, from
 # the committed lock file (requirements.lock: every transitive version pinned), installs modelport
-# into it, starts the real servers the integration tests use (scripts/services.sh: PostgreSQL
-# and Redis from Debian packages), and runs the whole suite there. A skip is a failure: a
+# into it, starts the real servers the integration tests use (scripts/services.sh: PostgreSQL,
+# Redis and NATS from Debian packages), and runs the whole suite there. A skip is a failure: a
 # missing dependency or server must not turn a test into silence.
 #
 #   bash scripts/test.sh                  # everything, from the lock file (this is what CI runs)
@@ -58,7 +58,7 @@ export PATH="$VENV/bin:$PATH"
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP
 export MODELPORT_STRICT_TESTS=1
 
-echo "==> starting PostgreSQL and Redis (scripts/services.sh)"
+echo "==> starting PostgreSQL, Redis and NATS (scripts/services.sh)"
 if bash scripts/services.sh status; then
   eval "$(bash scripts/services.sh env)"  # already running (another run started them): leave them running
 else

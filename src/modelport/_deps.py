@@ -32,6 +32,10 @@ _HINTS: dict[str, tuple[str, str]] = {
     "redis": ("redis", "stream"),
     "nats": ("nats-py", "stream"),
     "duckdb": ("duckdb", "sql"),
+    "model_signing": ("model-signing", "sign"),
+    "OpenSSL": ("pyopenssl", "sign"),
+    "cryptography": ("cryptography", "sign"),
+    "yaml": ("pyyaml", "deploy"),
 }
 
 

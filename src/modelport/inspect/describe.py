@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelport.bundle.core import Bundle
 from modelport.bundle.graph import operator_counts, parameter_count, tree_stats
+from modelport.signing import coverage
+from modelport.signing import status as signing_status
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -95,6 +97,8 @@ def describe(bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
         "metrics": dict(m.get("metrics") or {}),
         "tags": dict(m.get("tags") or {}),
         "lineage": dict(m.get("lineage") or {}),
+        "digest_covers": coverage(b),
+        "signing": signing_status(b),
     }
 
 
@@ -141,10 +145,13 @@ def _sizes(b: Bundle) -> dict[str, Any]:
 
 
 def graph_text(bundle: Bundle | str | os.PathLike[str]) -> str:
-    """The bundle's ONNX graph in ONNX's textual syntax (``onnx.printer``)."""
+    """The bundle's ONNX graph in ONNX's textual syntax (``onnx.printer``), terminal controls in its names
+    shown as escapes."""
     import onnx.printer
 
-    return str(onnx.printer.to_text(_as_bundle(bundle).onnx_model))
+    from modelport.inspect._text import clean
+
+    return clean(onnx.printer.to_text(_as_bundle(bundle).onnx_model), multiline=True)
 
 
 # --------------------------------------------------------------------------------------- rendering
@@ -197,11 +204,19 @@ def _training_text(t: dict[str, Any] | None) -> str:
 
 
 def render(info: dict[str, Any]) -> RenderableType:
-    """A rich renderable (a group of tables) for the output of :func:`describe`."""
+    """A rich renderable (a group of tables) for the output of :func:`describe`.
+
+    Every string of ``info`` is cleaned of terminal controls first (``inspect._text``): a manifest's
+    text is shown, never obeyed. Print it with ``inspect._text.console()`` (no markup).
+    """
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
+
+    from modelport.inspect._text import clean_data
+
+    info = clean_data(info)
 
     parts: list[Any] = []
     title = Text(info["name"], style="bold")
@@ -315,6 +330,8 @@ def render(info: dict[str, Any]) -> RenderableType:
                                f"statistics of {_num(ref.get('training_rows'))} training rows")
     parts.append(p)
 
+    parts.append(_integrity_table(info, kv_table))
+
     if info.get("metrics") or info.get("tags"):
         mt = kv_table("Metrics and tags")
         for k, v in sorted((info.get("metrics") or {}).items()):
@@ -325,8 +342,36 @@ def render(info: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
-def print_description(info: dict[str, Any], console: Console | None = None) -> None:
-    """Print :func:`render` of ``info`` to ``console`` (stdout by default)."""
-    from rich.console import Console
+def _integrity_table(info: dict[str, Any], kv_table: Any) -> Any:
+    """What the digest and the signature each cover, and who signed (never verified here)."""
+    from rich.text import Text
 
-    (console or Console()).print(render(info))
+    t = kv_table("Digest and signature")
+    covers = info.get("digest_covers") or {}
+    t.add_row("digest covers", str(covers.get("text", "-")))
+    t.add_row("not in digest", ", ".join(covers.get("not_covered") or []) or "-")
+    sig = info.get("signing") or {}
+    if not sig.get("present"):
+        t.add_row("signature", Text(f"none (no {sig.get('file', 'manifest.sig')}; sign with modelport sign)",
+                                    style="dim"))
+        return t
+    signer = sig["signer"]
+    t.add_row("signature", str(sig["file"]))
+    t.add_row("signed by", str(signer["description"]))
+    if signer.get("key_fingerprint") and signer["kind"] != "key":
+        t.add_row("signer key", str(signer["key_fingerprint"]))
+    t.add_row("signature covers", f"{sig['covers']} ({len(sig['files_covered'])} files)")
+    if sig.get("matches_files"):
+        t.add_row("matches files", Text("yes", style="green"))
+    else:
+        t.add_row("matches files", Text("NO: " + "; ".join(sig.get("problems") or []), style="bold red"))
+    t.add_row("verified", Text("no: inspect does not check who signed; run modelport verify BUNDLE --public-key "
+                               "KEY (or --ca ROOT)", style="yellow"))
+    return t
+
+
+def print_description(info: dict[str, Any], console: Console | None = None) -> None:
+    """Print :func:`render` of ``info`` to ``console`` (stdout by default; markup never interpreted)."""
+    from modelport.inspect._text import console as literal_console
+
+    (console or literal_console()).print(render(info))

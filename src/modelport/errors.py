@@ -37,8 +37,8 @@ __all__ = [
     "ModelportError",
     "RegistryError",
     "ServingError",
-    "StreamError",
     "SignatureError",
+    "StreamError",
     "UnsupportedModelError",
     "VerificationError",
 ]

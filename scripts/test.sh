@@ -30,11 +30,30 @@ if [ "$MODE" = locked ]; then
   VENV="${MODELPORT_VENV:-$ROOT/.venv}"
   stamp="$( (cat requirements.lock; "$PY" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
   if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.modelport-lock" 2>/dev/null)" != "$stamp" ]; then
-    echo "==> building $VENV from requirements.lock"
-    rm -rf "$VENV"
-    "$PY" -m venv "$VENV"
+    if [ -x "$VENV/bin/python" ]; then
+      echo "==> syncing $VENV with requirements.lock"
+    else
+      echo "==> building $VENV from requirements.lock"
+      "$PY" -m venv "$VENV"
+    fi
+    rm -f "$VENV/.modelport-lock"
     # --no-deps: the lock is the whole environment; a package it lacks fails `pip check`, not silently resolves
     quiet_pip "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+    # a sync, not an overlay: what the lock no longer lists leaves the environment
+    stale=$("$VENV/bin/python" - <<'PYEOF'
+import re, subprocess, sys
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+locked = {norm(l.split("==")[0]) for l in open("requirements.lock") if "==" in l and not l.startswith("#")}
+frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"],
+                        capture_output=True, text=True, check=True).stdout.split()
+keep = locked | {"pip", "modelport"}
+print(" ".join(n for n in (l.split("==")[0] for l in frozen if "==" in l) if norm(n) not in keep))
+PYEOF
+)
+    if [ -n "$stale" ]; then
+      echo "    removing what the lock no longer lists: $stale"
+      "$VENV/bin/python" -m pip uninstall --quiet -y $stale
+    fi
     "$VENV/bin/python" -m pip check
     echo "$stamp" > "$VENV/.modelport-lock"
   else

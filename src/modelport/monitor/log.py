@@ -260,6 +260,7 @@ class _Entry:
     role: str
     arm: str | None
     ids: Sequence[str] | None
+    request_ids: Sequence[str] | None = None
 
 
 @dataclass(eq=False)
@@ -678,7 +679,7 @@ class ModelLog:
     def write(self, request_id: str, rows: int, *, feeds: Mapping[str, np.ndarray] | None = None,
               data: Any = None, outputs: Mapping[str, np.ndarray], latency: float | None = None,
               ts: float | None = None, raw: Any = None, role: str = "answer", arm: str | None = None,
-              ids: Sequence[str] | None = None) -> bool:
+              ids: Sequence[str] | None = None, request_ids: Sequence[str] | None = None) -> bool:
         """Log ``rows`` scored rows of one request (call it only for sampled requests: :meth:`wants`).
 
         Give the graph ``feeds`` the model ran on (serve: what ``prepare`` built), or the input
@@ -686,15 +687,19 @@ class ModelLog:
         decoded in the writer thread). ``outputs``: the model's results for exactly these rows.
         ``raw``: the request's own data (records or a column mapping) where category values may
         have been outside the categories. ``latency``: seconds for the whole request. ``ids``: one
-        id per row (default: ``request_id`` for one row, ``request_id:i`` otherwise).
+        id per row (default: ``request_id`` for one row, ``request_id:i`` otherwise);
+        ``request_ids``: one request id per row, where the rows come from several requests (the
+        stream consumer logs a batch of messages at once; default: ``request_id`` for every row).
         Returns False when the rows were dropped (the writer is behind, or the log is closed).
         """
         if feeds is None and data is None:
             raise InputError("ModelLog.write needs the feeds or the input data of the rows it logs.")
         if role not in ROLES:
             raise InputError(f"role must be one of {', '.join(ROLES)}; got {role!r}.")
+        if request_ids is not None and len(request_ids) != int(rows):
+            raise InputError(f"ModelLog.write got {len(request_ids)} request ids for {rows} rows; give one per row.")
         return self.owner._submit(_Entry(self, request_id, int(rows), feeds, data, outputs, latency,
-                                         time.time() if ts is None else ts, raw, role, arm, ids))
+                                         time.time() if ts is None else ts, raw, role, arm, ids, request_ids))
 
     # ------------------------------------------------------------------ writer thread
     def decode(self, items: list[_Entry]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
@@ -750,7 +755,10 @@ class ModelLog:
                 ids.append(e.request_id)
             else:
                 ids.extend(f"{e.request_id}:{i}" for i in range(e.rows))
-            rids.extend([e.request_id] * e.rows)
+            if e.request_ids is not None:
+                rids.extend(str(i) for i in e.request_ids)
+            else:
+                rids.extend([e.request_id] * e.rows)
             ts.append(np.full(e.rows, e.ts))
             lat.append(np.full(e.rows, np.nan if e.latency is None else e.latency * 1000.0))
             roles.extend([e.role] * e.rows)
@@ -976,3 +984,61 @@ class ScoredChunks:
     def close(self) -> LogStats:
         self.log.close()
         return self.log.stats
+
+
+# ============================================================================ stream consumers
+class ScoredMessages:
+    """``modelport stream --log``: the scored rows of each batch of messages into a prediction log
+    (source ``stream``), with the serve's ids: a message with one record is logged under the
+    message id, record ``i`` of a larger message under ``<message id>:<i>``; ``request_id`` is the
+    message id. Sampling is by message id, as the server samples by request id. ``log`` is a URL
+    (this object owns the writer and closes it) or a :class:`PredictionLog` of the caller's (left open).
+    Like the server, it never blocks: when the writer is behind, rows are dropped and counted."""
+
+    def __init__(self, log: str | os.PathLike[str] | PredictionLog, *, sample: float = 1.0,
+                 rotate_seconds: float = 300.0) -> None:
+        if isinstance(log, PredictionLog):
+            self.log, self._owned = log, False
+        else:
+            self.log = PredictionLog(log, sample=sample, rotate_seconds=rotate_seconds, source="stream")
+            self._owned = True
+
+    def write(self, bundle: Bundle, name: str, version: str, digest: str, messages: Sequence[tuple[str, int, int]],
+              prepared: Any, preds: Mapping[str, np.ndarray], scored: np.ndarray, cols: Mapping[str, Any],
+              has_categories: bool, latency: float) -> None:
+        """Log the rows of ``messages`` (``(message id, first row, rows)``, every row scored) of one
+        scored batch: ``prepared`` / ``preds`` / ``scored`` as :class:`~modelport.batch.score.ChunkScorer`
+        made them from the input columns ``cols``; ``latency``: seconds the batch took to score."""
+        wanted = [(mid, start, count) for mid, start, count in messages if count and self.log.wants(mid)]
+        if not wanted:
+            return
+        rows = np.concatenate([np.arange(start, start + count) for _, start, count in wanted])
+        ids: list[str] = []
+        rids: list[str] = []
+        for mid, _, count in wanted:
+            ids.extend([mid] if count == 1 else [f"{mid}:{i}" for i in range(count)])
+            rids.extend([mid] * count)
+        rank = np.cumsum(scored) - 1  # the position of an input row among the scored rows
+        positions = rank[rows]
+        ok_idx = np.flatnonzero(~prepared.bad) if prepared.bad.size else np.arange(prepared.n_rows)
+        ran = scored[ok_idx]  # the prepared (checked) rows that ran: the feeds of the scored rows
+        feeds = {k: (v[ran] if not ran.all() else v)[positions] for k, v in prepared.feeds.items()}
+        outputs = {k: v[positions] for k, v in preds.items()}
+        raw = None
+        if has_categories:
+            raw = {c: np.asarray(_pick(values, rows), dtype=object) for c, values in cols.items()}
+        target = self.log.model(bundle, name=name, version=version, digest=digest, source="stream")
+        target.write(rids[0], len(ids), feeds=feeds, outputs=outputs, latency=latency, raw=raw, ids=ids,
+                     request_ids=rids)
+
+    def close(self) -> LogStats:
+        if self._owned:
+            self.log.close()
+        return self.log.stats
+
+
+def _pick(values: Any, rows: np.ndarray) -> list[Any]:
+    """``values[rows]`` as Python objects, for a list of values or an Arrow column."""
+    if hasattr(values, "take") and hasattr(values, "to_pylist"):
+        return list(values.take(rows).to_pylist())
+    return [values[int(r)] for r in rows.tolist()]

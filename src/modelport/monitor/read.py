@@ -163,9 +163,14 @@ def read_labels(source: str | os.PathLike[str], *, since: Any = None, until: Any
     pa = require("pyarrow", purpose="reading labels")
     pc = require("pyarrow.compute", purpose="reading labels")
     path = os.fspath(source)
-    storage = Storage(path)
-    is_log = storage.local is None or storage.local.is_dir()
+    local = "://" not in path or path.startswith("file://")
+    local_path = path[7:] if path.startswith("file://") else path
+    if local and not os.path.exists(local_path):
+        raise InputError(f"the labels {path} do not exist (neither a prediction log nor a labels file).",
+                         hint="give a Parquet / CSV / JSON-lines file with id and label columns, or a log directory")
+    is_log = not (local and os.path.isfile(local_path))
     if is_log:
+        storage = Storage(path)
         files = []
         base = storage.join(LABELS_DIR)
         for ddir in storage.listdir(base):

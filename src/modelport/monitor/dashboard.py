@@ -297,8 +297,9 @@ def app(source: Source) -> Any:
 
 
 def run(*, log: str | None, server: str | None, registry_url: str | None, host: str, port: int,
-        since: str = "24h", by: str = "hour") -> None:
-    """``modelport ui``: serve the dashboard until Ctrl-C."""
+        since: str = "24h", by: str = "hour", bundles: list[str] | None = None) -> None:
+    """``modelport ui``: serve the dashboard until Ctrl-C. ``bundles``: paths or URIs of the bundles
+    the drift and performance views use, by model name (else each model's registry version)."""
     from modelport._deps import require
     from modelport.monitor._time import parse_time, parse_window
 
@@ -309,5 +310,9 @@ def run(*, log: str | None, server: str | None, registry_url: str | None, host: 
 
         Storage(log)
     uvicorn = require("uvicorn", purpose="modelport ui")
-    source = LogSource(log, server=server, registry_url=registry_url, since=since, by=by)
+    from modelport._uri import load
+
+    loaded = [load(b) for b in bundles or []]
+    source = LogSource(log, server=server, registry_url=registry_url, since=since, by=by,
+                       bundles={b.name: b for b in loaded})
     uvicorn.run(app(source), host=host, port=port, log_level="warning", lifespan="on")

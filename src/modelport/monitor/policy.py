@@ -26,7 +26,7 @@ A policy (TOML)::
     [actions.tag]
     key = "needs-retraining"               # set on the model's registry version (value: "true")
     [actions.exit]
-    code = 10                              # the exit code of `modelport monitor` (default 10 when a rule fires)
+    code = 10                              # `modelport monitor` exits with it when a rule with "exit" fires (default 10)
 
 Metrics of a window: ``drift.psi`` / ``drift.js`` / ``drift.missing`` / ``drift.unseen`` (the
 largest over the input columns, or one column: ``drift.psi[age]``), ``drift.share``,
@@ -116,7 +116,7 @@ class Evaluation:
 
     @property
     def exit_code(self) -> int:
-        codes = [self.policy.exit_code for f in self.fired]
+        codes = [self.policy.exit_code for f in self.fired if "exit" in f.rule.actions]
         return max(codes) if codes else 0
 
     def to_dict(self) -> dict[str, Any]:

@@ -277,8 +277,13 @@ def ks_2samp(reference_sorted: np.ndarray, current: np.ndarray) -> tuple[float, 
         return float(r.statistic), float(r.pvalue)
     a, ref_le = np.unique(reference_sorted, return_counts=True)
     ref_le = np.cumsum(ref_le)  # reference rows <= a_j
-    below = np.cumsum(np.bincount(np.searchsorted(a, current, side="right"), minlength=a.size + 1))  # cur < a_j at [j]
-    at_or_below = np.cumsum(np.bincount(np.searchsorted(a, current, side="left"), minlength=a.size + 1))
+    # one binary search of the large side: "left" positions are "right" ones less the rows equal to a point
+    right = np.searchsorted(a, current, side="right")
+    equal = right > 0
+    equal[equal] = a[right[equal] - 1] == current[equal]
+    left = right - equal
+    below = np.cumsum(np.bincount(right, minlength=a.size + 1))  # cur < a_j at [j]
+    at_or_below = np.cumsum(np.bincount(left, minlength=a.size + 1))
     f1 = ref_le / m
     d = 0.0
     # at each reference point, and just before the next one (the last current row in between)
@@ -482,7 +487,9 @@ def drift_of_log(
     b = load(bundle) if isinstance(bundle, str) else bundle
     name = model or b.name
     t0, t1 = parse_time(since, what="--since"), parse_time(until, what="--until")
-    table = read_log(log, model=name, versions=versions, since=t0, until=t1)
+    # only what drift reads: the ids and the meta columns are most of the decoding work otherwise
+    table = read_log(log, model=name, versions=versions, since=t0, until=t1,
+                     columns=["version", INPUT_PREFIX + "*", OUTPUT_PREFIX + "*"])
     found = sorted(set(table.column("version").to_pylist())) if "version" in table.column_names else []
     inputs = {c[len(INPUT_PREFIX):]: table.column(c) for c in table.column_names if c.startswith(INPUT_PREFIX)}
     outputs = {c[len(OUTPUT_PREFIX):]: table.column(c) for c in table.column_names if c.startswith(OUTPUT_PREFIX)}

@@ -184,17 +184,19 @@ class LiveMonitor:
             predicted = outputs["prediction"].astype(np.float64).tolist()
         else:
             return
-        plist = proba.tolist() if proba is not None else None
+        probs: Any = map(tuple, proba.tolist()) if proba is not None else [None] * len(ids)
+        name, version, index = m.name, m.version, self._index
+        # one pass of plain Python objects (this runs for every logged row, in the writer thread)
         with self._lock:
-            for i, rid in enumerate(ids):
-                key = (m.name, rid)
-                entry = (m.version, predicted[i], None if plist is None else tuple(plist[i]), float(ts[i]), roles[i], arms[i])
-                got = self._index.get(key)
+            for rid, pred, pr, t, role, arm in zip(ids, predicted, probs, ts.tolist(), roles, arms):
+                key = (name, rid)
+                entry = (version, pred, pr, t, role, arm)
+                got = index.get(key)
                 if got is None:
-                    self._index[key] = [entry]
+                    index[key] = [entry]
                 else:
-                    got[:] = [e for e in got if e[0] != m.version or e[4] != roles[i] or e[5] != arms[i]] + [entry]
-                    self._index.move_to_end(key)
+                    got[:] = [e for e in got if e[0] != version or e[4] != role or e[5] != arm] + [entry]
+                    index.move_to_end(key)
             while len(self._index) > self.index_size:
                 self._index.popitem(last=False)
 

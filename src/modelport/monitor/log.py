@@ -721,7 +721,7 @@ class ModelLog:
             else:
                 raw = e.raw
             n = _rows_of(feeds)
-            if n != e.rows or e.outputs is None or any(v.shape[0] != n for v in e.outputs.values() if v.ndim):
+            if n != e.rows or e.outputs is None or not _rows_match(e.outputs, n):
                 self.owner.stats.dropped += e.rows
                 log.warning("log entry of %s version %s dropped: %d rows announced, %d in the feeds", self.name,
                             self.version, e.rows, n)
@@ -744,27 +744,34 @@ class ModelLog:
         outs = colmod.outputs(outs_all, self.classes)
         ids: list[str] = []
         rids: list[str] = []
-        ts: list[np.ndarray] = []
-        lat: list[np.ndarray] = []
         roles: list[str] = []
         arms: list[str | None] = []
-        for e in keep:
-            if e.ids is not None and len(e.ids) == e.rows:
-                ids.extend(str(i) for i in e.ids)
-            elif e.rows == 1:
-                ids.append(e.request_id)
-            else:
-                ids.extend(f"{e.request_id}:{i}" for i in range(e.rows))
-            if e.request_ids is not None:
-                rids.extend(str(i) for i in e.request_ids)
-            else:
-                rids.extend([e.request_id] * e.rows)
-            ts.append(np.full(e.rows, e.ts))
-            lat.append(np.full(e.rows, np.nan if e.latency is None else e.latency * 1000.0))
-            roles.extend([e.role] * e.rows)
-            arms.extend([e.arm] * e.rows)
-        meta = {"id": ids, "request_id": rids, "ts": np.concatenate(ts), "latency_ms": np.concatenate(lat),
-                "role": roles, "arm": arms}
+        counts = [e.rows for e in keep]
+        if all(c == 1 for c in counts) and all(e.ids is None and e.request_ids is None for e in keep):
+            # the server's common case, one row per request: no per-row loop
+            ids = [e.request_id for e in keep]
+            rids = ids
+            roles = [e.role for e in keep]
+            arms = [e.arm for e in keep]
+        else:
+            for e in keep:
+                if e.ids is not None and len(e.ids) == e.rows:
+                    ids.extend(str(i) for i in e.ids)
+                elif e.rows == 1:
+                    ids.append(e.request_id)
+                else:
+                    ids.extend(f"{e.request_id}:{i}" for i in range(e.rows))
+                if e.request_ids is not None:
+                    rids.extend(str(i) for i in e.request_ids)
+                else:
+                    rids.extend([e.request_id] * e.rows)
+                roles.extend([e.role] * e.rows)
+                arms.extend([e.arm] * e.rows)
+        reps = np.asarray(counts, dtype=np.int64)
+        ts = np.repeat(np.fromiter((e.ts for e in keep), dtype=np.float64, count=len(keep)), reps)
+        lat = np.repeat(np.fromiter((np.nan if e.latency is None else e.latency * 1000.0 for e in keep),
+                                    dtype=np.float64, count=len(keep)), reps)
+        meta = {"id": ids, "request_id": rids, "ts": ts, "latency_ms": lat, "role": roles, "arm": arms}
         return inputs, outs, meta
 
 
@@ -826,6 +833,10 @@ def _arrow(pa: Any, values: Any, t: Any) -> Any:
     if pa.types.is_floating(t) and isinstance(values, np.ndarray):
         return pa.array(values.astype(np.float64, copy=False), t, from_pandas=False)
     return pa.array(values, t)
+
+
+def _rows_match(outputs: Mapping[str, np.ndarray], n: int) -> bool:
+    return all(not v.ndim or v.shape[0] == n for v in outputs.values())
 
 
 def _rows_of(feeds: Mapping[str, np.ndarray]) -> int:

@@ -500,8 +500,8 @@ class PredictionLog:
             pa.array(meta["latency_ms"], pa.float64()),
             pa.array(np.full(n, self.sample), pa.float64()),
         ]
-        for c, f in zip(target.inputs, target.schema.field_names_in):
-            arrays.append(_arrow(pa, inputs[c.name], target.schema.types[f]))
+        for c, field_name in zip(target.inputs, target.schema.field_names_in):
+            arrays.append(_arrow(pa, inputs[c.name], target.schema.types[field_name]))
         for name in target.schema.outputs:
             arrays.append(_arrow(pa, outs[name], target.schema.types[OUTPUT_PREFIX + name]) if name in outs
                           else pa.nulls(n, target.schema.types[OUTPUT_PREFIX + name]))
@@ -864,7 +864,7 @@ def _concat_raw(raws: list[Any], rows: list[int]) -> Any:
     return _Concat(raws, rows)
 
 
-class _Concat(dict):  # type: ignore[type-arg]
+class _Concat(dict):
     """Several requests' raw data seen as one mapping of column -> values (indexable by row)."""
 
     def __init__(self, parts: list[Any], rows: list[int]) -> None:
@@ -872,7 +872,7 @@ class _Concat(dict):  # type: ignore[type-arg]
         self.parts = parts
         self.starts = np.cumsum([0, *rows])
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return _Column(self, name)
 
 
@@ -971,14 +971,14 @@ class ScoredChunks:
         ran = scored[ok_idx]
         feeds = {k: v[ran] if not ran.all() else v for k, v in prepared.feeds.items()}
         if self.id_column is not None:
-            ids = [None if v is None else str(v) for v in batch.column(self.id_column).take(rows).to_pylist()]
-            ids = [i if i is not None else f"{self.run_id}:{prepared.first_row + int(r)}" for i, r in zip(ids, rows)]
+            given = batch.column(self.id_column).take(rows).to_pylist()
+            ids = [str(v) if v is not None else f"{self.run_id}:{prepared.first_row + int(r)}" for v, r in zip(given, rows)]
         else:
             ids = [f"{self.run_id}:{prepared.first_row + int(r)}" for r in rows.tolist()]
         outputs = {k[len(prefix):]: v for k, v in preds.items()}
         keep = None
         if self.log.sample < 1.0:
-            keep = np.fromiter((self.log.wants(i) for i in ids), dtype=bool, count=len(ids))
+            keep = np.array([self.log.wants(i) for i in ids], dtype=bool)
             if not keep.any():
                 return
             feeds = {k: v[keep] for k, v in feeds.items()}

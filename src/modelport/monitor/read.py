@@ -209,8 +209,10 @@ def read_labels(source: str | os.PathLike[str], *, since: Any = None, until: Any
             last[str(rid)] = i
     keep = sorted(last.values())
     out_ts = [_epoch(ts[i]) for i in keep]
-    rows = [(str(ids[i]), labels[i], values[i], out_ts[j]) for j, i in enumerate(keep)
-            if (t0 is None or out_ts[j] is None or out_ts[j] >= t0) and (t1 is None or out_ts[j] is None or out_ts[j] < t1)]
+    def within(t: float | None) -> bool:
+        return t is None or ((t0 is None or t >= t0) and (t1 is None or t < t1))
+
+    rows = [(str(ids[i]), labels[i], values[i], out_ts[j]) for j, i in enumerate(keep) if within(out_ts[j])]
     return _labels_table(pa, [r[0] for r in rows], [None if r[1] is None else str(r[1]) for r in rows],
                          [r[2] for r in rows], [r[3] for r in rows])
 

@@ -310,21 +310,22 @@ class LiveMonitor:
         """Share this worker's buckets, merge every worker's buckets of the window, compute the gauges."""
         now = time.time()
         first = int((now - self.window) // self.bucket) + 1
+        all_buckets: dict[tuple[str, str], Sketch] = {}
+        dirty: dict[tuple[str, str, int], dict[str, Any]] = {}
         with self._lock:
             for k in [k for k in self._buckets if k[2] < first]:
                 del self._buckets[k]
-            dirty = {k: self._buckets[k].to_json() for k in self._dirty if k in self._buckets}
+            if self.share_dir is not None:
+                dirty = {k: self._buckets[k].to_json() for k in self._dirty if k in self._buckets}
+            else:  # one process: merge (copies) under the lock, no JSON round trip every second
+                for k, sk in self._buckets.items():
+                    all_buckets.setdefault(k[:2], Sketch()).merge(sk)
             self._dirty.clear()
-            own = {k: Sketch.from_json(v.to_json()) for k, v in self._buckets.items()}
-        all_buckets: dict[tuple[str, str], Sketch] = {}
         if self.share_dir is not None:
             self._take_forwarded()
             self._share(dirty, first)
             for shared_key, sk in self._read_shared(first).items():
                 all_buckets.setdefault(shared_key[:2], Sketch()).merge(sk)
-        else:
-            for k, sk in own.items():
-                all_buckets.setdefault(k[:2], Sketch()).merge(sk)
         self.merged = all_buckets
         self.gauges = self._compute(all_buckets)
 

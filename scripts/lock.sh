@@ -3,15 +3,22 @@
 # modelport[dev] pinned to one version, for this Python. Run it when pyproject.toml's
 # dependencies change, or to take newer releases on purpose; commit the result.
 #
-#   bash scripts/lock.sh
+#   bash scripts/lock.sh          # re-resolve everything: the newest releases pyproject allows
+#   bash scripts/lock.sh --keep   # keep every version the lock pins; resolve only what is new
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+constraints=()
+if [ "${1:-}" = "--keep" ]; then
+  # the current pins as constraints (a package pyproject no longer needs is simply not installed)
+  grep -v '^#' requirements.lock > "$tmp/keep.txt"
+  constraints=(-c "$tmp/keep.txt")
+fi
 "$PY" -m venv "$tmp/venv"
-"$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools wheel 2>&1 | grep -v '^WARNING: Location' >&2 || true
-"$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check '.[dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+"$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools wheel "${constraints[@]}" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+"$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check '.[dev]' "${constraints[@]}" 2>&1 | grep -v '^WARNING: Location' >&2 || true
 "$tmp/venv/bin/python" -m pip check
 {
   echo "# requirements.lock: the test environment, every transitive version pinned (written by scripts/lock.sh)."

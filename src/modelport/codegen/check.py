@@ -291,12 +291,14 @@ def _sql_types(program: Program, dialect: str) -> list[str]:
 
 
 def run_sql(
-    program: Program, cols: dict[str, np.ndarray], dialect: str, *, postgres_url: str | None = None
+    program: Program, cols: dict[str, np.ndarray], dialect: str, *, postgres_url: str | None = None,
+    trees: str = "auto", top_levels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    from modelport.codegen.sql import quote, to_sql
+    from modelport.codegen.sql import quote, sql_script
 
     table = "mp_check_rows"
-    query = to_sql(program, dialect=dialect, table=table, keep=(ROW_ID,))
+    script = sql_script(program, dialect=dialect, table=table, keep=(ROW_ID,), trees=trees, top_levels=top_levels)
+    query = script.query
     defs = ", ".join(f"{quote(c.name)} {t}" for c, t in zip(program.columns, _sql_types(program, dialect)))
     defs += f", {quote(ROW_ID)} BIGINT"
     rows = _sql_rows(program, cols, nan_as_null=dialect == "sqlite")
@@ -306,6 +308,8 @@ def run_sql(
 
         con = sqlite3.connect(":memory:")
         try:
+            for statement in script.setup:
+                con.execute(statement)
             con.execute(f"CREATE TABLE {table} ({defs})")
             con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * width)})", rows)
             result = con.execute(query).fetchall()
@@ -317,6 +321,8 @@ def run_sql(
         duckdb = require("duckdb", purpose="checking SQL in DuckDB")
         con = duckdb.connect()
         try:
+            for statement in script.setup:
+                con.execute(statement)
             con.execute(f"CREATE TABLE {table} ({defs})")
             try:
                 import pyarrow as pa
@@ -337,6 +343,8 @@ def run_sql(
         if not postgres_url:
             raise CodegenError("no PostgreSQL URL was given.")
         with psycopg.connect(postgres_url, autocommit=True) as con:
+            for statement in script.setup:
+                con.execute(statement)
             # a temporary table: private to this session, gone when it ends
             con.execute(f"CREATE TEMP TABLE {table} ({defs})")
             with con.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
@@ -401,6 +409,8 @@ def check(
     seed: int = 0,
     program: Program | None = None,
     skip_unsupported: bool = True,
+    sql_trees: str = "auto",
+    sql_top_levels: int | None = None,
 ) -> CodegenCheck:
     """Compile ``bundle`` for ``targets``, run the code, and compare with ONNX Runtime.
 
@@ -426,7 +436,8 @@ def check(
             jobs.append(("python", lambda: run_python(prog, cols)))
         elif t == "sql":
             for d in dialects:
-                jobs.append((f"sql ({d})", lambda d=d: run_sql(prog, cols, d, postgres_url=postgres_url)))
+                jobs.append((f"sql ({d})", lambda d=d: run_sql(
+                    prog, cols, d, postgres_url=postgres_url, trees=sql_trees, top_levels=sql_top_levels)))
         else:
             raise CodegenError(f"unknown target {t!r}; expected c, python or sql.")
     for name, job in jobs:

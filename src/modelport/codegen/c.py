@@ -16,10 +16,10 @@ import shutil
 import subprocess
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from modelport.codegen._render import Numbering
+from modelport.codegen.flat import FlatEnsemble, flatten
 from modelport.codegen.ir import (
     ArgMax,
     Bin,
@@ -44,8 +44,6 @@ from modelport.codegen.ir import (
     ToInt,
     TreeOut,
     f32,
-    floor32,
-    next_down32,
     split_condition,
 )
 from modelport.errors import CodegenError
@@ -83,83 +81,6 @@ def cstr(s: str) -> str:
             out.extend(f"\\{b:03o}" for b in ch.encode("utf-8"))
     out.append('"')
     return "".join(out)
-
-
-# --------------------------------------------------------------------------- canonical trees
-
-
-@dataclass
-class FlatEnsemble:
-    """Nodes as (threshold, feature | missing<<31, first child, leaf slot); children adjacent."""
-
-    thr: list[float]
-    fm: list[int]
-    nxt: list[int]
-    leaf: list[int]
-    roots: list[int]
-    depths: list[int]
-    leaf_values: list[float]  # n_leaves * n_targets
-
-
-def canonical(s: Split) -> tuple[float, bool, bool] | None:
-    """(t, swap, missing) such that 'x <= t' (float32 x) decides the split, or None if impossible."""
-    t = s.threshold
-    if s.mode == "LEQ":
-        return floor32(t), False, s.missing_true
-    if s.mode == "LT":
-        lo = floor32(t)
-        return (next_down32(lo) if lo == t else lo), False, s.missing_true
-    if s.mode == "GT":
-        return floor32(t), True, not s.missing_true
-    if s.mode == "GTE":
-        lo = floor32(t)
-        return (next_down32(lo) if lo == t else lo), True, not s.missing_true
-    return None
-
-
-def flatten(ens: Ensemble) -> FlatEnsemble | None:
-    for tree in ens.trees:
-        stack: list[Leaf | Split] = [tree]
-        while stack:
-            n = stack.pop()
-            if isinstance(n, Split):
-                if canonical(n) is None:
-                    return None
-                stack.extend((n.true, n.false))
-    k = ens.n_targets
-    fe = FlatEnsemble([], [], [], [], [], [], [])
-    missing_fill = float("nan") if ens.aggregate in ("MIN", "MAX") else 0.0
-
-    def alloc() -> int:
-        fe.thr.append(0.0)
-        fe.fm.append(0)
-        fe.nxt.append(0)
-        fe.leaf.append(0)
-        return len(fe.thr) - 1
-
-    for tree in ens.trees:
-        root = alloc()
-        fe.roots.append(root)
-        fe.depths.append(ens.depth(tree))
-        queue: list[tuple[int, Leaf | Split]] = [(root, tree)]
-        while queue:
-            pos, node = queue.pop(0)
-            if isinstance(node, Leaf):
-                # a leaf loops on itself: +inf with 'missing goes true' is always true
-                fe.thr[pos], fe.fm[pos], fe.nxt[pos] = math.inf, 1 << 31, pos
-                fe.leaf[pos] = len(fe.leaf_values) // k
-                fe.leaf_values.extend(node.weights.get(j, missing_fill) for j in range(k))
-                continue
-            canon = canonical(node)
-            assert canon is not None
-            t, swap, missing = canon
-            first = alloc()
-            alloc()
-            fe.thr[pos], fe.fm[pos], fe.nxt[pos] = t, node.feature | (int(missing) << 31), first
-            a, b = (node.false, node.true) if swap else (node.true, node.false)
-            queue.append((first, a))
-            queue.append((first + 1, b))
-    return fe
 
 
 # --------------------------------------------------------------------------- expressions

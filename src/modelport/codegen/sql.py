@@ -410,7 +410,7 @@ class _Walk:
             top_levels = DUCKDB_TOP_LEVELS if writer.d.name == "duckdb" else self._pg_top_levels()
         self.top = top_levels
         # targets scored by each chunk's leaves
-        self.targets = [sorted({k for lf in ch.leaves for k in lf.weights}) for ch in self.chunks]
+        self.targets = [sorted({k for lf in ch.leaves if lf is not None for k in lf.weights}) for ch in self.chunks]
 
     def _pg_top_levels(self) -> int:
         k, deepest = 0, max((ch.depth for ch in self.chunks), default=0)
@@ -457,10 +457,12 @@ class _Walk:
                          for f, to_a, thru in zip(ch.feature[lv], ch.missing_to_a[lv], ch.passthrough[lv])]
                 out.append(f"{d.int_list(slots)} AS {self.table(c, 'f', lv)}")
                 out.append(f"{d.float_list(ch.bound[lv])} AS {self.table(c, 't', lv)}")
-                out.append(f"{d.int_list([i + 1 for i in ch.child[lv]])} AS {self.table(c, 'c', lv)}")
+                if not ch.heap:
+                    out.append(f"{d.int_list([i + 1 for i in ch.child[lv]])} AS {self.table(c, 'c', lv)}")
             fill = None if self.ens.aggregate in ("MIN", "MAX") else 0.0
             for k in self.targets[c]:
-                out.append(f"{d.float_list([lf.weights.get(k, fill) for lf in ch.leaves])} AS {self.table(c, 'v', k)}")
+                values = [fill if lf is None else lf.weights.get(k, fill) for lf in ch.leaves]
+                out.append(f"{d.float_list(values)} AS {self.table(c, 'v', k)}")
         return out
 
     # the stages: (stage number within the walk, column name, SQL)
@@ -492,13 +494,17 @@ class _Walk:
             if stage <= r:  # one more level
                 lv = min(self.top, ch.depth) + stage - 1
                 f, t, ci = (self.table(c, w, lv) for w in "ftc")
+
+                def first(s: str, ci: str = ci, heap: bool = ch.heap) -> str:
+                    return f"2 * {s}" if heap else f"{ci}[{s}]"
+
                 if duck:
-                    step = f"{ci}[{n}] + CAST({self.xs()}[{f}[{n}]] > {t}[{n}] AS INTEGER)"
+                    step = f"{first(n)} + CAST({self.xs()}[{f}[{n}]] > {t}[{n}] AS INTEGER)"
                     out.append((self.state(c), f"list_transform({self.state(c)}, lambda {n}: {step})"))
                 else:
                     for i in range(len(ch.trees)):
                         s = self.state(c, i)
-                        out.append((s, f"{ci}[{s}] + ({self.xs()}[{f}[{s}]] > {t}[{s}])::int"))
+                        out.append((s, f"{first(s)} + ({self.xs()}[{f}[{s}]] > {t}[{s}])::int"))
             elif stage == r + 1:  # the leaves' values
                 for k in self.targets[c]:
                     v = self.table(c, "v", k)

@@ -144,36 +144,50 @@ def depth_of(node: Leaf | Split) -> int:
 class Chunk:
     """Trees walked together, all ``depth`` levels deep; node lists per level (0-based indices).
 
-    Level ``d`` holds every tree's nodes at depth ``d`` (tree order), plus a pass-through copy of
-    each leaf that sits above the last level. Node ``i`` of level ``d`` reads ensemble input
+    Level ``d`` holds every tree's nodes at depth ``d``, plus a pass-through copy of each leaf
+    that sits above the last level. Node ``i`` of level ``d`` reads ensemble input
     ``feature[d][i]`` and goes to ``child[d][i]`` (x <= bound, or missing with ``missing_to_a``)
-    or ``child[d][i] + 1`` of level ``d + 1``. ``leaves`` are the nodes of level ``depth``."""
+    or ``child[d][i] + 1`` of level ``d + 1``; ``leaves`` are the nodes of level ``depth``.
+
+    ``heap``: the levels are laid out as complete binary trees, tree ``i``'s node ``l`` of level
+    ``d`` at 1-based position ``2**d * (i + 1) + l``, so the first child of position ``s`` is
+    ``2 * s`` and the walk needs no child list (unused positions hold pass-through dummies)."""
 
     trees: list[int]
     depth: int
+    heap: bool = False
     feature: list[list[int]] = field(default_factory=list)
     bound: list[list[float]] = field(default_factory=list)
     missing_to_a: list[list[bool]] = field(default_factory=list)
     child: list[list[int]] = field(default_factory=list)
     passthrough: list[list[bool]] = field(default_factory=list)
-    leaves: list[Leaf] = field(default_factory=list)
+    leaves: list[Leaf | None] = field(default_factory=list)
 
 
-def layout(ens: Ensemble, trees: Sequence[int], depth: int, float32: Sequence[bool]) -> Chunk:
+def layout(ens: Ensemble, trees: Sequence[int], depth: int, float32: Sequence[bool], *, heap: bool = False) -> Chunk:
     """Per-level node lists of ``trees`` (each at most ``depth`` deep)."""
-    ch = Chunk(list(trees), depth)
-    level: list[Leaf | Split] = [ens.trees[t] for t in trees]
-    for _ in range(depth):
+    ch = Chunk(list(trees), depth, heap)
+    n = len(trees)
+
+    # level 0: tree i at position i in both layouts (heap: 1-based 2**0 * (i + 1))
+    level: list[Leaf | Split | None] = [ens.trees[t] for t in trees]
+    for d in range(depth):
+        size_next = (2 ** (d + 1)) * (n + 1) - 1
         feat, bnd, miss, child, thru = [], [], [], [], []
-        nxt: list[Leaf | Split] = []
-        for node in level:
-            child.append(len(nxt))
-            if isinstance(node, Leaf):
+        nxt: list[Leaf | Split | None] = [None] * size_next if heap else []
+        for p, node in enumerate(level):
+            first = 2 * (p + 1) - 1 if heap else len(nxt)
+            child.append(first)
+            if node is None or isinstance(node, Leaf):
                 feat.append(0)
                 bnd.append(math.inf)
                 miss.append(True)
                 thru.append(True)
-                nxt.append(node)
+                if heap:
+                    if node is not None:
+                        nxt[first] = node
+                else:
+                    nxt.append(node)
                 continue
             c = canonical(node, float32[node.feature])
             if c is None:
@@ -182,19 +196,30 @@ def layout(ens: Ensemble, trees: Sequence[int], depth: int, float32: Sequence[bo
             bnd.append(c.bound)
             miss.append(c.missing_to_a)
             thru.append(False)
-            nxt.extend((c.a, c.b))
+            if heap:
+                nxt[first], nxt[first + 1] = c.a, c.b
+            else:
+                nxt.extend((c.a, c.b))
         ch.feature.append(feat)
         ch.bound.append(bnd)
         ch.missing_to_a.append(miss)
         ch.child.append(child)
         ch.passthrough.append(thru)
         level = nxt
-    assert all(isinstance(n, Leaf) for n in level), "a tree is deeper than its chunk"
-    ch.leaves = [n for n in level if isinstance(n, Leaf)]
+    if any(isinstance(x, Split) for x in level):
+        raise ValueError("a tree is deeper than its chunk")
+    ch.leaves = [x if isinstance(x, Leaf) else None for x in level]
     return ch
 
 
-def chunks(ens: Ensemble, float32: Sequence[bool], *, max_trees: int) -> list[Chunk]:
+#: a group is laid out as complete binary trees when that takes at most this many times the
+#: positions of its actual leaves (full-ish trees: scikit-learn forests, XGBoost), and at most
+#: HEAP_MAX_POSITIONS positions in its last level
+HEAP_SLACK = 4
+HEAP_MAX_POSITIONS = 1 << 21
+
+
+def chunks(ens: Ensemble, float32: Sequence[bool], *, max_trees: int, heap: bool | None = None) -> list[Chunk]:
     """The ensemble's trees grouped by depth (and by target when every tree scores one target),
     at most ``max_trees`` per group, so no group walks levels its trees do not have."""
     depths = [depth_of(t) for t in ens.trees]
@@ -208,8 +233,23 @@ def chunks(ens: Ensemble, float32: Sequence[bool], *, max_trees: int) -> list[Ch
     out = []
     for (_, dep), members in sorted(groups.items()):
         for j in range(0, len(members), max_trees):
-            out.append(layout(ens, members[j:j + max_trees], dep, float32))
+            part = members[j:j + max_trees]
+            leaves = sum(_n_leaves(ens.trees[t]) for t in part)
+            positions = (2 ** dep) * (len(part) + 1)
+            use_heap = heap if heap is not None else (positions <= HEAP_SLACK * leaves and positions <= HEAP_MAX_POSITIONS)
+            out.append(layout(ens, part, dep, float32, heap=use_heap))
     return out
+
+
+def _n_leaves(tree: Leaf | Split) -> int:
+    count, stack = 0, [tree]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Split):
+            stack.extend((n.true, n.false))
+        else:
+            count += 1
+    return count
 
 
 def _single_target(tree: Leaf | Split) -> int | None:

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import textwrap
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from modelport.codegen._render import Numbering
@@ -335,39 +336,19 @@ def _branchy_eval(p: str, ens: Ensemble) -> list[str]:
 # --------------------------------------------------------------------------- the program
 
 
-def _coupling_c(p: str, program: Program) -> list[str]:
-    """ONNX Runtime's multiclass_probability (pairwise coupling), in float, if the program uses it."""
+def _runtime(p: str, program: Program) -> list[str]:
+    """The C runtime (``runtime/runtime.c``) for prefix ``p``: the common helpers, and the
+    pairwise coupling of SVM probabilities if the program uses it."""
     from modelport.codegen.ir import topo
 
+    text = resources.files("modelport.codegen.runtime").joinpath("runtime.c").read_text(encoding="utf-8")
+    common, coupling = text.split("/* @coupling")
     order, _ = topo(program.outputs())
     ks = [e.coupling.k for e in order if isinstance(e, CouplingOut)]
-    if not ks:
-        return []
-    kmax = max(ks)
-    return [
-        f"static void {p}_coupling(int k, const float *r, float *p) {{",
-        f"    float Q[{kmax * kmax}] = {{0}}, Qp[{kmax}] = {{0}};",
-        "    const float eps = 0.005f / (float)k;",
-        "    for (int i = 0; i < k; i++) {",
-        "        p[i] = 1.0f / (float)k;",
-        "        for (int j = 0; j < i; j++) { Q[i * k + i] += r[j * k + i] * r[j * k + i]; Q[i * k + j] = Q[j * k + i]; }",
-        "        for (int j = i + 1; j < k; j++) { Q[i * k + i] += r[j * k + i] * r[j * k + i]; Q[i * k + j] = -r[j * k + i] * r[i * k + j]; }",
-        "    }",
-        "    for (int loop = 0; loop < 100; loop++) {",
-        "        float pQp = 0;",
-        "        for (int i = 0; i < k; i++) { Qp[i] = 0; for (int j = 0; j < k; j++) Qp[i] += Q[i * k + j] * p[j]; pQp += p[i] * Qp[i]; }",
-        "        float max_error = 0;",
-        "        for (int i = 0; i < k; i++) { const float err = fabsf(Qp[i] - pQp); if (err > max_error) max_error = err; }",
-        "        if (max_error < eps) break;",
-        "        for (int i = 0; i < k; i++) {",
-        "            const float diff = (-Qp[i] + pQp) / Q[i * k + i];",
-        "            p[i] += diff;",
-        "            pQp = (pQp + diff * (diff * Q[i * k + i] + 2 * Qp[i])) / (1 + diff) / (1 + diff);",
-        "            for (int j = 0; j < k; j++) { Qp[j] = (Qp[j] + diff * Q[i * k + j]) / (1 + diff); p[j] /= (1 + diff); }",
-        "        }",
-        "    }",
-        "}",
-    ]
+    parts = [common]
+    if ks:
+        parts.append("/* @coupling" + coupling.replace("KMAX", str(max(ks))))
+    return "".join(parts).replace("PREFIX_", f"{p}_").rstrip("\n").splitlines()
 
 
 def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
@@ -400,19 +381,7 @@ def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
         f"#define {P}_BLOCK {block}",
         f"typedef struct {{ float thr; uint32_t fm; int32_t next; int32_t leaf; }} {p}_node_t;",
         "",
-        f"static float {p}_sigmoid(float x) {{",
-        "    const float v = 1.0f / (1.0f + expf(-fabsf(x)));",
-        "    return x < 0 ? 1.0f - v : v;",
-        "}",
-        f"static double {p}_sigmoidd(double x) {{",
-        "    const double v = 1.0 / (1.0 + exp(-fabs(x)));",
-        "    return x < 0 ? 1.0 - v : v;",
-        "}",
-        *_coupling_c(p, program),
-        f"static long long {p}_toint(float x) {{",
-        "    if (isnan(x) || x >= 9.2233720368547758e18f || x < -9.2233720368547758e18f) return INT64_MIN;",
-        "    return (long long)x;",
-        "}",
+        *_runtime(p, program),
         "",
         f"const char *const {p}_feature_names[{max(nf, 1)}] = {{{', '.join(cstr(c.name) for c in program.columns) or '0'}}};",
         f"const char *const {p}_output_names[{max(no, 1)}] = {{{', '.join(cstr(s) for s in program.score_names) or '0'}}};",

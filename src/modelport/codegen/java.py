@@ -281,7 +281,7 @@ def _flat_eval(i: int, ens: Ensemble, fe: FlatEnsemble, stride: int) -> list[str
             upd = f"{{ final {acc_t} w = lv[o + j]; if (w {op} acc[a + j]) acc[a + j] = w; }}"
         else:
             upd = "acc[a + j] += lv[o + j];"
-        slot = f"leaf[{ix}]" if packed else f"nd[({ix} << 2) + 3]"
+        slot = ix if packed else f"nd[({ix} << 2) + 3]"
         if k == 1 and agg not in ("MIN", "MAX"):
             return f"acc[{row}] += lv[{slot}];"
         return f"{{ final int o = {slot} * {k}; final int a = ({row}) * {k}; for (int j = 0; j < {k}; j++) {upd} }}"
@@ -290,7 +290,6 @@ def _flat_eval(i: int, ens: Ensemble, fe: FlatEnsemble, stride: int) -> list[str
     lines = [
         f"    private static void e{i}(float[] feat, int fo, int nb, {acc_t}[] acc) {{",
         f"        final {'long' if packed else 'int'}[] nd = E{i}_NODES;",
-        *([f"        final int[] leaf = E{i}_LEAF;"] if packed else []),
         f"        final {acc_t}[] lv = E{i}_LEAVES;",
         f"        final int[] roots = E{i}_ROOTS;",
         f"        final int[] depth = E{i}_DEPTH;",
@@ -376,12 +375,18 @@ def _tables(program: Program) -> tuple[_Tables, dict[int, FlatEnsemble | None]]:
             for t, fm, n in zip(fe.thr, fe.fm, fe.nxt):
                 word = (_f32_bits(t) << 32) | ((fm >> 31) << 31) | ((fm & 0x7FFFFFFF) << 20) | n
                 packed.append(word - (1 << 64) if word >= 1 << 63 else word)
+            # leaf values indexed by node (K per node), so a leaf's value needs no slot lookup
+            k = ens.n_targets
+            fill = math.nan if ens.aggregate in ("MIN", "MAX") else 0.0
+            by_node = [fill] * (len(fe.thr) * k)
+            for pos, (n, lf) in enumerate(zip(fe.nxt, fe.leaf)):
+                if n == pos:  # leaves loop on themselves
+                    by_node[pos * k:(pos + 1) * k] = fe.leaf_values[lf * k:(lf + 1) * k]
             fields += [
                 f"    private static final long[] E{i}_NODES = longs(DATA, {blob.add_longs(packed)}, {len(packed)});",
-                f"    private static final int[] E{i}_LEAF = ints(DATA, {blob.add_ints(fe.leaf)}, {len(fe.leaf)});",
                 f"    private static final int[] E{i}_ROOTS = ints(DATA, {blob.add_ints(fe.roots)}, {len(fe.roots)});",
                 f"    private static final int[] E{i}_DEPTH = ints(DATA, {blob.add_ints(fe.depths)}, {len(fe.depths)});",
-                f"    private static final {real_t}[] E{i}_LEAVES = {real}(DATA, {add_real(fe.leaf_values)}, {len(fe.leaf_values)});",
+                f"    private static final {real_t}[] E{i}_LEAVES = {real}(DATA, {add_real(by_node)}, {len(by_node)});",
             ]
         elif fe is not None:
             nodes: list[int] = []

@@ -96,8 +96,9 @@ class _Dialect:
             return f"{r}::DOUBLE" if v >= 0 else f"({r}::DOUBLE)"
         return r if v >= 0 else f"({r})"
 
-    def float_list(self, values: Sequence[float | None]) -> str:
-        """A constant list (DuckDB) or array (PostgreSQL) of doubles, exact (shortest round-trip digits)."""
+    def float_list(self, values: Sequence[float | None], lower: int = 1) -> str:
+        """A constant list (DuckDB) or array (PostgreSQL, first subscript ``lower``) of doubles,
+        exact (shortest round-trip digits)."""
         def one(v: float | None) -> str:
             if v is None:
                 return "NULL"
@@ -106,11 +107,19 @@ class _Dialect:
             return repr(float(v))
 
         body = ",".join(one(v) for v in values)
-        return f"'[{body}]'::DOUBLE[]" if self.name == "duckdb" else "'{" + body + "}'::float8[]"
+        if self.name == "duckdb":
+            return f"'[{body}]'::DOUBLE[]"
+        return f"'{self._bounds(lower, len(values))}{{{body}}}'::float8[]"
 
-    def int_list(self, values: Sequence[int]) -> str:
+    def int_list(self, values: Sequence[int], lower: int = 1) -> str:
         body = ",".join(str(int(v)) for v in values)
-        return f"'[{body}]'::INTEGER[]" if self.name == "duckdb" else "'{" + body + "}'::int4[]"
+        if self.name == "duckdb":
+            return f"'[{body}]'::INTEGER[]"
+        return f"'{self._bounds(lower, len(values))}{{{body}}}'::int4[]"
+
+    @staticmethod
+    def _bounds(lower: int, n: int) -> str:
+        return "" if lower == 1 else f"[{lower}:{lower + n - 1}]="
 
     def greatest(self, args: Sequence[str]) -> str:
         return ("max(" if self.name == "sqlite" else "GREATEST(") + ", ".join(args) + ")"
@@ -395,6 +404,9 @@ POSTGRES_TOP_CASE_NODES = 4000
 DUCKDB_TOP_LEVELS = 2
 #: PostgreSQL keeps one column per tree in a walk; a SELECT list holds at most 1664 entries
 POSTGRES_TREES_PER_PASS = 1200
+#: PostgreSQL: each tree's node arrays as constants in its step (a subscript of a constant
+#: costs about half that of an array read from a CTE row)
+POSTGRES_INLINE_ARRAYS = True
 
 
 class _Walk:
@@ -448,7 +460,10 @@ class _Walk:
 
     # the node lists
     def lists(self) -> list[str]:
+        """Columns of the ``__mp_m`` CTE (DuckDB; PostgreSQL writes each tree's arrays inline)."""
         d, out = self.d, []
+        if d.name != "duckdb" and POSTGRES_INLINE_ARRAYS:
+            return []
         for c, ch in enumerate(self.chunks):
             start = min(self.top, ch.depth)
             for lv in range(start, ch.depth):
@@ -501,6 +516,12 @@ class _Walk:
                 if duck:
                     step = f"{first(n)} + CAST({self.xs()}[{f}[{n}]] > {t}[{n}] AS INTEGER)"
                     out.append((self.state(c), f"list_transform({self.state(c)}, lambda {n}: {step})"))
+                elif POSTGRES_INLINE_ARRAYS:
+                    for i in range(len(ch.trees)):
+                        s = self.state(c, i)
+                        fi, ti = self._slices(c, i, lv)
+                        nxt = f"2 * {s}" if ch.heap else f"{self._slice(ch, i, lv, 'c')}[{s}]"
+                        out.append((s, f"{nxt} + ({self.xs()}[{fi}[{s}]] > {ti}[{s}])::int"))
                 else:
                     for i in range(len(ch.trees)):
                         s = self.state(c, i)
@@ -512,7 +533,10 @@ class _Walk:
                         fn = {"MIN": "list_min", "MAX": "list_max"}.get(self.ens.aggregate, "list_sum")
                         out.append((self.partial(c, k), f"{fn}(list_select({v}, {self.state(c)}))"))
                     else:
-                        terms = [f"{v}[{self.state(c, i)}]" for i in range(len(ch.trees))]
+                        if POSTGRES_INLINE_ARRAYS:
+                            terms = [f"{self._values(ch, i, k)}[{self.state(c, i)}]" for i in range(len(ch.trees))]
+                        else:
+                            terms = [f"{v}[{self.state(c, i)}]" for i in range(len(ch.trees))]
                         agg = self.ens.aggregate
                         if agg == "MIN":
                             expr = d.least(terms)
@@ -522,6 +546,27 @@ class _Walk:
                             expr = balanced("+", terms)
                         out.append((self.partial(c, k), expr))
         return out
+
+    # PostgreSQL: each tree's slice of a level as a constant array with its own lower bound
+    def _slices(self, c: int, i: int, lv: int) -> tuple[str, str]:
+        ch = self.chunks[c]
+        return self._slice(ch, i, lv, "f"), self._slice(ch, i, lv, "t")
+
+    def _slice(self, ch: Chunk, i: int, lv: int, what: str) -> str:
+        a, b = ch.spans[lv][i]
+        if what == "f":
+            n_in = len(self.features)
+            vals = [self.slot[f] + 1 + (0 if to_a else n_in) if not thru else 1
+                    for f, to_a, thru in zip(ch.feature[lv][a:b], ch.missing_to_a[lv][a:b], ch.passthrough[lv][a:b])]
+            return f"({self.d.int_list(vals, lower=a + 1)})"
+        if what == "t":
+            return f"({self.d.float_list(ch.bound[lv][a:b], lower=a + 1)})"
+        return f"({self.d.int_list([j + 1 for j in ch.child[lv][a:b]], lower=a + 1)})"
+
+    def _values(self, ch: Chunk, i: int, k: int) -> str:
+        a, b = ch.spans[ch.depth][i]
+        fill = None if self.ens.aggregate in ("MIN", "MAX") else 0.0
+        return f"({self.d.float_list([fill if lf is None else lf.weights.get(k, fill) for lf in ch.leaves[a:b]], lower=a + 1)})"
 
     def reads(self, stage: int) -> list[str]:
         """Walk columns a stage reads (besides the ensemble inputs, read by stage 0)."""
@@ -694,7 +739,7 @@ def sql_script(
             inputs = [name_of(x) for x in ens.inputs if id(x) in w.materialized]
             for walk in w.walks[ei]:
                 for st in range(walk.n_stages):
-                    stages.append((walk.columns(st), inputs if st == 0 else walk.reads(st), True))
+                    stages.append((walk.columns(st), inputs if st == 0 else walk.reads(st), bool(walk.lists())))
         new: list[tuple[str, str]] = []
         rd: list[str] = []
         for e in mats:

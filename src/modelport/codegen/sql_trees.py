@@ -162,6 +162,8 @@ class Chunk:
     child: list[list[int]] = field(default_factory=list)
     passthrough: list[list[bool]] = field(default_factory=list)
     leaves: list[Leaf | None] = field(default_factory=list)
+    #: per level 0..depth, the positions [start, end) each tree owns (they are contiguous)
+    spans: list[list[tuple[int, int]]] = field(default_factory=list)
 
 
 def layout(ens: Ensemble, trees: Sequence[int], depth: int, float32: Sequence[bool], *, heap: bool = False) -> Chunk:
@@ -208,6 +210,13 @@ def layout(ens: Ensemble, trees: Sequence[int], depth: int, float32: Sequence[bo
         level = nxt
     if any(isinstance(x, Split) for x in level):
         raise ValueError("a tree is deeper than its chunk")
+    spans = [[(i, i + 1) for i in range(n)]]
+    for d in range(depth):
+        if heap:
+            spans.append([((2 ** (d + 1)) * (i + 1) - 1, (2 ** (d + 1)) * (i + 2) - 1) for i in range(n)])
+        else:
+            spans.append([(ch.child[d][a], ch.child[d][b - 1] + (1 if ch.passthrough[d][b - 1] else 2)) for a, b in spans[-1]])
+    ch.spans = spans
     ch.leaves = [x if isinstance(x, Leaf) else None for x in level]
     return ch
 

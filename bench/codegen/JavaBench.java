@@ -19,14 +19,16 @@ public final class JavaBench {
         final int nf = in.getInt();
         final float[] x = new float[n * nf];
         in.asFloatBuffer().get(x);
-        final double warm = Double.parseDouble(args[2]);
+        // warm-up: seconds, or a number of batch calls when the argument ends in "x"
+        final boolean byCalls = args[2].endsWith("x");
+        final double warm = Double.parseDouble(byCalls ? args[2].substring(0, args[2].length() - 1) : args[2]);
         final int repeats = Integer.parseInt(args[3]);
         final int no = c.getField("N_OUTPUTS").getInt(null);
         final float[] out = new float[n * no];
         final Method batch = c.getMethod("predict", float[].class, int.class, float[].class);
         final Method one = c.getMethod("predict", float[].class);
         long t0 = System.nanoTime();
-        while ((System.nanoTime() - t0) / 1e9 < warm) {
+        for (int calls = 0; byCalls ? calls < warm : (System.nanoTime() - t0) / 1e9 < warm; calls++) {
             batch.invoke(null, x, n, out);
         }
         final java.lang.management.ThreadMXBean cpu = java.lang.management.ManagementFactory.getThreadMXBean();
@@ -42,7 +44,7 @@ public final class JavaBench {
             rows[i] = java.util.Arrays.copyOfRange(x, i * nf, (i + 1) * nf);
         }
         t0 = System.nanoTime();
-        while ((System.nanoTime() - t0) / 1e9 < warm / 2) {
+        while (!byCalls && (System.nanoTime() - t0) / 1e9 < warm / 2) {
             for (int i = 0; i < calls; i++) {
                 one.invoke(null, (Object) rows[i]);
             }

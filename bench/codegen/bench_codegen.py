@@ -106,6 +106,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--warmup", type=float, default=4.0, help="seconds of JIT warm-up for Java and JavaScript")
     ap.add_argument("--parts", default="c,java,javascript,sql")
+    ap.add_argument("--skip-sql", action="store_true", help="same as leaving sql out of --parts")
     ap.add_argument("--models", default="rf100_d10,xgb200_d6")
     ap.add_argument("--sql-rows", type=int, default=1_000_000)
     ap.add_argument("--sql-repeat", type=int, default=2)
@@ -113,7 +114,7 @@ def main() -> None:
     ap.add_argument("--train-rows", type=int, default=20_000)
     ap.add_argument("--postgres", default=os.environ.get("MODELPORT_TEST_POSTGRES_URL"))
     args = ap.parse_args()
-    parts = args.parts.split(",")
+    parts = [p for p in args.parts.split(",") if not (args.skip_sql and p == "sql")]
 
     import onnxruntime as ort
 

@@ -186,3 +186,43 @@ class Blob:
         constants hold at most 65535 bytes)."""
         text = base64.b64encode(self.data()).decode("ascii")
         return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
+# --------------------------------------------------------------------------- missing values folded in
+
+
+def signed(fe: FlatEnsemble, n_inputs: int) -> FlatEnsemble:
+    """``fe`` for a row buffer holding ``x`` (slots ``0..n-1``), ``-x`` (``n..2n-1``) and a 0
+    (slot ``2n``), where every step is just "first child iff v <= threshold": a split that sends
+    missing values to its first child becomes "-x <= (largest float32 below -t)" with its
+    children swapped, so NaN (which fails every comparison) still reaches the same child, and a
+    leaf compares the 0 with +inf. The per-step NaN test disappears; results are identical."""
+    thr, fm, nxt, leaf = list(fe.thr), list(fe.fm), list(fe.nxt), list(fe.leaf)
+    is_leaf = [n == p for p, n in enumerate(nxt)]
+    zero = 2 * n_inputs
+
+    def swap(a: int, b: int) -> None:
+        thr[a], thr[b] = thr[b], thr[a]
+        fm[a], fm[b] = fm[b], fm[a]
+        nxt[a], nxt[b] = nxt[b], nxt[a]
+        leaf[a], leaf[b] = leaf[b], leaf[a]
+        is_leaf[a], is_leaf[b] = is_leaf[b], is_leaf[a]
+        for p in (a, b):
+            if is_leaf[p]:
+                nxt[p] = p
+
+    for p in range(len(thr)):  # parents before children: a swap only moves records not yet visited
+        if is_leaf[p]:
+            thr[p], fm[p] = math.inf, zero
+            continue
+        feature, missing_first = fm[p] & 0x7FFFFFFF, bool(fm[p] >> 31)
+        t = thr[p]
+        if not missing_first:
+            fm[p] = feature
+        elif t == math.inf:  # every row, missing or not, takes the first child
+            thr[p], fm[p] = math.inf, zero
+        else:
+            swap(nxt[p], nxt[p] + 1)
+            thr[p] = math.inf if t != t else next_down32(-t)
+            fm[p] = n_inputs + feature
+    return FlatEnsemble(thr, fm, nxt, leaf, list(fe.roots), list(fe.depths), list(fe.leaf_values))

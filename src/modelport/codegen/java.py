@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from modelport.codegen._render import Numbering
-from modelport.codegen.flat import Blob, FlatEnsemble, flatten, general
+from modelport.codegen.flat import Blob, FlatEnsemble, flatten, general, signed
 from modelport.codegen.ir import (
     ArgMax,
     Bin,
@@ -266,10 +266,9 @@ class _Row(ExprVisitor[list[str]]):
 LANES = 8
 
 
-def _flat_eval(i: int, ens: Ensemble, fe: FlatEnsemble, stride: int) -> list[str]:
+def _flat_eval(i: int, ens: Ensemble, fe: FlatEnsemble, stride: int, packed: bool) -> list[str]:
     """Tree by tree over the block's rows, eight rows at a time (as the C target). ``stride``
     (values per row) is a constant, so the eight rows' offsets fold into the addressing."""
-    packed = packable(fe)
     k = ens.n_targets
     acc_t = "double" if ens.double else "float"
     agg = ens.aggregate
@@ -332,18 +331,20 @@ _STEP = [
     "        return nd[q + 2] + (((v <= Float.intBitsToFloat(nd[q])) | ((v != v) & (fm < 0))) ? 0 : 1);",
     "    }",
     "",
-    "    /** The same step over nodes packed into one long (threshold | missing | feature | child). */",
+    "    /** The same step over nodes packed into one long (threshold | buffer slot | child) and a row",
+    "     *  buffer of x, -x and 0, where missing values need no test (see flat.signed). */",
     "    private static int step(long[] nd, float[] f, int base, int i) {",
     "        final long w = nd[i];",
     "        final float v = f[base + (int) ((w >>> 20) & 0x7ffL)];",
-    "        return (int) (w & 0xfffffL) + (((v <= Float.intBitsToFloat((int) (w >>> 32))) | ((v != v) & ((w & 0x80000000L) != 0))) ? 0 : 1);",
+    "        return (int) (w & 0xfffffL) + ((v <= Float.intBitsToFloat((int) (w >>> 32))) ? 0 : 1);",
     "    }",
 ]
 
 
-def packable(fe: FlatEnsemble) -> bool:
-    """Whether every node fits one long (features below 2048, fewer than 2**20 nodes)."""
-    return len(fe.thr) < (1 << 20) and all((fm & 0x7FFFFFFF) < 2048 for fm in fe.fm)
+def packable(fe: FlatEnsemble, n_inputs: int) -> bool:
+    """Whether every node fits one long: fewer than 2**20 nodes, the row buffer (x, -x, 0) below
+    2048 values."""
+    return len(fe.thr) < (1 << 20) and 2 * n_inputs < 2048
 
 
 def _f32_bits(v: float) -> int:
@@ -369,11 +370,14 @@ def _tables(program: Program) -> tuple[_Tables, dict[int, FlatEnsemble | None]]:
         real = "doubles" if ens.double else "floats"
         real_t = "double" if ens.double else "float"
         add_real = blob.add_doubles if ens.double else blob.add_floats
-        if fe is not None and packable(fe):
-            # one long per node: threshold bits | missing << 31 | feature << 20 | first child
+        if fe is not None and packable(fe, len(ens.inputs)):
+            # missing values folded into the comparisons (x and -x in the row buffer); one long per
+            # node: threshold bits << 32 | buffer slot << 20 | first child
+            fe = signed(fe, len(ens.inputs))
+            flats[i] = fe
             packed = []
-            for t, fm, n in zip(fe.thr, fe.fm, fe.nxt):
-                word = (_f32_bits(t) << 32) | ((fm >> 31) << 31) | ((fm & 0x7FFFFFFF) << 20) | n
+            for t, slot, n in zip(fe.thr, fe.fm, fe.nxt):
+                word = (_f32_bits(t) << 32) | (slot << 20) | n
                 packed.append(word - (1 << 64) if word >= 1 << 63 else word)
             # leaf values indexed by node (K per node), so a leaf's value needs no slot lookup
             k = ens.n_targets
@@ -517,30 +521,47 @@ def to_java(program: Program, *, class_name_: str = "Model", package: str | None
         i = ens.index
         k = ens.n_targets
         buffers.append(f"final {acc_types[i]}[] acc{i} = new {acc_types[i]}[Math.min(BLOCK, nRows) * {k}];")
-        if flats[i] is not None:
-            direct_in = all(isinstance(f, Col) and f.index == j for j, f in enumerate(ens.inputs))
-            methods += _flat_eval(i, ens, flats[i], nf if direct_in else len(ens.inputs))  # type: ignore[arg-type]
+        fe = flats[i]
+        packed = fe is not None and packable(fe, len(ens.inputs))
+        direct = all(isinstance(f, Col) and f.index == j for j, f in enumerate(ens.inputs))
+        nfe = len(ens.inputs)
+        stride = 2 * nfe + 1 if packed else (nf if direct else nfe)
+        if fe is not None:
+            methods += _flat_eval(i, ens, fe, stride, packed)
             call = f"e{i}({{feat}}, {{fo}}, nb, acc{i});"
         else:
             call = (f"walkGeneral(E{i}_NODES, E{i}_THR, E{i}_MEMBERS, E{i}_ROOTS, E{i}_LEAVES, {k}, {_AGG[ens.aggregate]}, "
                     f"{{feat}}, {{fo}}, {{stride}}, nb, acc{i});")
-        if all(isinstance(f, Col) and f.index == j for j, f in enumerate(ens.inputs)):
+        if direct and not packed:
             block_lines.append(call.format(feat="x", fo="b0 * N_FEATURES", stride="N_FEATURES"))
+            continue
+        buffers.append(f"final float[] fb{i} = new float[Math.min(BLOCK, nRows) * {stride}];")
+        if direct:  # the row buffer: x, then -x (then a 0 that is never written)
+            block_lines += [
+                "for (int r = 0; r < nb; r++) {",
+                "    final int xo = (b0 + r) * N_FEATURES;",
+                f"    for (int j = 0; j < {nfe}; j++) {{",
+                f"        fb{i}[r * {stride} + j] = x[xo + j];",
+                f"        fb{i}[r * {stride} + {nfe} + j] = -x[xo + j];",
+                "    }",
+                "}",
+                call.format(feat=f"fb{i}", fo="0", stride=str(stride)),
+            ]
             continue
         order, _ = topo(ens.inputs)
         if any(isinstance(e, TreeOut) for e in order):
             raise CodegenError("a tree ensemble reads the output of another ensemble; the Java target does not support stacking.")
-        nfe = len(ens.inputs)
-        tail = [f"fb[r * {nfe} + {j}] = (float) {{{j}}};" for j in range(nfe)]
+        tail = [f"fb[r * {stride} + {j}] = (float) {{{j}}};" for j in range(nfe)]
+        if packed:
+            tail += [f"fb[r * {stride} + {nfe + j}] = -fb[r * {stride} + {j}];" for j in range(nfe)]
         m, lines = _row_method(f"features{i}", ens.inputs, {}, acc_types, ["float[] fb"], tail, None, tables, force_regs)
         methods += lines
         scratch = max(scratch, m.scratch)
-        buffers.append(f"final float[] fb{i} = new float[Math.min(BLOCK, nRows) * {nfe}];")
         block_lines += [
             "for (int r = 0; r < nb; r++) {",
             f"    {m.call('(b0 + r) * N_FEATURES', [f'fb{i}'])};",
             "}",
-            call.format(feat=f"fb{i}", fo="0", stride=str(nfe)),
+            call.format(feat=f"fb{i}", fo="0", stride=str(stride)),
         ]
     tail = [f"if (out != null) out[oo + {j}] = {'' if s.kind == 'f' else '(float) '}{{{j}}};" for j, s in enumerate(program.scores)]
     ret = f"(int) {{{len(program.scores)}}}" if program.label is not None else "-1"

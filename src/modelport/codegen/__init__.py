@@ -1,11 +1,13 @@
-"""Amalgamation: compile a bundle into standalone C, SQL or plain Python.
+"""Amalgamation: compile a bundle into standalone C, SQL, Python, Java or JavaScript.
 
     >>> from modelport.codegen import compile_bundle
     >>> out = compile_bundle(bundle, "c", prefix="churn")
     >>> out.files["churn.c"], out.files["churn.h"]
+    >>> compile_bundle(bundle, "java", prefix="churn", package="com.acme").files["Churn.java"]
 
 The bundle's ONNX graph is lowered once to a small typed IR (:mod:`modelport.codegen.ir`)
-by one emitter per operator family (:mod:`modelport.codegen.ops`); each target renders that IR.
+by one emitter per operator family (:mod:`modelport.codegen.ops`); each target renders that IR
+(the Java and JavaScript targets as :class:`~modelport.codegen.ir.ExprVisitor` subclasses).
 :func:`modelport.codegen.check.check` runs generated code against ONNX Runtime.
 """
 
@@ -20,9 +22,9 @@ if TYPE_CHECKING:
     from modelport.bundle.core import Bundle
     from modelport.codegen.ir import Program
 
-Target = Literal["c", "sql", "python"]
+Target = Literal["c", "sql", "python", "java", "javascript"]
 Dialect = Literal["duckdb", "sqlite", "postgresql"]
-TARGETS = ("c", "sql", "python")
+TARGETS = ("c", "sql", "python", "java", "javascript")
 DIALECTS = ("duckdb", "sqlite", "postgresql")
 
 __all__ = ["DIALECTS", "TARGETS", "Compiled", "compile_bundle", "lower"]
@@ -54,21 +56,30 @@ def compile_bundle(
     table: str = "t",
     keep: tuple[str, ...] = (),
     program: Program | None = None,
+    package: str | None = None,
+    sql_trees: Literal["auto", "case", "walk"] = "auto",
 ) -> Compiled:
     """Generate standalone code for ``bundle``.
 
     ``target="c"``: ``<prefix>.c`` and ``<prefix>.h`` (C99, libm only, no allocation).
-    ``target="sql"``: ``<prefix>.sql``, one SELECT over ``table`` in ``dialect``; ``keep`` names
-    extra columns of the table to pass through.
+    ``target="sql"``: ``<prefix>.sql``, one SELECT over ``table`` in ``dialect`` (PostgreSQL
+    scripts of large tree ensembles start with ``SET jit = off``); ``keep`` names extra columns
+    of the table to pass through; ``sql_trees`` how tree ensembles are written
+    (:mod:`modelport.codegen.sql_trees`).
     ``target="python"``: ``<prefix>.py``, a module that imports only ``math``.
+    ``target="java"``: ``<Prefix>.java``, one dependency-free Java 11 class (``prefix`` in
+    CamelCase names it) in ``package``.
+    ``target="javascript"``: ``<prefix>.mjs``, one ES module without dependencies.
     """
     if target not in TARGETS:
         raise CodegenError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}.")
-    if not prefix.isidentifier() or prefix.startswith("_"):
+    if not prefix.isidentifier() or prefix.startswith("_") or not prefix.isascii():
         raise CodegenError(
             f"prefix {prefix!r} is not a valid C/Python identifier.",
             hint="use letters, digits and underscores, starting with a letter, e.g. --prefix churn",
         )
+    if package is not None and target != "java":
+        raise CodegenError(f"package applies to the Java target only; got target {target!r}.")
     prog = program if program is not None else lower(bundle)
     if target == "c":
         from modelport.codegen.c import to_c
@@ -79,8 +90,17 @@ def compile_bundle(
         from modelport.codegen.python import to_python
 
         return Compiled("python", {f"{prefix}.py": to_python(prog)}, prog)
+    if target == "java":
+        from modelport.codegen.java import class_name, to_java
+
+        cls = class_name(prefix)
+        return Compiled("java", {f"{cls}.java": to_java(prog, class_name_=cls, package=package)}, prog)
+    if target == "javascript":
+        from modelport.codegen.javascript import to_javascript
+
+        return Compiled("javascript", {f"{prefix}.mjs": to_javascript(prog)}, prog)
     if dialect not in DIALECTS:
         raise CodegenError(f"unknown SQL dialect {dialect!r}; expected one of {', '.join(DIALECTS)}.")
     from modelport.codegen.sql import to_sql
 
-    return Compiled("sql", {f"{prefix}.sql": to_sql(prog, dialect=dialect, table=table, keep=keep)}, prog)
+    return Compiled("sql", {f"{prefix}.sql": to_sql(prog, dialect=dialect, table=table, keep=keep, trees=sql_trees)}, prog)

@@ -16,10 +16,11 @@ import shutil
 import subprocess
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from modelport.codegen._render import Numbering
+from modelport.codegen.flat import FlatEnsemble, flatten
 from modelport.codegen.ir import (
     ArgMax,
     Bin,
@@ -44,8 +45,6 @@ from modelport.codegen.ir import (
     ToInt,
     TreeOut,
     f32,
-    floor32,
-    next_down32,
     split_condition,
 )
 from modelport.errors import CodegenError
@@ -83,83 +82,6 @@ def cstr(s: str) -> str:
             out.extend(f"\\{b:03o}" for b in ch.encode("utf-8"))
     out.append('"')
     return "".join(out)
-
-
-# --------------------------------------------------------------------------- canonical trees
-
-
-@dataclass
-class FlatEnsemble:
-    """Nodes as (threshold, feature | missing<<31, first child, leaf slot); children adjacent."""
-
-    thr: list[float]
-    fm: list[int]
-    nxt: list[int]
-    leaf: list[int]
-    roots: list[int]
-    depths: list[int]
-    leaf_values: list[float]  # n_leaves * n_targets
-
-
-def canonical(s: Split) -> tuple[float, bool, bool] | None:
-    """(t, swap, missing) such that 'x <= t' (float32 x) decides the split, or None if impossible."""
-    t = s.threshold
-    if s.mode == "LEQ":
-        return floor32(t), False, s.missing_true
-    if s.mode == "LT":
-        lo = floor32(t)
-        return (next_down32(lo) if lo == t else lo), False, s.missing_true
-    if s.mode == "GT":
-        return floor32(t), True, not s.missing_true
-    if s.mode == "GTE":
-        lo = floor32(t)
-        return (next_down32(lo) if lo == t else lo), True, not s.missing_true
-    return None
-
-
-def flatten(ens: Ensemble) -> FlatEnsemble | None:
-    for tree in ens.trees:
-        stack: list[Leaf | Split] = [tree]
-        while stack:
-            n = stack.pop()
-            if isinstance(n, Split):
-                if canonical(n) is None:
-                    return None
-                stack.extend((n.true, n.false))
-    k = ens.n_targets
-    fe = FlatEnsemble([], [], [], [], [], [], [])
-    missing_fill = float("nan") if ens.aggregate in ("MIN", "MAX") else 0.0
-
-    def alloc() -> int:
-        fe.thr.append(0.0)
-        fe.fm.append(0)
-        fe.nxt.append(0)
-        fe.leaf.append(0)
-        return len(fe.thr) - 1
-
-    for tree in ens.trees:
-        root = alloc()
-        fe.roots.append(root)
-        fe.depths.append(ens.depth(tree))
-        queue: list[tuple[int, Leaf | Split]] = [(root, tree)]
-        while queue:
-            pos, node = queue.pop(0)
-            if isinstance(node, Leaf):
-                # a leaf loops on itself: +inf with 'missing goes true' is always true
-                fe.thr[pos], fe.fm[pos], fe.nxt[pos] = math.inf, 1 << 31, pos
-                fe.leaf[pos] = len(fe.leaf_values) // k
-                fe.leaf_values.extend(node.weights.get(j, missing_fill) for j in range(k))
-                continue
-            canon = canonical(node)
-            assert canon is not None
-            t, swap, missing = canon
-            first = alloc()
-            alloc()
-            fe.thr[pos], fe.fm[pos], fe.nxt[pos] = t, node.feature | (int(missing) << 31), first
-            a, b = (node.false, node.true) if swap else (node.true, node.false)
-            queue.append((first, a))
-            queue.append((first + 1, b))
-    return fe
 
 
 # --------------------------------------------------------------------------- expressions
@@ -414,39 +336,19 @@ def _branchy_eval(p: str, ens: Ensemble) -> list[str]:
 # --------------------------------------------------------------------------- the program
 
 
-def _coupling_c(p: str, program: Program) -> list[str]:
-    """ONNX Runtime's multiclass_probability (pairwise coupling), in float, if the program uses it."""
+def _runtime(p: str, program: Program) -> list[str]:
+    """The C runtime (``runtime/runtime.c``) for prefix ``p``: the common helpers, and the
+    pairwise coupling of SVM probabilities if the program uses it."""
     from modelport.codegen.ir import topo
 
+    text = resources.files("modelport.codegen.runtime").joinpath("runtime.c").read_text(encoding="utf-8")
+    common, coupling = text.split("/* @coupling")
     order, _ = topo(program.outputs())
     ks = [e.coupling.k for e in order if isinstance(e, CouplingOut)]
-    if not ks:
-        return []
-    kmax = max(ks)
-    return [
-        f"static void {p}_coupling(int k, const float *r, float *p) {{",
-        f"    float Q[{kmax * kmax}] = {{0}}, Qp[{kmax}] = {{0}};",
-        "    const float eps = 0.005f / (float)k;",
-        "    for (int i = 0; i < k; i++) {",
-        "        p[i] = 1.0f / (float)k;",
-        "        for (int j = 0; j < i; j++) { Q[i * k + i] += r[j * k + i] * r[j * k + i]; Q[i * k + j] = Q[j * k + i]; }",
-        "        for (int j = i + 1; j < k; j++) { Q[i * k + i] += r[j * k + i] * r[j * k + i]; Q[i * k + j] = -r[j * k + i] * r[i * k + j]; }",
-        "    }",
-        "    for (int loop = 0; loop < 100; loop++) {",
-        "        float pQp = 0;",
-        "        for (int i = 0; i < k; i++) { Qp[i] = 0; for (int j = 0; j < k; j++) Qp[i] += Q[i * k + j] * p[j]; pQp += p[i] * Qp[i]; }",
-        "        float max_error = 0;",
-        "        for (int i = 0; i < k; i++) { const float err = fabsf(Qp[i] - pQp); if (err > max_error) max_error = err; }",
-        "        if (max_error < eps) break;",
-        "        for (int i = 0; i < k; i++) {",
-        "            const float diff = (-Qp[i] + pQp) / Q[i * k + i];",
-        "            p[i] += diff;",
-        "            pQp = (pQp + diff * (diff * Q[i * k + i] + 2 * Qp[i])) / (1 + diff) / (1 + diff);",
-        "            for (int j = 0; j < k; j++) { Qp[j] = (Qp[j] + diff * Q[i * k + j]) / (1 + diff); p[j] /= (1 + diff); }",
-        "        }",
-        "    }",
-        "}",
-    ]
+    parts = [common]
+    if ks:
+        parts.append("/* @coupling" + coupling.replace("KMAX", str(max(ks))))
+    return "".join(parts).replace("PREFIX_", f"{p}_").rstrip("\n").splitlines()
 
 
 def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
@@ -479,19 +381,7 @@ def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
         f"#define {P}_BLOCK {block}",
         f"typedef struct {{ float thr; uint32_t fm; int32_t next; int32_t leaf; }} {p}_node_t;",
         "",
-        f"static float {p}_sigmoid(float x) {{",
-        "    const float v = 1.0f / (1.0f + expf(-fabsf(x)));",
-        "    return x < 0 ? 1.0f - v : v;",
-        "}",
-        f"static double {p}_sigmoidd(double x) {{",
-        "    const double v = 1.0 / (1.0 + exp(-fabs(x)));",
-        "    return x < 0 ? 1.0 - v : v;",
-        "}",
-        *_coupling_c(p, program),
-        f"static long long {p}_toint(float x) {{",
-        "    if (isnan(x) || x >= 9.2233720368547758e18f || x < -9.2233720368547758e18f) return INT64_MIN;",
-        "    return (long long)x;",
-        "}",
+        *_runtime(p, program),
         "",
         f"const char *const {p}_feature_names[{max(nf, 1)}] = {{{', '.join(cstr(c.name) for c in program.columns) or '0'}}};",
         f"const char *const {p}_output_names[{max(no, 1)}] = {{{', '.join(cstr(s) for s in program.score_names) or '0'}}};",

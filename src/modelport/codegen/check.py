@@ -45,10 +45,13 @@ class TargetResult:
     seconds: float = 0.0
     skipped: str | None = None
     passed: bool = False
+    error: str | None = None  # the generated code failed to build or run
 
     def line(self) -> str:
         if self.skipped:
             return f"{self.target:<18} skipped: {self.skipped}"
+        if self.error:
+            return f"{self.target:<18} FAIL {self.error}"
         verdict = "ok  " if self.passed else "FAIL"
         return (
             f"{self.target:<18} {verdict} {self.rows} rows, label mismatches {self.label_mismatches}, "
@@ -291,12 +294,14 @@ def _sql_types(program: Program, dialect: str) -> list[str]:
 
 
 def run_sql(
-    program: Program, cols: dict[str, np.ndarray], dialect: str, *, postgres_url: str | None = None
+    program: Program, cols: dict[str, np.ndarray], dialect: str, *, postgres_url: str | None = None,
+    trees: str = "auto", top_levels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    from modelport.codegen.sql import quote, to_sql
+    from modelport.codegen.sql import quote, sql_script
 
     table = "mp_check_rows"
-    query = to_sql(program, dialect=dialect, table=table, keep=(ROW_ID,))
+    script = sql_script(program, dialect=dialect, table=table, keep=(ROW_ID,), trees=trees, top_levels=top_levels)
+    query = script.query
     defs = ", ".join(f"{quote(c.name)} {t}" for c, t in zip(program.columns, _sql_types(program, dialect)))
     defs += f", {quote(ROW_ID)} BIGINT"
     rows = _sql_rows(program, cols, nan_as_null=dialect == "sqlite")
@@ -306,6 +311,8 @@ def run_sql(
 
         con = sqlite3.connect(":memory:")
         try:
+            for statement in script.setup:
+                con.execute(statement)
             con.execute(f"CREATE TABLE {table} ({defs})")
             con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * width)})", rows)
             result = con.execute(query).fetchall()
@@ -317,6 +324,8 @@ def run_sql(
         duckdb = require("duckdb", purpose="checking SQL in DuckDB")
         con = duckdb.connect()
         try:
+            for statement in script.setup:
+                con.execute(statement)
             con.execute(f"CREATE TABLE {table} ({defs})")
             try:
                 import pyarrow as pa
@@ -337,6 +346,8 @@ def run_sql(
         if not postgres_url:
             raise CodegenError("no PostgreSQL URL was given.")
         with psycopg.connect(postgres_url, autocommit=True) as con:
+            for statement in script.setup:
+                con.execute(statement)
             # a temporary table: private to this session, gone when it ends
             con.execute(f"CREATE TEMP TABLE {table} ({defs})")
             with con.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
@@ -401,54 +412,179 @@ def check(
     seed: int = 0,
     program: Program | None = None,
     skip_unsupported: bool = True,
+    sql_trees: str = "auto",
+    sql_top_levels: int | None = None,
 ) -> CodegenCheck:
-    """Compile ``bundle`` for ``targets``, run the code, and compare with ONNX Runtime.
+    """Compile ``bundle`` for ``targets`` (c, python, sql, java, javascript), run the code, and
+    compare with ONNX Runtime.
 
     A target that refuses the model (CodegenError) is reported as skipped with the reason
     unless ``skip_unsupported=False``."""
+    (report,) = check_many(
+        [bundle], programs=[program], targets=targets, dialects=dialects, postgres_url=postgres_url, rtol=rtol,
+        n_random=n_random, max_threshold_rows=max_threshold_rows, seed=seed, skip_unsupported=skip_unsupported,
+        sql_trees=sql_trees, sql_top_levels=sql_top_levels,
+    )
+    return report
+
+
+@dataclass
+class _Prepared:
+    bundle: Bundle
+    prog: Program
+    cols: dict[str, np.ndarray]
+    counts: dict[str, int]
+    expected: tuple[np.ndarray, np.ndarray | None]
+    cols32: dict[str, np.ndarray]
+    expected32: tuple[np.ndarray, np.ndarray | None]
+
+
+_TARGET_NAMES = {"java": "java (javac)", "javascript": "javascript (node)"}
+
+
+def check_many(
+    bundles: Sequence[Bundle],
+    *,
+    programs: Sequence[Program | None] | None = None,
+    targets: Sequence[str] = ("c", "python", "sql"),
+    dialects: Sequence[str] = ("sqlite", "duckdb", "postgresql"),
+    postgres_url: str | None = None,
+    rtol: float = 1e-6,
+    n_random: int = 200,
+    max_threshold_rows: int = 3000,
+    seed: int = 0,
+    skip_unsupported: bool = True,
+    sql_trees: str = "auto",
+    sql_top_levels: int | None = None,
+) -> list[CodegenCheck]:
+    """:func:`check` of several bundles; the Java programs are compiled with one ``javac`` and
+    run in one JVM, the JavaScript ones in one ``node`` (each tool costs a second or more to start)."""
     from modelport.codegen import lower
 
-    prog = program if program is not None else lower(bundle)
-    cols, counts = evaluation_rows(bundle, prog, n_random=n_random, max_threshold_rows=max_threshold_rows, seed=seed)
-    expected = expected_outputs(bundle, prog, cols)
-    # the C code takes float32: its reference is ONNX Runtime on the same float32 values
-    cols32 = {
-        c.name: (cols[c.name].astype(np.float32).astype(np.float64) if c.kind == "f" else cols[c.name])
-        for c in prog.columns
-    }
-    expected32 = expected_outputs(bundle, prog, cols32) if any(c.kind == "f" for c in prog.columns) else expected
-    results: list[TargetResult] = []
-    jobs: list[tuple[str, Any]] = []
+    unknown = [t for t in targets if t not in ("c", "python", "sql", "java", "javascript")]
+    if unknown:
+        raise CodegenError(f"unknown target {unknown[0]!r}; expected c, python, sql, java or javascript.")
+    progs = list(programs) if programs is not None else [None] * len(bundles)
+    prepared: list[_Prepared] = []
+    for b, given in zip(bundles, progs):
+        prog = given if given is not None else lower(b)
+        cols, counts = evaluation_rows(b, prog, n_random=n_random, max_threshold_rows=max_threshold_rows, seed=seed)
+        expected = expected_outputs(b, prog, cols)
+        # C, Java and JavaScript take float32: their reference is ONNX Runtime on the same float32 values
+        cols32 = {
+            c.name: (cols[c.name].astype(np.float32).astype(np.float64) if c.kind == "f" else cols[c.name])
+            for c in prog.columns
+        }
+        expected32 = expected_outputs(b, prog, cols32) if any(c.kind == "f" for c in prog.columns) else expected
+        prepared.append(_Prepared(b, prog, cols, counts, expected, cols32, expected32))
+    results: list[list[TargetResult]] = [[] for _ in prepared]
     for t in targets:
-        if t == "c":
-            jobs.append(("c (gcc)", lambda: run_c(prog, cols32)))
-        elif t == "python":
-            jobs.append(("python", lambda: run_python(prog, cols)))
-        elif t == "sql":
-            for d in dialects:
-                jobs.append((f"sql ({d})", lambda d=d: run_sql(prog, cols, d, postgres_url=postgres_url)))
-        else:
-            raise CodegenError(f"unknown target {t!r}; expected c, python or sql.")
-    for name, job in jobs:
-        if name == "sql (postgresql)" and not postgres_url:
-            results.append(TargetResult(name, skipped="no PostgreSQL URL (pass --postgres URL or set MODELPORT_POSTGRES_URL)"))
+        if t in ("java", "javascript"):
+            for i, r in enumerate(_run_batched(t, prepared, rtol, skip_unsupported)):
+                results[i].append(r)
             continue
-        if name == "c (gcc)" and any(c.kind == "s" for c in prog.columns):
-            results.append(TargetResult(name, skipped="the C target does not take string columns"))
+        for i, pr in enumerate(prepared):
+            jobs: list[tuple[str, Any]] = []
+            if t == "c":
+                jobs.append(("c (gcc)", lambda pr=pr: run_c(pr.prog, pr.cols32)))
+            elif t == "python":
+                jobs.append(("python", lambda pr=pr: run_python(pr.prog, pr.cols)))
+            else:
+                for d in dialects:
+                    jobs.append((f"sql ({d})", lambda d=d, pr=pr: run_sql(
+                        pr.prog, pr.cols, d, postgres_url=postgres_url, trees=sql_trees, top_levels=sql_top_levels)))
+            for name, job in jobs:
+                results[i].append(_run_one(name, job, pr, rtol, postgres_url, skip_unsupported))
+    return [CodegenCheck(pr.bundle.name, pr.counts, res, rtol) for pr, res in zip(prepared, results)]
+
+
+def _run_one(name: str, job: Any, pr: _Prepared, rtol: float, postgres_url: str | None, skip_unsupported: bool) -> TargetResult:
+    if name == "sql (postgresql)" and not postgres_url:
+        return TargetResult(name, skipped="no PostgreSQL URL (pass --postgres URL or set MODELPORT_POSTGRES_URL)")
+    if name == "c (gcc)" and any(c.kind == "s" for c in pr.prog.columns):
+        return TargetResult(name, skipped="the C target does not take string columns")
+    t0 = time.perf_counter()
+    try:
+        got = job()
+    except MissingDependencyError as exc:
+        return TargetResult(name, skipped=str(exc).splitlines()[0])
+    except CodegenError as exc:
+        if not skip_unsupported:
+            raise
+        # a documented refusal of this target (e.g. SVM coupling in SQL), not a wrong answer
+        return TargetResult(name, skipped=f"not compilable: {str(exc).splitlines()[0]}")
+    r = compare(name, pr.expected32 if name.startswith("c ") else pr.expected, got, rtol)
+    r.seconds = time.perf_counter() - t0
+    return r
+
+
+def _run_batched(target: str, prepared: Sequence[_Prepared], rtol: float, skip_unsupported: bool) -> list[TargetResult]:
+    """Java or JavaScript for every prepared bundle, through one compiler / runtime start."""
+    from modelport.codegen import toolchain
+
+    name = _TARGET_NAMES[target]
+    out: list[TargetResult | None] = [None] * len(prepared)
+    jobs: list[toolchain.Job] = []
+    owners: list[int] = []
+    for i, pr in enumerate(prepared):
+        if any(c.kind == "s" for c in pr.prog.columns):
+            out[i] = TargetResult(name, skipped=f"the {target} target does not take string columns")
             continue
-        t0 = time.perf_counter()
         try:
-            got = job()
-        except MissingDependencyError as exc:
-            results.append(TargetResult(name, skipped=str(exc).splitlines()[0]))
-            continue
+            if target == "java":
+                from modelport.codegen.java import to_java
+
+                cls = f"ModelportCheck{i}"
+                source = to_java(pr.prog, class_name_=cls)
+            else:
+                from modelport.codegen.javascript import to_javascript
+
+                cls, source = f"model{i}", to_javascript(pr.prog)
         except CodegenError as exc:
             if not skip_unsupported:
                 raise
-            # a documented refusal of this target (e.g. SVM coupling in SQL), not a wrong answer
-            results.append(TargetResult(name, skipped=f"not compilable: {str(exc).splitlines()[0]}"))
+            out[i] = TargetResult(name, skipped=f"not compilable: {str(exc).splitlines()[0]}")
             continue
-        r = compare(name, expected32 if name.startswith("c ") else expected, got, rtol)
-        r.seconds = time.perf_counter() - t0
-        results.append(r)
-    return CodegenCheck(bundle.name, counts, results, rtol)
+        jobs.append(toolchain.Job(cls, source, c_matrix(pr.prog, pr.cols32)))
+        owners.append(i)
+    if jobs:
+        t0 = time.perf_counter()
+        try:
+            runs = _run_jobs(target, jobs)
+        except MissingDependencyError as exc:
+            for i in owners:
+                out[i] = TargetResult(name, skipped=str(exc).splitlines()[0])
+            runs = []
+        seconds = (time.perf_counter() - t0) / len(jobs)
+        for i, run in zip(owners, runs):
+            pr = prepared[i]
+            if isinstance(run, CodegenError):  # generated code the tool rejects is a bug, not a refusal
+                out[i] = TargetResult(name, error=str(run).splitlines()[0][:500])
+                continue
+            scores, labels = run
+            r = compare(name, pr.expected32, (scores, labels if pr.prog.label is not None else None), rtol)
+            r.seconds = seconds
+            out[i] = r
+    return [r if r is not None else TargetResult(name, skipped="not run") for r in out]
+
+
+def _run_jobs(target: str, jobs: Sequence[Any]) -> list[Any]:
+    """Run the jobs together; if that fails, one by one, so that one failure names its program."""
+    from modelport.codegen import toolchain
+
+    runner = toolchain.run_java if target == "java" else toolchain.run_javascript
+    try:
+        return list(runner(jobs))
+    except MissingDependencyError:
+        raise
+    except CodegenError:
+        if len(jobs) == 1:
+            return [_as_error(runner, jobs[0])]
+        return [_as_error(runner, job) for job in jobs]
+
+
+def _as_error(runner: Any, job: Any) -> Any:
+    try:
+        return runner([job])[0]
+    except CodegenError as exc:
+        return exc

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import math
 import struct
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from modelport.errors import CodegenError
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------- float32 helpers
 
@@ -70,17 +73,26 @@ class Expr:
     def children(self) -> Sequence[Expr]:
         return ()
 
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        raise TypeError(f"{type(self).__name__} is not an IR expression node a target can render.")
+
 
 @dataclass(eq=False)
 class Num(Expr):
     value: float
     kind: str = "f"
 
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.num(self)
+
 
 @dataclass(eq=False)
 class Text(Expr):
     value: str
     kind: str = "s"
+
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.text(self)
 
 
 @dataclass(eq=False)
@@ -90,6 +102,9 @@ class Col(Expr):
     index: int
     kind: str = "f"
     f32: bool = True
+
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.col(self)
 
 
 def _promote(obj: Any, items: Sequence[Expr]) -> None:
@@ -111,6 +126,9 @@ class Bin(Expr):
     def children(self) -> Sequence[Expr]:
         return (self.a, self.b)
 
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.bin(self)
+
 
 @dataclass(eq=False)
 class Call(Expr):
@@ -123,6 +141,9 @@ class Call(Expr):
 
     def children(self) -> Sequence[Expr]:
         return self.args
+
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.call(self)
 
 
 @dataclass(eq=False)
@@ -139,6 +160,9 @@ class Dot(Expr):
     def children(self) -> Sequence[Expr]:
         return tuple(e for _, e in self.terms)
 
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.dot(self)
+
 
 @dataclass(eq=False)
 class Cmp(Expr):
@@ -152,6 +176,9 @@ class Cmp(Expr):
     def children(self) -> Sequence[Expr]:
         return (self.a, self.b)
 
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.cmp(self)
+
 
 @dataclass(eq=False)
 class IsNaN(Expr):
@@ -160,6 +187,9 @@ class IsNaN(Expr):
 
     def children(self) -> Sequence[Expr]:
         return (self.a,)
+
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.isnan(self)
 
 
 @dataclass(eq=False)
@@ -170,6 +200,9 @@ class Logic(Expr):
 
     def children(self) -> Sequence[Expr]:
         return self.args
+
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.logic(self)
 
 
 @dataclass(eq=False)
@@ -185,6 +218,9 @@ class Select(Expr):
     def children(self) -> Sequence[Expr]:
         return (self.cond, self.a, self.b)
 
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.select(self)
+
 
 @dataclass(eq=False)
 class ArgMax(Expr):
@@ -195,6 +231,9 @@ class ArgMax(Expr):
 
     def children(self) -> Sequence[Expr]:
         return self.items
+
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.argmax(self)
 
 
 @dataclass(eq=False)
@@ -209,6 +248,9 @@ class Switch(Expr):
     def children(self) -> Sequence[Expr]:
         return (self.index, *self.values, self.default)
 
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.switch(self)
+
 
 @dataclass(eq=False)
 class Round32(Expr):
@@ -219,6 +261,9 @@ class Round32(Expr):
 
     def children(self) -> Sequence[Expr]:
         return (self.a,)
+
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.round32(self)
 
 
 @dataclass(eq=False)
@@ -231,6 +276,9 @@ class ToInt(Expr):
     def children(self) -> Sequence[Expr]:
         return (self.a,)
 
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.toint(self)
+
 
 @dataclass(eq=False)
 class ToFloat(Expr):
@@ -241,6 +289,9 @@ class ToFloat(Expr):
 
     def children(self) -> Sequence[Expr]:
         return (self.a,)
+
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.tofloat(self)
 
 
 @dataclass(eq=False)
@@ -257,6 +308,9 @@ class TreeOut(Expr):
 
     def children(self) -> Sequence[Expr]:
         return tuple(self.ensemble.inputs)
+
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.treeout(self)
 
 
 @dataclass(eq=False)
@@ -275,6 +329,72 @@ class CouplingOut(Expr):
 
     def children(self) -> Sequence[Expr]:
         return self.coupling.pairs
+
+    def accept(self, visitor: ExprVisitor[T]) -> T:
+        return visitor.couplingout(self)
+
+
+class ExprVisitor(ABC, Generic[T]):
+    """A target's rendering of expression nodes: one method per node type (typed dispatch).
+
+    Every method is abstract, so a target that misses a node type cannot be instantiated, and
+    mypy reports it ("Cannot instantiate abstract class ... with abstract attribute ...") before
+    any model reaches it. Adding a node type to the IR means adding its method here."""
+
+    def visit(self, e: Expr) -> T:
+        return e.accept(self)
+
+    @abstractmethod
+    def num(self, e: Num) -> T: ...
+
+    @abstractmethod
+    def text(self, e: Text) -> T: ...
+
+    @abstractmethod
+    def col(self, e: Col) -> T: ...
+
+    @abstractmethod
+    def bin(self, e: Bin) -> T: ...
+
+    @abstractmethod
+    def call(self, e: Call) -> T: ...
+
+    @abstractmethod
+    def dot(self, e: Dot) -> T: ...
+
+    @abstractmethod
+    def cmp(self, e: Cmp) -> T: ...
+
+    @abstractmethod
+    def isnan(self, e: IsNaN) -> T: ...
+
+    @abstractmethod
+    def logic(self, e: Logic) -> T: ...
+
+    @abstractmethod
+    def select(self, e: Select) -> T: ...
+
+    @abstractmethod
+    def argmax(self, e: ArgMax) -> T: ...
+
+    @abstractmethod
+    def switch(self, e: Switch) -> T: ...
+
+    @abstractmethod
+    def round32(self, e: Round32) -> T: ...
+
+    @abstractmethod
+    def toint(self, e: ToInt) -> T: ...
+
+    @abstractmethod
+    def tofloat(self, e: ToFloat) -> T: ...
+
+    @abstractmethod
+    def treeout(self, e: TreeOut) -> T: ...
+
+    @abstractmethod
+    def couplingout(self, e: CouplingOut) -> T: ...
+
 
 
 # --------------------------------------------------------------------------- trees

@@ -284,7 +284,7 @@ class OnnxBackend(Backend):
         return self.op("Floor", [self.op("Add", [a, self.const(0.5)])])
 
     def lookup(self, table: Sequence[float], codes: Any) -> Any:
-        t = np.asarray(list(table) + [np.nan], dtype=np.float64)  # the last entry answers for bad codes
+        t = np.asarray([*list(table), np.nan], dtype=np.float64)  # the last entry answers for bad codes
         bad = self.logic("or", self.isnan(codes), self.logic("or", self.compare("lt", codes, self.const(0.0)),
                                                               self.compare("ge", codes, self.const(float(len(t) - 1)))))
         safe = self.where(bad, self.const(float(len(t) - 1)), codes)

@@ -57,7 +57,9 @@ def _plan(doc: PMMLDocument) -> list[tuple[FieldDef, str, Any]]:
         mf = schema[f.name]
         categorical = f.optype != "continuous"
         if categorical and f.values and mf.invalid_treatment in ("returnInvalid", "asMissing"):
-            out.append((f, "category", tuple(f.texts)))
+            # the values the DataField declares missing ("NA") are categories too: the runtime
+            # takes them, and the MiningSchema's missing value treatment applies to them
+            out.append((f, "category", (*f.texts, *(str(_text(v)) for v in _declared_missing(f)))))
         elif f.dtype == "string":
             out.append((f, "str", input_domain(doc, f)))
         else:
@@ -69,7 +71,7 @@ def _columns(plan: list[tuple[FieldDef, str, Any]]) -> tuple[Column, ...]:
     cols = []
     for f, kind, domain in plan:
         if kind == "category":
-            cats = tuple(f.values) if f.dtype != "string" else tuple(f.texts)
+            cats = (*f.values, *_declared_missing(f)) if f.dtype != "string" else tuple(domain)
             if f.dtype == "integer":
                 cats = tuple(int(v) for v in cats)
             cols.append(Column(f.name, "category", f.name, None, cats))
@@ -130,7 +132,7 @@ class PMMLConverter(Converter):
                 out[f.name] = out[f.name].astype("float64")
         # every sample row must be one the model takes (JPMML would refuse an invalid one)
         try:
-            self.reference(doc, out)
+            self._evaluate(doc, out, strict=True)
         except InputError as exc:
             raise InputError(
                 f"the sample does not fit the PMML model's MiningSchema: {exc.message}",
@@ -162,7 +164,7 @@ class PMMLConverter(Converter):
                 if f.dtype == "string":
                     vals[f.name] = Val(flat, tuple(domain))
                 else:
-                    vals[f.name] = Val(b.lookup([float(v) for v in f.values], flat))
+                    vals[f.name] = Val(b.lookup([float(v) for v in (*f.values, *_declared_missing(f))], flat))
             else:
                 vals[f.name] = Val(b.f32(flat) if f.dtype == "float" else flat)
             if b.ref is None and kind != "str":
@@ -220,7 +222,14 @@ class PMMLConverter(Converter):
 
     # ------------------------------------------------------------------ the reference
     def reference(self, model: Any, data: Any) -> dict[str, np.ndarray]:
-        doc = _doc(model)
+        """The document's answers on ``data``, as the bundle gives them: a row a PMML evaluator
+        refuses for a continuous value outside its valid values gets no prediction (NaN), like the
+        graph's; a missing or out-of-category value the MiningSchema refuses is an error, as the
+        runtime refuses it."""
+        return self._evaluate(_doc(model), data, strict=False)
+
+    def _evaluate(self, doc: PMMLDocument, data: Any, *, strict: bool) -> dict[str, np.ndarray]:
+        """``strict``: every refused row is an error (what a PMML evaluator does with the record)."""
         plan = _plan(doc)
         cols = _data_columns(data, [f.name for f, _, _ in plan])
         n = len(next(iter(cols.values()))) if cols else 0
@@ -243,9 +252,16 @@ class PMMLConverter(Converter):
                 vals[f.name] = Val(codes, tuple(domain))
         refusals: list[Refusal] = []
         env = top_env(doc, b, vals, refusals)
+        kinds = {f.name: k for f, k, _ in plan}
+        cut = b.false()
+        if not strict:  # the graph's rule (see :meth:`convert`): invalid numbers give no prediction
+            cut_by = [r for r in refusals if r.what != "missing" and kinds.get(r.field) != "category"]
+            for r in cut_by:
+                cut = b.logic("or", cut, r.mask)
+            refusals = [r for r in refusals if not any(r is c for c in cut_by)]
         raise_refusals(refusals, n)
         result = run_model(doc.model, env, top=True)
-        outputs, _, _ = _outputs(b, result, b.false())
+        outputs, _, _ = _outputs(b, result, cut)
         return {name: value for name, value, _ in outputs}
 
 
@@ -295,6 +311,11 @@ def _number_or_nan(v: Any, name: str, *, text_ok: bool = True) -> float:
     return x
 
 
+def _declared_missing(f: FieldDef) -> tuple[Any, ...]:
+    """The DataField's declared missing values that are not also valid values."""
+    return tuple(v for v in f.missing_values if v not in f.values)
+
+
 def _data_columns(data: Any, names: list[str]) -> dict[str, np.ndarray]:
     if is_dataframe(data):
         missing = [n for n in names if n not in data.columns]
@@ -331,7 +352,10 @@ def _outputs(b: Any, result: Result, cut: Any) -> tuple[list[tuple[str, Any, Any
         classes = list(result.classes)
     rc = result.extras.get("reason_codes")
     if rc is not None and rc.domain:
-        outs.append(("reason_codes", _ranked_codes(b, rc), (TensorProto.STRING, [None, len(rc.domain)])))
+        ranked = _ranked_codes(b, rc)
+        for k in range(len(rc.domain)):  # one output per rank: reason_code_1 is the largest shortfall
+            col = ranked[:, k] if numpy else b.op("Gather", [ranked, b.array(np.array(k, dtype=np.int64), "k")], axis=1)
+            outs.append((f"reason_code_{k + 1}", col, (TensorProto.STRING, [None])))
     if numpy:
         outs = [(n, np.asarray(v), t) for n, v, t in outs]
     return outs, task, classes
@@ -353,19 +377,28 @@ def _label_text(b: Any, codes: Any, classes: tuple[str, ...]) -> Any:
 
 
 def _ranked_codes(b: Any, rc: Val) -> Any:
-    """Reason codes per row, the largest points difference first (ties in document order)."""
+    """Reason codes per row, the largest points difference first (ties in document order). Only
+    codes a matched Attribute gave, with a difference of zero or more, are reasons (JPMML's rule);
+    the ranks past them are empty."""
     codes = list(rc.domain or ())
     if isinstance(b, NumpyBackend):
         diffs = np.asarray(rc.data, dtype=np.float64)
-        order = np.argsort(-np.nan_to_num(diffs, nan=-np.inf), axis=1, kind="stable")
-        return np.array(codes, dtype=object)[order]
+        filled = np.where(np.isnan(diffs) | (diffs < 0), -np.inf, diffs)
+        order = np.argsort(-filled, axis=1, kind="stable")
+        ranked = np.array(codes, dtype=object)[order]
+        ranked[np.take_along_axis(filled, order, axis=1) == -np.inf] = ""
+        return ranked
     k = b.array(np.array([len(codes)], dtype=np.int64), "k")
-    filled = b.where(b.op("IsNaN", [rc.data]), b.const(-math.inf), rc.data)
+    no = b.logic("or", b.op("IsNaN", [rc.data]), b.compare("lt", rc.data, b.const(0.0)))
+    filled = b.where(no, b.const(-math.inf), rc.data)
     # TopK keeps the lower index first among equal values, the order of a stable sort
-    _, idx = _topk(b, filled, k)
+    vals, idx = _topk(b, filled, k)
     t = onnx.helper.make_tensor(b.name("codes"), TensorProto.STRING, [len(codes)], [s.encode() for s in codes])
     b.initializers.append(t)
-    return b.op("Gather", [t.name, idx], axis=0)
+    empty = onnx.helper.make_tensor(b.name("empty"), TensorProto.STRING, [], [b""])
+    b.initializers.append(empty)
+    gathered = b.op("Gather", [t.name, idx], axis=0)
+    return b.op("Where", [b.compare("eq", vals, b.const(-math.inf)), empty.name, gathered])
 
 
 def _topk(b: OnnxBackend, x: str, k: str) -> tuple[str, str]:
@@ -384,13 +417,13 @@ def _thresholds(doc: PMMLDocument, plan: list[tuple[FieldDef, str, Any]]) -> dic
     numeric = {f.name: f for f, kind, _ in plan if kind == "num" and f.optype == "continuous"}
     out: dict[str, set[float]] = {name: set() for name in numeric}
     for el in doc.model.iter():
-        if el.tag == "SimplePredicate" and el.attrs.get("field") in numeric:
-            if el.attrs.get("operator") in ("lessThan", "lessOrEqual", "greaterThan", "greaterOrEqual", "equal"):
-                try:
-                    v = float(el.attrs.get("value", ""))
-                except ValueError:
-                    continue
-                if math.isfinite(v):
-                    f = numeric[el.attrs["field"]]
-                    out[f.name].add(float(np.float32(v)) if f.dtype == "float" else v)
+        if el.tag == "SimplePredicate" and el.attrs.get("field") in numeric and el.attrs.get("operator") in (
+                "lessThan", "lessOrEqual", "greaterThan", "greaterOrEqual", "equal"):
+            try:
+                v = float(el.attrs.get("value", ""))
+            except ValueError:
+                continue
+            if math.isfinite(v):
+                f = numeric[el.attrs["field"]]
+                out[f.name].add(float(np.float32(v)) if f.dtype == "float" else v)
     return {k: sorted(v) for k, v in out.items()}

@@ -141,7 +141,7 @@ def _tree_segments(batch: list[tuple[Element, Element, float]], env: Env, functi
                    numeric: bool) -> list[tuple[Result, Any, float]]:
     b = env.b
     trees = [tr.read_tree(m) for _, m, _ in batch]
-    for (_, m, _), t in zip(batch, trees):
+    for _, m, _ in batch:
         if (attr(m, "functionName") or "") != function:
             raise unsupported(m, "a segment whose functionName differs from its MiningModel's is not supported")
     matrix = tr.indicators(trees, env)
@@ -239,12 +239,6 @@ def _aggregate_regression(b: Any, method: str, parts: list[tuple[Result, Any, fl
         if method != "sum" and b.float_context:
             out = b.f32(out)
         none = b.compare("eq", wsum, zero)
-    elif method == "max":
-        out = b.full(-math.inf)
-        for v, use in zip(values, applies):
-            out = b.where(b.logic("and", use, b.compare("gt", v, out)), v, out)
-        count = b.sum([b.to_float(u) for u in applies])
-        none = b.compare("eq", count, zero)
     elif method == "median":
         from modelport.convert.pmml.semantics import median
 
@@ -283,10 +277,16 @@ def _aggregate_classification(b: Any, method: str, parts: list[tuple[Result, Any
         rs.append((r2, use, w))
     zero = b.const(0.0)
     k = len(classes)
+    first: list[Any] = [b.const(math.inf)] * k  # the first segment that voted for each class
     if method in ("majorityVote", "weightedMajorityVote", "average", "weightedAverage"):
         sums = [None] * k
         wsum = None
-        for r, use, w in rs:
+        for pos, (r, use, w) in enumerate(rs):
+            if method in ("majorityVote", "weightedMajorityVote"):
+                for j in range(k):
+                    voted = b.logic("and", use, b.compare("eq", r.label, b.const(float(j))))
+                    first[j] = b.where(b.logic("and", voted, b.compare("eq", first[j], b.const(math.inf))),
+                                       b.const(float(pos)), first[j])
             wv = w if method in ("weightedMajorityVote", "weightedAverage") else 1.0
             for j in range(k):
                 if method in ("majorityVote", "weightedMajorityVote"):
@@ -321,7 +321,18 @@ def _aggregate_classification(b: Any, method: str, parts: list[tuple[Result, Any
     if mpt == "returnMissing":
         none = b.logic("or", none, any_missing)
     probs = [b.nan_where(none, p) for p in probs]
-    label = probs_label(b, probs)
+    if method in ("majorityVote", "weightedMajorityVote"):
+        # ties go to the class voted for first (by segment order), as JPMML counts votes
+        best, best_first, code = probs[0], first[0], b.const(0.0)
+        for j in range(1, k):
+            better = b.logic("or", b.compare("gt", probs[j], best),
+                             b.logic("and", b.compare("eq", probs[j], best), b.compare("lt", first[j], best_first)))
+            code = b.where(better, b.const(float(j)), code)
+            best = b.where(better, probs[j], best)
+            best_first = b.where(better, first[j], best_first)
+        label = b.nan_where(b.isnan(probs[0]), b.add(code, b.const(0.0)))
+    else:
+        label = probs_label(b, probs)
     return Result("classification", classes=classes, probs=probs, label=label,
                   class_values=tuple(_num(c) for c in classes) if numeric else ())
 

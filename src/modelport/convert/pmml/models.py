@@ -120,7 +120,7 @@ def _table(t: Element, env: Env) -> Any:
     for p in t.findall("CategoricalPredictor"):
         name = attr(p, "name", required=True) or ""
         v = env.get(name, p)
-        inputs.append(v.data)
+        # a missing categorical value matches no CategoricalPredictor (it adds nothing), as in JPMML
         hit = equals(b, v, attr(p, "value", required=True) or "", p, env.fdef(name))
         coef = float(number(p, "coefficient", required=True) or 0.0)
         y = b.arith("+", y, b.where(hit, b.const(coef), b.const(0.0)))
@@ -212,7 +212,7 @@ def general_regression_model(el: Element, env: Env) -> Result:
                                                                if el.find("FactorList") is not None else [])}
     covariates = {attr(p, "name", required=True) or "" for p in (el.find("CovariateList").findall("Predictor")  # type: ignore[union-attr]
                                                                 if el.find("CovariateList") is not None else [])}
-    for name, p in factors.items():
+    for _name, p in factors.items():
         if p.find("Categories") is not None or p.find("Matrix") is not None:
             raise unsupported(p, "factor contrast matrices (Categories / Matrix) are not supported")
     cells: dict[str, list[Element]] = {}
@@ -426,7 +426,7 @@ def neural_network(el: Element, env: Env) -> Result:
     o = outs_[0]
     y = neurons[attr(o, "outputNeuron", required=True) or ""]
     df = o.find("DerivedField")
-    expr = [c for c in df.children if c.tag != "Extension"][0] if df is not None else None
+    expr = next(c for c in df.children if c.tag != "Extension") if df is not None else None
     if expr is not None and expr.tag == "NormContinuous":
         pts = [(float(number(n, "orig", required=True) or 0.0), float(number(n, "norm", required=True) or 0.0))
                for n in expr.findall("LinearNorm")]
@@ -538,6 +538,7 @@ def scorecard(el: Element, env: Env) -> Result:
     if chars is None:
         raise bad(el, "the Scorecard has no Characteristics.")
     diffs: dict[str, Any] = {}
+    fired: dict[str, Any] = {}
     unmatched = b.false()
     for ch in chars.findall("Characteristic"):
         known_children(ch, ("Attribute",))
@@ -580,12 +581,16 @@ def scorecard(el: Element, env: Env) -> Result:
         diff = b.binary("-", b.const(float(baseline)), partial) if algorithm == "pointsBelow" else \
             b.binary("-", partial, b.const(float(baseline)))
         for i, code in enumerate(attr_codes):
-            mine = b.where(b.compare("eq", code_of, b.const(float(i))), diff, b.const(0.0))
+            hit = b.compare("eq", code_of, b.const(float(i)))
+            mine = b.where(hit, diff, b.const(0.0))
             diffs[code] = mine if code not in diffs else b.binary("+", diffs[code], mine)
+            fired[code] = hit if code not in fired else b.logic("or", fired[code], hit)
     score = b.nan_where(unmatched, score)
     result = Result("regression", value=score)
     if use_codes and diffs:
-        result.extras["reason_codes"] = Val(b.stack([diffs[c] for c in diffs]), tuple(diffs))
+        # a code no matched Attribute gave is no reason (NaN: never ranked, as in JPMML)
+        ranked = [b.nan_where(b.logic("not", fired[c]), diffs[c]) for c in diffs]
+        result.extras["reason_codes"] = Val(b.stack(ranked), tuple(diffs))
     return result
 
 
@@ -807,7 +812,7 @@ def svm(el: Element, env: Env) -> Result:
         codes = [float(classes.index(normalize_label(attr(m, "targetCategory") or "", classes, numeric) or classes[0]))
                  for m, _ in values]
         code = b.const(codes[0])
-        for (m, f), c in zip(values[1:], codes[1:]):
+        for (_m, f), c in zip(values[1:], codes[1:]):
             better = b.compare("gt" if max_wins else "lt", f, best)
             code = b.where(better, b.const(c), code)
             best = b.where(better, f, best)

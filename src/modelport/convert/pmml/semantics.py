@@ -597,7 +597,7 @@ def apply(el: Element, env: Env) -> Val:
             hit = b.logic("or", hit, _same(b, args[0], a, a_el))
         if fn == "isNotIn":
             hit = b.logic("not", hit)
-        return _apply_defaults(el, env, Val(b.to_float(hit)), args[:1])
+        return _apply_defaults(el, env, _unless_missing(b, hit, args[:1]), args[:1])
     if fn in _COMPARE:
         if len(args) != 2:
             raise bad(el, f"{fn} takes two arguments.")
@@ -610,7 +610,7 @@ def apply(el: Element, env: Env) -> Val:
                 r = b.logic("not", r)
         else:
             r = b.compare(_COMPARE[fn], x.data, y.data)
-        return _apply_defaults(el, env, Val(b.to_float(r)), args)
+        return _apply_defaults(el, env, _unless_missing(b, r, args), args)
     if any(a.domain is not None for a in args):
         raise bad(el, f"the function {fn!r} takes numbers; an argument is text.")
     xs = [a.data for a in args]
@@ -620,10 +620,10 @@ def apply(el: Element, env: Env) -> Val:
         r = b.compare("ne", xs[0], b.const(0.0))
         for x in xs[1:]:
             r = b.logic(fn, r, b.compare("ne", x, b.const(0.0)))
-        return _apply_defaults(el, env, Val(b.to_float(r)), args)
+        return _apply_defaults(el, env, _unless_missing(b, r, args), args)
     if fn == "not":
         _arity(el, fn, xs, 1)
-        return _apply_defaults(el, env, Val(b.to_float(b.compare("eq", xs[0], b.const(0.0)))), args)
+        return _apply_defaults(el, env, _unless_missing(b, b.compare("eq", xs[0], b.const(0.0)), args), args)
     if fn in _ARITH:
         _arity(el, fn, xs, 2)
         r = b.binary(_ARITH[fn], xs[0], xs[1])
@@ -765,6 +765,15 @@ def _same(b: Backend, x: Val, y: Val, el: Element) -> Any:
     return b.logic("and", b.compare("eq", xa.data, ya.data), b.compare("ne", xa.data, b.const(OTHER)))
 
 
+def _unless_missing(b: Any, truth: Any, args: Sequence[Val]) -> Val:
+    """A comparison or boolean function's value (1 / 0), missing where an argument is missing:
+    PMML's rule, and JPMML's (it gives no answer for such a record)."""
+    out = b.to_float(truth)
+    for a in args:
+        out = b.nan_where(b.isnan(a.data), out)
+    return Val(out)
+
+
 def _apply_defaults(el: Element, env: Env, result: Val, args: Sequence[Val]) -> Val:
     b = env.b
     mapmiss = attr(el, "mapMissingTo")
@@ -773,12 +782,17 @@ def _apply_defaults(el: Element, env: Env, result: Val, args: Sequence[Val]) -> 
     if inv not in ("returnInvalid", "asIs", "asMissing"):
         raise bad(el, f"unknown invalidValueTreatment {inv!r}.")
     out = result
+    any_missing = b.false()
+    for a in args:
+        any_missing = b.logic("or", any_missing, b.isnan(a.data))
     if default is not None:
-        out = _map_missing(b, out, default, el, env)
+        # defaultValue answers for a result the function could not give from present arguments;
+        # a missing argument stays missing (JPMML: no answer for the record) unless mapMissingTo
+        filled = _map_missing(b, out, default, el, env)
+        if args and filled.domain is None and out.domain is None:
+            filled = Val(b.where(any_missing, out.data, filled.data))
+        out = filled
     if mapmiss is not None and args:
-        any_missing = b.false()
-        for a in args:
-            any_missing = b.logic("or", any_missing, b.isnan(a.data))
         if out.domain is not None:
             dom = tuple(dict.fromkeys([*out.domain, mapmiss]))
             o2 = recode(b, out, dom)

@@ -130,6 +130,10 @@ class PMMLConverter(Converter):
                     )
                 out[f.name] = [_number_or_none(v) for v in col.tolist()]
                 out[f.name] = out[f.name].astype("float64")
+            elif kind == "num" and col.dtype.kind in "iub":
+                # the bundle's column is float64 (an integer field's value can be missing or, refused,
+                # fractional); an integer sample column would turn such verification rows to garbage
+                out[f.name] = col.astype("float64")
         # every sample row must be one the model takes (JPMML would refuse an invalid one)
         try:
             self._evaluate(doc, out, strict=True)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.test_entry_points import modelport_script, run
 
 import modelport as mp
 from modelport.convert.pmml import read
 from modelport.convert.pmml import reader as pmml_reader
 from modelport.errors import ConversionError, InputError, ModelportError, UnsupportedModelError
-from tests.test_entry_points import modelport_script, run
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pmml"
 HEADER = '<?xml version="1.0"?>\n'

@@ -175,3 +175,30 @@ def test_cli_export_format_pmml(tmp_path: Path) -> None:
     rows = _frame(50, 9)
     np.testing.assert_allclose(pd.to_numeric(ev.evaluateAll(rows).iloc[:, 0]).to_numpy(float),
                                b.predict(rows)["prediction"].astype(float), **TOL)
+
+
+def test_one_hot_encoder_and_scaler_in_front_of_a_logistic_model(tmp_path: Path) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(0)
+    n = 400
+    x = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "city": rng.choice(["paris", "lyon", "nice"], n)})
+    y = ((x.a > 0) ^ (x.city == "lyon")).astype(int)
+    pre = ColumnTransformer([("num", StandardScaler(), ["a", "b"]),
+                             ("cat", OneHotEncoder(handle_unknown="ignore"), ["city"])])
+    b = mp.pack(make_pipeline(pre, LogisticRegression()).fit(x, y), x, name="ohe")
+    rows = x.sample(150, random_state=1).reset_index(drop=True)
+    rows.loc[::10, "city"] = "marseille"  # unseen: the encoder ignores it, and so does the document
+    _check(b, rows, tmp_path)
+
+
+def test_catboost(tmp_path: Path) -> None:
+    catboost = pytest.importorskip("catboost")
+    x, cls, reg = _xy()
+    rgr = mp.pack(catboost.CatBoostRegressor(iterations=40, depth=4, verbose=0).fit(x, reg), x, name="cb_reg")
+    _check(rgr, _rows(rgr, nan=False), tmp_path)
+    clf = mp.pack(catboost.CatBoostClassifier(iterations=40, depth=4, verbose=0).fit(x, cls), x, name="cb_clf")
+    _check(clf, _rows(clf, nan=False), tmp_path)

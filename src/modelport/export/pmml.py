@@ -17,8 +17,9 @@ The document::
                               an ensemble is one nested ``if`` and the ensemble's sum a chain of
                               DerivedFields, in ONNX Runtime's order
     RegressionModel           the identity over the scores: regression (prediction = the score)
-                              or classification (normalizationMethod none: the probabilities
-                              are the bundle's), with OutputFields for every score
+                              or classification (normalizationMethod none: the predicted class
+                              is the most probable), with OutputFields for every score
+                              (``probability(<class>)``: the bundle's probabilities, bit for bit)
 
 Missing values: JPMML refuses arithmetic on a missing value, where the graph computes with NaN.
 Every operation on a value that can be missing is guarded (``if(isNotMissing(x), f(x))``), so a
@@ -371,9 +372,12 @@ def to_pmml(program: Any, *, name: str = "model", description: str = "") -> str:
         )
         outputs.append(f'<OutputField name={quoteattr(target)} optype="categorical" dataType="{cdtype}" '
                        'feature="predictedValue"/>')
-        for c in classes:
+        for c, f in zip(classes, score_fields):
+            # the bundle's own values: JPMML's feature="probability" of a binary model is 1 - p(first),
+            # which is not the bundle's float32 p(second)
             outputs.append(f'<OutputField name={quoteattr(fresh(f"probability({c})"))} optype="continuous" '
-                           f'dataType="double" feature="probability" value={quoteattr(str(c))}/>')
+                           f'dataType="double" feature="transformedValue"><FieldRef field={quoteattr(f)}/>'
+                           "</OutputField>")
         model = (f'<RegressionModel modelName={quoteattr(name)} functionName="classification" '
                  'normalizationMethod="none">')
     else:

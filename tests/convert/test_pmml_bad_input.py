@@ -187,3 +187,69 @@ def test_cli_refuses_a_sample_that_disagrees_with_the_mining_schema(tmp_path: Pa
     assert proc.returncode != 0
     assert "MiningSchema disagrees" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+# --------------------------------------------------------------------------- mutated documents
+
+
+_JUNK = ["", "abc", "-1e999", "NaN", "1e308", "-0", "2147483648", "true", " ", "&amp;", "0x10", "1,5"]
+
+
+def _mutants(n: int, seed: int) -> list[tuple[str, bytes]]:
+    """Documents made from the fixtures by one deterministic change each: an attribute value
+    replaced with junk, an element deleted, a byte flipped, the text cut short."""
+    import random
+    import re
+
+    rng = random.Random(seed)
+    fixtures = sorted((DATA / "hand").glob("*.pmml")) + sorted(DATA.glob("sklearn_*.pmml"))[:4]
+    out = []
+    for i in range(n):
+        path = fixtures[i % len(fixtures)]
+        text = path.read_text()
+        kind = ("attr", "attr", "attr", "element", "byte", "cut")[rng.randrange(6)]
+        if kind == "attr":
+            spans = [m.span(2) for m in re.finditer(r'(\w+)="([^"]*)"', text)]
+            a, b = spans[rng.randrange(len(spans))]
+            text = text[:a] + rng.choice(_JUNK) + text[b:]
+        elif kind == "element":
+            lines = text.splitlines()
+            k = rng.randrange(2, max(3, len(lines) - 1))
+            text = "\n".join(lines[:k] + lines[k + 1:])
+        elif kind == "byte":
+            data = bytearray(text.encode())
+            data[rng.randrange(len(data))] = rng.randrange(256)
+            out.append((f"{path.stem}:{kind}:{i}", bytes(data)))
+            continue
+        else:
+            text = text[: rng.randrange(len(text))]
+        out.append((f"{path.stem}:{kind}:{i}", text.encode()))
+    return out
+
+
+def test_mutated_documents_get_a_modelport_error_or_a_verified_bundle() -> None:
+    from tests.convert.pmml_support import make_rows
+
+    samples: dict[str, pd.DataFrame] = {}
+    for name, data in _mutants(48, seed=16):  # 16: among others an encoding="NaN" declaration
+        stem = name.split(":")[0]
+        if stem not in samples:
+            path = DATA / f"{stem}.pmml"
+            path = path if path.exists() else DATA / "hand" / f"{stem}.pmml"
+            csv = path.with_suffix(".csv")
+            samples[stem] = pd.read_csv(csv) if csv.exists() else make_rows(read(path), 120, seed=0)
+        try:
+            d = read(data, origin=name)
+            b = mp.pack(d, samples[stem], name="mutant")
+        except ModelportError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"{name}: {type(exc).__name__}: {exc}")
+        assert b.manifest["parity"]["pass"], name
+
+
+@pytest.mark.parametrize("encoding", ["NaN", "klingon-8", ""])
+def test_an_unknown_encoding_is_a_conversion_error(encoding: str) -> None:
+    text = doc().replace('<?xml version="1.0"?>', f'<?xml version="1.0" encoding="{encoding}"?>')
+    with pytest.raises(ConversionError):
+        read(text.encode())

@@ -39,7 +39,7 @@ MAX_ATTRIBUTES = 256
 MAX_TEXT = 64 * 1024 * 1024
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a large forest is millions of elements
 class Element:
     """One XML element: local tag name, attributes, child elements, text and source line."""
 
@@ -158,6 +158,11 @@ def parse_bytes(data: bytes, *, origin: str = "the PMML document", max_bytes: in
         raise ConversionError(
             f"{origin}, line {exc.lineno}: not well-formed XML ({expat.ErrorString(exc.code)}).",
             hint="the file is truncated or is not a PMML document",
+        ) from None
+    except (LookupError, ValueError) as exc:  # an XML declaration naming an encoding Python does not know
+        raise ConversionError(
+            f"{origin}: cannot decode the PMML document ({exc}).",
+            hint='write it as UTF-8 (<?xml version="1.0" encoding="UTF-8"?>)',
         ) from None
     except RecursionError:  # pragma: no cover - expat is iterative; kept for safety
         raise ConversionError(f"{origin}: the document is nested too deeply.") from None

@@ -243,7 +243,7 @@ def test_mutated_documents_get_a_modelport_error_or_a_verified_bundle() -> None:
             b = mp.pack(d, samples[stem], name="mutant")
         except ModelportError:
             continue
-        except Exception as exc:  # noqa: BLE001 - the point of the test
+        except Exception as exc:
             pytest.fail(f"{name}: {type(exc).__name__}: {exc}")
         assert b.manifest["parity"]["pass"], name
 

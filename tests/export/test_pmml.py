@@ -202,3 +202,31 @@ def test_catboost(tmp_path: Path) -> None:
     _check(rgr, _rows(rgr, nan=False), tmp_path)
     clf = mp.pack(catboost.CatBoostClassifier(iterations=40, depth=4, verbose=0).fit(x, cls), x, name="cb_clf")
     _check(clf, _rows(clf, nan=False), tmp_path)
+
+
+def test_imputer_scaler_ordinal_encoder_and_more_sklearn_families(tmp_path: Path) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import SGDRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, OrdinalEncoder
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(0)
+    n = 400
+    x = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "city": rng.choice(["paris", "lyon", "nice"], n)})
+    x.loc[rng.random(n) < 0.1, "a"] = np.nan
+    cls = ((x.a.fillna(0) > 0) ^ (x.city == "lyon")).astype(int)
+    reg = x.a.fillna(0) * 2 + x.b
+    pre = ColumnTransformer([("num", make_pipeline(SimpleImputer(), MinMaxScaler()), ["a", "b"]),
+                             ("cat", OrdinalEncoder(), ["city"])])
+    raw = ColumnTransformer([("num", "passthrough", ["a", "b"]), ("cat", OrdinalEncoder(), ["city"])])
+    rows = x.sample(200, random_state=2).reset_index(drop=True)
+    for name, model, y in [
+        ("hgb", make_pipeline(raw, HistGradientBoostingClassifier(max_iter=30)), cls),  # NaN routed by the trees
+        ("extra", make_pipeline(pre, ExtraTreesRegressor(20, max_depth=6, random_state=0)), reg),
+        ("tree", make_pipeline(pre, DecisionTreeClassifier(max_depth=5, random_state=0)), cls),
+        ("sgd", make_pipeline(pre, SGDRegressor(random_state=0)), reg),
+    ]:
+        _check(mp.pack(model.fit(x, y), x, name=name), rows, tmp_path)

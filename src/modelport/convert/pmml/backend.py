@@ -163,6 +163,7 @@ class NumpyBackend(Backend):
     def logic(self, op: str, a: Any, b: Any | None = None) -> Any:
         if op == "not":
             return ~np.asarray(a)
+        assert b is not None, op
         return {"and": np.logical_and, "or": np.logical_or, "xor": np.logical_xor}[op](a, b)
 
     def where(self, cond: Any, a: Any, b: Any) -> Any:
@@ -269,6 +270,7 @@ class OnnxBackend(Backend):
     def logic(self, op: str, a: Any, b: Any | None = None) -> Any:
         if op == "not":
             return self.op("Not", [a])
+        assert b is not None, op
         return self.op({"and": "And", "or": "Or", "xor": "Xor"}[op], [a, b])
 
     def where(self, cond: Any, a: Any, b: Any) -> Any:

@@ -52,7 +52,7 @@ OPSETS = {"": 17, "ai.onnx.ml": 3}
 def _plan(doc: PMMLDocument) -> list[tuple[FieldDef, str, Any]]:
     """(field, column kind, domain) per active field; kinds: num, category, str."""
     schema = {mf.name: mf for mf in doc.mining_fields()}
-    out = []
+    out: list[tuple[FieldDef, str, Any]] = []
     for f in doc.active_fields():
         mf = schema[f.name]
         categorical = f.optype != "continuous"
@@ -397,9 +397,10 @@ def _ranked_codes(b: Any, rc: Val) -> Any:
     filled = b.where(no, b.const(-math.inf), rc.data)
     # TopK keeps the lower index first among equal values, the order of a stable sort
     vals, idx = _topk(b, filled, k)
-    t = onnx.helper.make_tensor(b.name("codes"), TensorProto.STRING, [len(codes)], [s.encode() for s in codes])
+    t = onnx.helper.make_tensor(b.name("codes"), TensorProto.STRING, [len(codes)],
+                                [s.encode() for s in codes])  # type: ignore[misc]  # onnx's stub lacks bytes
     b.initializers.append(t)
-    empty = onnx.helper.make_tensor(b.name("empty"), TensorProto.STRING, [], [b""])
+    empty = onnx.helper.make_tensor(b.name("empty"), TensorProto.STRING, [], [b""])  # type: ignore[list-item]
     b.initializers.append(empty)
     gathered = b.op("Gather", [t.name, idx], axis=0)
     return b.op("Where", [b.compare("eq", vals, b.const(-math.inf)), empty.name, gathered])

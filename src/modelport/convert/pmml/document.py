@@ -129,7 +129,7 @@ class PMMLDocument:
                     for c in el.children:
                         out[c.text] = None
             self._literals = tuple(out)
-        return self._literals  # type: ignore[no-any-return]
+        return self._literals
 
 
 def read_document(source: str | os.PathLike[str] | bytes, *, origin: str | None = None) -> PMMLDocument:
@@ -381,7 +381,7 @@ def target_def(el: Element, env: Env) -> FieldDef | None:
     for mf in read_mining_schema(ms):
         if mf.usage in ("target", "predicted"):
             f = env.fdef(mf.name) or env.doc.data_fields.get(mf.name)
-            return f  # type: ignore[no-any-return]
+            return f
     return None
 
 
@@ -436,8 +436,8 @@ def apply_targets(el: Element, result: Result, env: Env) -> Result:
             null = b.isnan(result.probs[0]) if result.probs else b.true()
             new = []
             for c, p in zip(result.classes, result.probs):
-                text = next((k for k in priors if normalize_label(k, [c], numeric) == c), None)
-                prior = float(priors[text] or 0.0) if text is not None else 0.0
+                found = next((k for k in priors if normalize_label(k, [c], numeric) == c), None)
+                prior = float(priors[found] or 0.0) if found is not None else 0.0
                 new.append(b.where(null, b.const(prior), p))
             result.probs = new
             from modelport.convert.pmml.semantics import probs_label

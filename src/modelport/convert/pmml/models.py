@@ -48,7 +48,7 @@ def _target(el: Element, env: Env) -> Any:
 def _numeric_classes(classes: Sequence[str], target: Any) -> tuple[float | None, ...]:
     if target is None or not target.numeric:
         return ()
-    out = []
+    out: list[float | None] = []
     for c in classes:
         try:
             out.append(float(c))
@@ -295,8 +295,8 @@ def general_regression_model(el: Element, env: Env) -> Result:
         # P(Y <= j) = F(intercept_j + eta): the intercepts are the per-category PCells
         base = eta(None)
         cum = []
-        for c in classes[:-1]:
-            cum.append(_inverse_link(b, link_, b.binary("+", base, eta(c) if c in betas else b.const(0.0)), el))
+        for cls_ in classes[:-1]:
+            cum.append(_inverse_link(b, link_, b.binary("+", base, eta(cls_) if cls_ in betas else b.const(0.0)), el))
         ps = []
         prev = b.const(0.0)
         for c in cum:
@@ -714,8 +714,9 @@ def svm(el: Element, env: Env) -> Result:
             vals = [0.0] * n
             ind = sp.find("Indices")
             ent = sp.find("REAL-Entries")
-            for i, v in zip(ind.text.split() if ind is not None else [], ent.text.split() if ent is not None else []):
-                vals[int(i) - 1] = float(v)
+            for pos, entry in zip(ind.text.split() if ind is not None else [],
+                                  ent.text.split() if ent is not None else []):
+                vals[int(pos) - 1] = float(entry)
         if len(vals) != len(xs):
             raise bad(vi, f"the support vector has {len(vals)} values for {len(xs)} fields.")
         vectors[attr(vi, "id", required=True) or ""] = vals
@@ -794,9 +795,9 @@ def svm(el: Element, env: Env) -> Result:
                 raise bad(m, "a OneAgainstOne machine needs targetCategory and alternateTargetCategory.")
             thr = float(number(m, "threshold", default_thr) or 0.0)
             first = b.compare("gt", f, b.const(thr)) if max_wins else b.compare("lt", f, b.const(thr))
-            i, j = classes.index(tc), classes.index(alt)
-            votes[i] = b.binary("+", votes[i], b.to_float(first))
-            votes[j] = b.binary("+", votes[j], b.to_float(b.logic("not", first)))
+            ti, tj = classes.index(tc), classes.index(alt)
+            votes[ti] = b.binary("+", votes[ti], b.to_float(first))
+            votes[tj] = b.binary("+", votes[tj], b.to_float(b.logic("not", first)))
         # the class with the most votes; ties go to the first class reaching the count (document order)
         code = b.const(0.0)
         best = votes[0]
@@ -812,9 +813,9 @@ def svm(el: Element, env: Env) -> Result:
         codes = [float(classes.index(normalize_label(attr(m, "targetCategory") or "", classes, numeric) or classes[0]))
                  for m, _ in values]
         code = b.const(codes[0])
-        for (_m, f), c in zip(values[1:], codes[1:]):
+        for (_m, f), cv in zip(values[1:], codes[1:]):
             better = b.compare("gt" if max_wins else "lt", f, best)
-            code = b.where(better, b.const(c), code)
+            code = b.where(better, b.const(cv), code)
             best = b.where(better, f, best)
         label = b.nan_where(missing, b.binary("+", code, b.const(0.0)))
     # no probabilities: the predicted class has all of the mass

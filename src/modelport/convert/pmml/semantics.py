@@ -502,14 +502,14 @@ def _map_values(el: Element, env: Env) -> Val:
     table = el.find("InlineTable")
     if table is None:
         raise bad(el, "MapValues needs an InlineTable.")
-    out_col = attr(el, "outputColumn", required=True)
+    out_col = attr(el, "outputColumn", required=True) or ""
     dtype = attr(el, "dataType", "string")
     numeric = dtype in NUMERIC_TYPES
     pairs = []
     for p in el.findall("FieldColumnPair"):
         fname = attr(p, "field", required=True)
         assert fname is not None
-        pairs.append((env.get(fname, p), attr(p, "column", required=True), env.fdef(fname), p))
+        pairs.append((env.get(fname, p), attr(p, "column", required=True) or "", env.fdef(fname), p))
     rows = []
     for r in table.children:
         if r.tag == "Extension":
@@ -879,7 +879,7 @@ def predicate(el: Element, env: Env) -> Pred:
         return hit, b.logic("and", b.logic("not", hit), b.logic("not", missing))
     if tag == "SimpleSetPredicate":
         name = attr(el, "field", required=True) or ""
-        op = attr(el, "booleanOperator", required=True)
+        op = attr(el, "booleanOperator", required=True) or ""
         if op not in ("isIn", "isNotIn"):
             raise bad(el, f"booleanOperator must be isIn or isNotIn; got {op!r}.")
         arr = el.find("Array")
@@ -896,7 +896,7 @@ def predicate(el: Element, env: Env) -> Pred:
         hit = b.logic("and", hit, b.logic("not", missing))
         return hit, b.logic("and", b.logic("not", hit), b.logic("not", missing))
     if tag == "CompoundPredicate":
-        op = attr(el, "booleanOperator", required=True)
+        op = attr(el, "booleanOperator", required=True) or ""
         parts = [predicate(c, env) for c in el.children if c.tag != "Extension"]
         if len(parts) < 2:
             raise bad(el, "a CompoundPredicate needs at least two predicates.")

@@ -16,10 +16,38 @@ import pytest
 DATA = Path(__file__).resolve().parents[1] / "data" / "pmml"
 
 
+def load_jpmml() -> Any:
+    """``jpmml_evaluator``, with JPype's import hook fenced to the Java domains (org, com, java ...).
+
+    JPype's hook answers any top-level import that names a package on the JVM's classpath once
+    the JVM runs: ``import dill`` (not installed) then gives a Java package instead of an
+    ImportError, and libraries that probe for optional modules (torch) break in later tests."""
+    jp = pytest.importorskip("jpmml_evaluator")
+    import sys
+
+    import jpype.imports as jimports
+
+    for i, finder in enumerate(sys.meta_path):
+        if type(finder).__name__ == "_JImportLoader":
+            sys.meta_path[i] = _JavaDomainsOnly(finder, jimports._JDOMAINS)  # type: ignore[assignment]
+    return jp
+
+
+class _JavaDomainsOnly:
+    def __init__(self, inner: Any, domains: dict[str, str]) -> None:
+        self.inner = inner
+        self.domains = domains
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name.partition(".")[0] not in self.domains:
+            return None
+        return self.inner.find_spec(name, path, target)
+
+
 def jpmml(path: Path | str, *, probabilities: list[str] | None = None) -> Any:
     """A JPMML-Evaluator for the file; ``probabilities`` adds probability OutputFields when the
     document declares none (JPMML only returns what Output asks for)."""
-    jp = pytest.importorskip("jpmml_evaluator")
+    jp = load_jpmml()
     text = Path(path).read_text()
     if probabilities and 'feature="probability"' not in text:
         fields = "".join(

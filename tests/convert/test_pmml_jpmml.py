@@ -10,14 +10,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.convert.pmml_support import DATA, assert_same, edge_rows, jpmml, jpmml_answers, make_rows
+from tests.convert.pmml_support import (
+    DATA,
+    assert_same,
+    edge_rows,
+    jpmml,
+    jpmml_answers,
+    load_jpmml,
+    make_rows,
+)
 
 import modelport as mp
 from modelport.convert.pmml import read
 from modelport.convert.pmml.converter import PMMLConverter
 from modelport.errors import InputError
 
-jpmml_evaluator = pytest.importorskip("jpmml_evaluator")
+jpmml_evaluator = load_jpmml()
 
 GENERATED = sorted(p.stem for p in DATA.glob("*.pmml"))
 HAND = sorted(p.stem for p in (DATA / "hand").glob("*.pmml"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tests.convert.pmml_support import load_jpmml
 from tests.test_entry_points import modelport_script, run
 
 import modelport as mp
@@ -18,7 +19,7 @@ from modelport.errors import ExportError
 from modelport.export import export
 from modelport.export.pmml import to_pmml
 
-jpmml_evaluator = pytest.importorskip("jpmml_evaluator")
+jpmml_evaluator = load_jpmml()
 
 #: float32 semantics: the bundle and the document round at the same steps; a last-bit difference
 #: in an ensemble's float32 sum order is what remains

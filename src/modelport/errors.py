@@ -14,6 +14,7 @@
     │   └── ModelNotFoundError       unknown model, version or alias
     ├── ServingError                 the server could not do what was asked
     ├── CodegenError                 a bundle cannot be compiled to the requested target
+    ├── StreamError                  a message broker (Redis, NATS, a file) refused or failed a stream
     └── ExportError                  a bundle cannot be exported to a deployment target (too large, ...)
 
 Third-party exceptions (onnxruntime, torch, database drivers ...) are translated where they
@@ -37,6 +38,7 @@ __all__ = [
     "RegistryError",
     "ServingError",
     "SignatureError",
+    "StreamError",
     "UnsupportedModelError",
     "VerificationError",
 ]
@@ -104,6 +106,10 @@ class ServingError(ModelportError):
 
 class CodegenError(ModelportError):
     exit_code = 9
+
+
+class StreamError(ModelportError):
+    exit_code = 10
 
 
 class ExportError(ModelportError):

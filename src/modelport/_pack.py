@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -66,6 +67,11 @@ def pack(
     ``handle_unknown="ignore"``), ``"missing"`` scores it as a missing value, ``"error"`` refuses
     it. Values that are scored are counted when serving and in batch summaries.
     """
+    if isinstance(model, (str, os.PathLike)):
+        # a model file (PMML, XGBoost JSON, ONNX ...): read as `modelport pack FILE` reads it (never a pickle)
+        from modelport.convert.files import load_model_file
+
+        model = load_model_file(model)
     conv = registry.get(converter) if converter else registry.find(model)
     if sample is None:
         raise InputError("pack needs sample data (rows like the training data, or an example input for torch).")

@@ -308,7 +308,7 @@ def test_zip_entries_are_world_readable(bundles, tmp_path):
 def test_platform_table_is_complete():
     from modelport.export import TARGETS
 
-    assert set(TARGETS) == {"lambda", "gcf", "azure", "container", "kserve", "mlflow"}
+    assert set(TARGETS) == {"lambda", "gcf", "azure", "container", "kserve", "mlflow", "pmml"}
     for t in TARGETS.values():
         assert callable(t.load())
     p = aws_lambda.platform()

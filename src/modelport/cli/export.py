@@ -19,10 +19,10 @@ _EPILOG = "\b\nTargets:\n" + "\n".join(f"  {t.name:<10} {t.summary}" for t in TA
 
 @click.command("export", epilog=_EPILOG)
 @click.argument("bundle")
-@click.option("--target", "-t", "target", required=True, type=click.Choice(list(TARGETS)),
-              help="Where the bundle is going (see the list below).")
-@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="A new (or empty) directory for the artifact.")
+@click.option("--target", "-t", "--format", "target", required=True, type=click.Choice(list(TARGETS)),
+              help="Where the bundle is going (see the list below); --format pmml is the same as --target pmml.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="A new (or empty) directory for the artifact (pmml: also a FILE.pmml).")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists and is not empty.")
 @click.option("--deps", type=click.Choice(["env", "pip", "none"]), default=None,
               help="Functions: copy the runtime dependencies from this environment (env), install wheels for "
@@ -60,6 +60,7 @@ def export(bundle: str, target: str, output: Path, overwrite: bool, no_check: bo
       modelport export churn.mpk --target container -o dist/image/ --build localhost/churn:1
       modelport export churn.mpk --target kserve    -o dist/k8s/ --image registry.example/churn:1
       modelport export churn.mpk --target mlflow    -o dist/mlflow/
+      modelport export churn.mpk --format pmml      -o churn.pmml
 
     Nothing is written unless the whole artifact is made (and checked, where it can be run here).
     """

@@ -74,7 +74,8 @@ def pack(
 
     \b
     MODEL_FILE: XGBoost .json/.ubj, LightGBM text (.txt), CatBoost .cbm, a torch
-                ExportedProgram (.pt2, torch.export.save), an .onnx file, a
+                ExportedProgram (.pt2, torch.export.save), an .onnx file, a PMML
+                3.2 - 4.4 file (.pmml), a
                 pickle/joblib file (only with --trust-pickle: loading a pickle runs code),
                 or an MLflow model directory (its onnx flavor; sklearn / xgboost /
                 lightgbm flavors only with --trust-pickle).

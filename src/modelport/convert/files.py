@@ -10,6 +10,8 @@ LightGBM text model    ``tree\\nversion=...``               lightgbm.Booster
 CatBoost binary        ``CBM1`` magic                       CatBoostClassifier / CatBoostRegressor
 torch ExportedProgram  zip with ``archive_format`` = pt2     torch.export.ExportedProgram
 ONNX                   ``.onnx`` / an ONNX protobuf         :class:`~.passthrough.OnnxModel`
+PMML 3.2 - 4.4         ``<PMML`` root / ``.pmml``           :class:`~.pmml.PMMLDocument` (no JVM;
+                                                            read with :mod:`~.pmml.reader`'s bounds)
 pickle / joblib        pickle opcodes, ``.pkl`` ``.joblib``  whatever the pickle holds
 MLflow model           a directory holding ``MLmodel``      its onnx flavor, or (trusted) its
                                                             sklearn / xgboost / lightgbm flavor
@@ -35,7 +37,7 @@ from modelport._deps import require
 from modelport.errors import ConversionError, InputError, UnsupportedModelError
 
 FORMATS = ("xgboost-json", "xgboost-ubj", "lightgbm", "catboost", "torch-export", "torch-pickle", "onnx", "pickle",
-           "mlflow")
+           "mlflow", "pmml")
 _PICKLE_EXTENSIONS = (".pkl", ".pickle", ".joblib", ".jl", ".sav")
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"x\x01", b"x\x5e", b"x\x9c", b"x\xda", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18")
 
@@ -74,6 +76,8 @@ def detect(path: str | os.PathLike[str]) -> str:
             return "torch-pickle"
         raise UnsupportedModelError(f"{p}: a zip archive that is neither a torch .pt2 ExportedProgram nor a torch file.")
     stripped = head.lstrip()
+    if suffix in (".pmml", ".xml") or _looks_like_pmml(head):
+        return "pmml"
     if stripped.startswith(b"{"):
         if b"learner" in head[:64] and not stripped.startswith(b'{"'):
             return "xgboost-ubj"
@@ -90,7 +94,7 @@ def detect(path: str | os.PathLike[str]) -> str:
     raise UnsupportedModelError(
         f"{p}: cannot tell which kind of model file this is.",
         hint="supported: XGBoost .json/.ubj, LightGBM text (.txt), CatBoost .cbm, torch ExportedProgram .pt2 "
-        "(torch.export.save), ONNX .onnx, and pickle/joblib files with --trust-pickle",
+        "(torch.export.save), ONNX .onnx, PMML .pmml, and pickle/joblib files with --trust-pickle",
     )
 
 
@@ -118,6 +122,10 @@ def load_model_file(path: str | os.PathLike[str], *, trust_pickle: bool = False)
         from modelport.convert.mlflow import read
 
         return read(p, trust_pickle=trust_pickle).model
+    if fmt == "pmml":
+        from modelport.convert.pmml import read as read_pmml
+
+        return read_pmml(p)
     if not trust_pickle:
         raise ConversionError(
             f"{p} is a pickle ({'a torch.save file' if fmt == 'torch-pickle' else 'pickle/joblib'}); "
@@ -338,6 +346,14 @@ def _zip_names(p: Path) -> list[str]:
             return zf.namelist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise ConversionError(f"{p}: corrupt or truncated zip archive ({exc}).") from exc
+
+
+def _looks_like_pmml(head: bytes) -> bool:
+    """An XML document whose first element is <PMML> (after a declaration and comments)."""
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if not text.startswith(b"<"):
+        return False
+    return b"<PMML" in text[:256]
 
 
 def _looks_like_onnx(p: Path) -> bool:

@@ -1,5 +1,5 @@
 """Deployment targets for a bundle: serverless functions, a container image, Kubernetes / KServe
-manifests and an MLflow model directory. One module per target; this table maps target names to
+manifests, an MLflow model directory and a PMML document. One module per target; this table maps target names to
 them, with the options each one takes (the CLI's ``modelport export`` is built from it).
 
     >>> from modelport.export import export
@@ -61,6 +61,9 @@ TARGETS: Mapping[str, Target] = {t.name: t for t in (
            frozenset({"image", "port", "replicas", "max_replicas", "namespace", "cpu", "memory"})),
     Target("mlflow", "an MLflow model directory: the onnx flavor and a python_function flavor loading the bundle",
            "modelport.export.mlflow:export", frozenset()),
+    Target("pmml", "a PMML 4.4 document (-o FILE.pmml, or a directory) that JPMML-Evaluator scores to the "
+           "bundle's answers: trees, forests, linear and logistic models and their encoders",
+           "modelport.export.pmml:export", frozenset()),
 )}
 
 

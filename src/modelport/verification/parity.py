@@ -111,12 +111,16 @@ def compare(
         e64 = e.astype(np.float64)
         a64 = a.astype(np.float64)
         both_nan = np.isnan(e64) & np.isnan(a64)
-        diff = np.where(both_nan, 0.0, np.abs(e64 - a64))
+        with np.errstate(invalid="ignore"):  # inf - inf: equal infinities are the same answer, not NaN
+            diff = np.where(both_nan | (e64 == a64), 0.0, np.abs(e64 - a64))
         diff = np.where(np.isnan(diff), np.inf, diff)
         out_abs = float(diff.max()) if diff.size else 0.0
         scale = np.abs(e64)
-        floor = float(np.nanmean(scale)) if scale.size and np.isfinite(scale).any() else 1.0
-        rel = diff / np.maximum(np.where(np.isnan(scale), 0.0, scale), max(floor, 1e-12))
+        finite = scale[np.isfinite(scale)]  # one infinite answer must not make every relative error 0
+        floor = float(finite.mean()) if finite.size else 1.0
+        with np.errstate(invalid="ignore"):  # inf / inf (opposite infinities): as far apart as can be
+            rel = diff / np.maximum(np.where(np.isnan(scale), 0.0, scale), max(floor, 1e-12))
+        rel = np.where(np.isnan(rel), np.inf, rel)
         out_rel = float(rel.max()) if rel.size else 0.0
         max_abs = max(max_abs, out_abs)
         max_rel = max(max_rel, out_rel)

@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "search": "modelport.cli.registry:search",
     "delete": "modelport.cli.registry:delete",
     "lineage": "modelport.cli.registry:lineage",
+    "ensemble": "modelport.cli.ensemble:ensemble",
 }
 
 HELP = {
@@ -62,6 +63,7 @@ HELP = {
     "search": "Search registry versions by name, tag and metric.",
     "delete": "Soft-delete a registry version.",
     "lineage": "Show the chain of parent bundles of a version.",
+    "ensemble": "Fuse several bundles with one signature into one verified bundle (mean, vote, stack).",
 }
 
 

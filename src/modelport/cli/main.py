@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "serve": "modelport.cli.serve:serve",
     "compile": "modelport.cli.compile:compile_",
     "score": "modelport.cli.score:score",
+    "stream": "modelport.cli.stream:stream",
     "export": "modelport.cli.export:export",
     "push": "modelport.cli.registry:push",
     "pull": "modelport.cli.registry:pull",
@@ -40,6 +41,11 @@ COMMANDS: dict[str, str] = {
     "delete": "modelport.cli.registry:delete",
     "lineage": "modelport.cli.registry:lineage",
     "ensemble": "modelport.cli.ensemble:ensemble",
+    "drift": "modelport.cli.drift:drift",
+    "perf": "modelport.cli.perf:perf",
+    "replay": "modelport.cli.replay:replay",
+    "monitor": "modelport.cli.monitor:monitor",
+    "ui": "modelport.cli.ui:ui",
 }
 
 HELP = {
@@ -52,6 +58,7 @@ HELP = {
     "serve": "Serve bundles over REST and gRPC (Open Inference Protocol).",
     "compile": "Compile a bundle into standalone C, SQL or Python.",
     "score": "Batch-score large files (chunked, resumable, Dask or Spark).",
+    "stream": "Score a message stream (Redis Streams, NATS JetStream, JSON lines).",
     "export": "Export a bundle for Lambda, Cloud Functions, Azure, a container, KServe or MLflow.",
     "push": "Store a bundle in the registry as the next version of its model.",
     "pull": "Fetch a bundle from the registry.",
@@ -64,6 +71,11 @@ HELP = {
     "delete": "Soft-delete a registry version.",
     "lineage": "Show the chain of parent bundles of a version.",
     "ensemble": "Fuse several bundles with one signature into one verified bundle (mean, vote, stack).",
+    "drift": "Drift of logged predictions against the training reference (exit 10 on drift).",
+    "perf": "Realised and estimated performance of logged predictions, per version and window.",
+    "replay": "Re-score a logged window with any version and diff against what was answered.",
+    "monitor": "Evaluate a monitoring policy: rules -> webhook, registry tag, exit code.",
+    "ui": "The monitoring dashboard (registry, traffic, drift, performance).",
 }
 
 

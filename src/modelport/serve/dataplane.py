@@ -28,6 +28,7 @@ from modelport.serve.repository import ModelRepository, Source, VersionPolicy
 from modelport.serve.routing import LiveRoute, Router
 
 if TYPE_CHECKING:
+    from modelport.serve.monitoring import ServingMonitor
     from modelport.serve.rewards import RewardSource, RoutingSink
     from modelport.signing import SignaturePolicy
 
@@ -82,6 +83,9 @@ class DataPlane:
                              public_text=self.repository.public_text, registry_url=registry_url,
                              shadow_timeout=request_timeout, max_batch_size=batching.max_batch_size)
         self.routing = list(routing)
+        self.router.on_shadow = self._log_shadow
+        #: the prediction log and live monitoring (``--log``; serve/monitoring.py), or None
+        self.monitor: ServingMonitor | None = None
         self.draining = False  # scoring requests are refused (the last step of a shutdown)
         self.stopping = False  # a drain has begun: readiness says no, in-flight requests finish
         self.started = time.time()
@@ -214,7 +218,7 @@ class DataPlane:
             return feeds, rows, wanted
 
         s = await self._score(request.model, request.version, protocol, prepare, deadline, offload, key,
-                              request.id, headers)
+                              request.id, headers, raw=request.inputs)
         model, result = s.model, s.result
         outputs = [
             InferOutput(name, model.output_datatypes[name], result[name].shape, result[name]) for name in s.wanted
@@ -267,7 +271,7 @@ class DataPlane:
             feeds, n = model.feeds_from_records(rows)
             return feeds, n, model.output_names
 
-        return await self._score(name, version, protocol, prepare, deadline, offload, key, None, headers)
+        return await self._score(name, version, protocol, prepare, deadline, offload, key, None, headers, raw=records)
 
     async def score_inputs(
         self, name: str, version: str | None, inputs: Sequence[InferInput], protocol: str, *,
@@ -304,11 +308,17 @@ class DataPlane:
         key: Callable[[LiveRoute], str | None] | None = None,
         request_id: str | None = None,
         headers: Callable[[str], str | None] | None = None,
+        *,
+        raw: Any = None,
     ) -> Scored:
         """The bookkeeping every scoring request shares: routing, model lookup, drain check, row
         limit, batching, and the request / in-flight / failure / success / latency metrics."""
         route = self.router.routes.get(name) if not version and self.router.routes else None
         arm = None
+        monitor = self.monitor
+        if monitor is not None:  # the prediction log's id: the client's (checked: a 400 before scoring), else new
+            request_id = monitor.request_id(
+                request_id if request_id is not None else (headers("x-request-id") if headers is not None else None))
         try:
             if route is None:
                 model = self.repository.get(name, version)
@@ -348,8 +358,10 @@ class DataPlane:
         elapsed = time.perf_counter() - t0
         ch["success"].inc()
         ch["latency"].observe(elapsed)
+        if monitor is not None and request_id is not None:
+            monitor.record(model, request_id, feeds, result, rows, elapsed, raw, arm=None if arm is None else arm.name)
         if arm is None:
-            return Scored(model, result, rows, wanted)
+            return Scored(model, result, rows, wanted, None, request_id)
         assert route is not None
         self.router.answered(route, arm, model, elapsed)
         if route.needs_ids:
@@ -359,6 +371,19 @@ class DataPlane:
         if route.shadows:
             self.router.shadow(route, model, feeds, rows, result, request_id)
         return Scored(model, result, rows, wanted, arm.name, request_id)
+
+    def _log_shadow(self, route: str, shadow: ServedModel, request_id: str | None, feeds: dict[str, np.ndarray],
+                    rows: int, outputs: dict[str, np.ndarray]) -> None:
+        """A shadow's answer to the prediction log (role ``shadow``, the answer's request id), with
+        ``--log``; the same sample as the answer's (the log samples by request id)."""
+        monitor = self.monitor
+        if monitor is None or request_id is None or not monitor.log.wants(request_id):
+            return
+        ml = shadow.__dict__.get("_monitor_shadow_log")
+        if ml is None:
+            ml = monitor.log.model(shadow.bundle, name=route, version=shadow.version, digest=shadow.digest)
+            shadow.__dict__["_monitor_shadow_log"] = ml
+        ml.write(request_id, rows, feeds=feeds, outputs=outputs, role="shadow")
 
     def _check_rows(self, rows: int) -> None:
         if self.max_rows is not None and rows > self.max_rows:

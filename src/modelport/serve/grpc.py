@@ -352,6 +352,10 @@ async def start(
         ],
     )
     add_service(server, dataplane)
+    if dataplane.monitor is not None:  # --log: labels come back through modelport.monitor.v1.FeedbackService
+        from modelport.serve.monitoring import add_grpc_service
+
+        add_grpc_service(server, dataplane)
     address = f"{host}:{port}"
     try:
         if tls is not None:

@@ -350,6 +350,13 @@ class Router:
                 if not await self._expect(method, "POST", send):
                     await self._records(scope, receive, send, name, version)
                 return
+            if action == "feedback":
+                scope["modelport.route"] = "/v2/models/{model}/feedback"
+                if not await self._expect(method, "POST", send):
+                    from modelport.serve.routing_http import feedback  # the prediction log's and routing's
+
+                    await feedback(self.dp, scope, receive, send, name, version)
+                return
             if action == "ready":
                 scope["modelport.route"] = "/v2/models/{model}/ready"
                 if not await self._expect(method, "GET", send):
@@ -380,6 +387,11 @@ class Router:
             else:
                 await self.dp.unload_model(parts[3])
             return await send_response(send, 200, b"{}")
+        if path == "/ui" or path.startswith("/ui/"):
+            scope["modelport.route"] = "/ui"
+            from modelport.serve.monitoring import handle_ui
+
+            return await handle_ui(self.dp, scope, receive, send)
         return await self._fallback(scope, receive, send)
 
     async def _fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -415,6 +427,8 @@ class Router:
             request, binary_out = await asyncio.to_thread(self._decode, scope, body, model, name, version)
         else:
             request, binary_out = self._decode(scope, body, model, name, version)
+        if request.id is None and self.dp.monitor is not None:  # a prediction log: ids also come as a header
+            request.id = _request_id(scope)
         scope["modelport.request_id"] = request.id
         response = await self.dp.infer(request, "rest", deadline=deadline, offload=big, headers=request_header(scope))
         if big:
@@ -685,6 +699,12 @@ def _decompress(body: bytes, encoding: str, scope: Scope) -> bytes:
     return out
 
 
+def _request_id(scope: Scope) -> str | None:
+    """The client's ``X-Request-ID`` header (checked by the prediction log), or None."""
+    value = header(scope, b"x-request-id")
+    return None if value is None else value.decode("latin-1")
+
+
 def _json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
@@ -712,7 +732,9 @@ def build_app(
     app = ErrorMapping(app, public_text=dataplane.public_text)
     app = Limits(app, max_body_bytes=max_body_bytes)
     if tokens:
-        app = Auth(app, tokens)
+        from modelport.monitor.dashboard import OPEN_ASSETS  # the page and its scripts hold no data
+
+        app = Auth(app, tokens, open_paths=OPEN_PATHS | OPEN_ASSETS)
     app = Observability(app, dataplane.metrics, access_log_enabled=access_log_enabled)
     if cors_origins:
         from modelport._deps import require

@@ -188,8 +188,10 @@ class InProcessFeedback:
             raise InputError(f"feedback takes at most {MAX_FEEDBACK_RECORDS} records per request; got {len(records)}.",
                              hint="send them in several requests")
         parsed = [_parse_record(i, r) for i, r in enumerate(records)]
-        joined = unknown = 0
+        unknown = 0
         with self._lock:
+            # every record is judged before any is counted: a refused request changes nothing
+            judged: list[tuple[ArmRecord, tuple[Any, ...]]] = []
             for i, (rid, row, label, reward) in enumerate(parsed):
                 answer = self._answers.get(rid)
                 if answer is None or answer.model != model:
@@ -197,13 +199,14 @@ class InProcessFeedback:
                     continue
                 if row >= answer.rows:
                     raise InputError(f"feedback record {i}: request {rid!r} had {answer.rows} row(s); row {row} does not exist.")
+                judged.append((answer, _judge(answer, row, label, reward, i)))
+            for answer, point in judged:
                 tally = self._tallies.get((model, answer.version))
                 if tally is None:
                     tally = self._tallies[(model, answer.version)] = _Tally()
-                _add(tally, answer, row, label, reward, i)
-                joined += 1
+                _add(tally, point)
             self.unmatched += unknown
-        return {"joined": joined, "unknown_ids": unknown}
+        return {"joined": len(judged), "unknown_ids": unknown}
 
 
 def _parse_record(i: int, r: Any) -> tuple[str, int, Any, float | None]:
@@ -213,13 +216,15 @@ def _parse_record(i: int, r: Any) -> tuple[str, int, Any, float | None]:
     if not isinstance(rid, str) or not rid:
         raise InputError(f"feedback record {i}: \"id\" must be the request id (a string) the answer carried in "
                          "its x-request-id header; got " + _brief(rid) + ".")
-    unknown = [k for k in r if k not in ("id", "row", "label", "reward")]
+    unknown = [k for k in r if k not in ("id", "row", "label", "value", "reward", "ts")]
     if unknown:
         raise InputError(f"feedback record {i}: unknown key(s) {', '.join(map(_brief, unknown))}; "
-                         "a record takes id, row, label and reward.")
+                         "a record takes id, row, label (or value), reward and ts.")
     row = r.get("row", 0)
     if isinstance(row, bool) or not isinstance(row, int) or row < 0:
         raise InputError(f"feedback record {i}: \"row\" must be a whole number >= 0; got {_brief(row)}.")
+    if "value" in r and "label" not in r:  # the prediction log's name for a regressor's true value
+        r = {**r, "label": r["value"]}
     has_label, has_reward = "label" in r, "reward" in r
     if has_label == has_reward:
         raise InputError(f"feedback record {i}: give either \"label\" (the true value) or \"reward\" (in [0, 1]).")
@@ -232,12 +237,31 @@ def _parse_record(i: int, r: Any) -> tuple[str, int, Any, float | None]:
     return rid, row, r.get("label"), reward
 
 
-def _add(t: _Tally, answer: ArmRecord, row: int, label: Any, reward: float | None, i: int) -> None:
+def _add(t: _Tally, point: tuple[Any, ...]) -> None:
+    """Count one judged label (:func:`_judge`)."""
     t.labels += 1
-    if reward is not None:
+    kind = point[0]
+    if kind == "reward":
         t.n_given += 1
-        t.given += reward
-        return
+        t.given += point[1]
+    elif kind == "class":
+        _, correct, loss, auc = point
+        t.n_class += 1
+        t.correct += correct
+        t.log_loss += loss
+        if auc is not None:
+            t.auc_pairs.append(auc)
+    else:
+        err = point[1]
+        t.n_reg += 1
+        t.sq_err += err * err
+        t.abs_err += abs(err)
+
+
+def _judge(answer: ArmRecord, row: int, label: Any, reward: float | None, i: int) -> tuple[Any, ...]:
+    """What one label says about ``answer`` (raises InputError for a label it cannot take)."""
+    if reward is not None:
+        return ("reward", reward)
     out = answer.outputs
     classes = answer.classes
     if classes is not None and "probabilities" in out:
@@ -249,21 +273,13 @@ def _add(t: _Tally, answer: ArmRecord, row: int, label: Any, reward: float | Non
             )
         probs = np.asarray(out["probabilities"][row], dtype=np.float64).reshape(-1)
         predicted = int(np.argmax(probs))
-        t.n_class += 1
-        t.correct += int(predicted == index)
-        t.log_loss += -math.log(min(max(float(probs[index]), 1e-15), 1.0))
-        if len(classes) == 2:
-            t.auc_pairs.append((float(probs[1]), int(index == 1)))
-        return
+        loss = -math.log(min(max(float(probs[index]), 1e-15), 1.0))
+        return ("class", int(predicted == index), loss, (float(probs[1]), int(index == 1)) if len(classes) == 2 else None)
     if "prediction" in out:
         if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label):
             raise InputError(f"feedback record {i}: the label of a regressor must be a finite number; got {_brief(label)}.")
         pred = float(np.asarray(out["prediction"][row], dtype=np.float64).reshape(-1)[0])
-        err = pred - float(label)
-        t.n_reg += 1
-        t.sq_err += err * err
-        t.abs_err += abs(err)
-        return
+        return ("regression", pred - float(label))
     raise InputError(f"feedback record {i}: model {answer.model!r} gives neither probabilities nor a prediction; "
                      "send a \"reward\" instead of a label.")
 

@@ -271,6 +271,9 @@ class Router:
         self._threads: ScoringThreads | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._load_lock: asyncio.Lock | None = None
+        #: where a shadow's answer goes besides the sink (the data plane's prediction log), or None
+        self.on_shadow: Callable[[str, ServedModel, str | None, dict[str, np.ndarray], int, dict[str, np.ndarray]],
+                                 None] | None = None
         self._define_metrics(metrics)
         repository.listeners.append(self._on_repository_change)
 
@@ -532,6 +535,8 @@ class Router:
             c[3].observe(diff)
             self.sink.shadowed(ShadowRecord(rid, route.name, model.version, smodel.version, smodel.digest, rows,
                                             disagree, diff, out))
+            if self.on_shadow is not None:
+                self.on_shadow(route.name, smodel, rid, feeds, rows, out)
         except ModelportError as exc:
             self._dropped(route, sh, _reason(exc))
         except asyncio.CancelledError:

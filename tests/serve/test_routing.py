@@ -199,12 +199,23 @@ production = {{ model = "{bundles.iris_v1}", weight = 100 }}
         shadowed, answers = timed(url)
         time.sleep(0.5)
         shadow = route_of(url)["shadows"][0]
+        # what one call of the shadow costs here, now (asked for by version: answered, not shadowed)
+        with httpx.Client(timeout=30) as c:
+            own = []
+            for _ in range(5):
+                t = time.perf_counter()
+                assert c.post(f"{url}/v2/models/iris/versions/5/infer", json=body()).status_code == 200
+                own.append(time.perf_counter() - t)
+        shadow_cost = float(np.median(own))
     p99_alone, p99_shadowed = np.quantile(alone, 0.99), np.quantile(shadowed, 0.99)
     assert answers == plain  # never changed
     assert shadow["version"] == "5" and shadow["requests"] > 0 and shadow["disagreements"] == 0
     assert shadow["dropped"].get("busy", 0) > 0  # it could not keep up: dropped, counted, nobody waited
-    # waiting for the shadow would take >= 0.15 s for most requests
-    assert p99_shadowed < max(3 * p99_alone, p99_alone + 0.03), (p99_alone, p99_shadowed)
+    # waiting for the shadow would cost every request at least a shadow call; on a machine whose
+    # cores the shadow shares, what remains is CPU contention, bounded well below that
+    assert shadow_cost > 0.08, shadow_cost
+    assert np.median(shadowed) < np.median(alone) + 0.25 * shadow_cost, (np.median(alone), np.median(shadowed))
+    assert p99_shadowed < max(3 * p99_alone, p99_alone + 0.5 * shadow_cost), (p99_alone, p99_shadowed, shadow_cost)
 
 
 def test_shadow_disagreement_is_counted_exactly(bundles, tmp_path):
@@ -517,3 +528,127 @@ def test_route_api_errors_are_4xx(bundles, tmp_path):
         assert c.delete(f"{url}/v2/repository/models/iris/route").status_code == 200
         assert c.post(f"{url}/v2/models/iris/infer", json=body()).status_code == 404  # its only source was the route
         assert c.get(f"{url}/v2/repository/routes").json() == []
+
+
+# ----------------------------------------------------------------------------- isolation
+def test_a_slow_arm_never_stalls_the_others(bundles, copies, tmp_path):
+    """Half the traffic to an arm that takes ~0.15 s a call: requests on the fast arm are
+    answered at its own pace while the slow arm's queue grows."""
+    path = routing_file(tmp_path, f"""
+[iris]
+fast = {{ model = "{bundles.iris_v1}", weight = 50 }}
+slow = {{ model = "{copies['slow']}", weight = 50 }}
+""")
+    took: list[tuple[str, float]] = []
+    lock = threading.Lock()
+
+    def one(c: httpx.Client) -> None:
+        t = time.perf_counter()
+        r = c.post(f"{url}/v2/models/iris/infer", json=body())
+        assert r.status_code == 200, r.text
+        with lock:
+            took.append((r.headers["x-model-arm"], time.perf_counter() - t))
+
+    with thread_server(ServeConfig(sources=[], routing=[str(path)])) as url:
+        clients = [httpx.Client(timeout=60) for _ in range(8)]
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda i: one(clients[i % 8]), range(96)))
+        finally:
+            for c in clients:
+                c.close()
+    fast = [s for arm, s in took if arm == "fast"]
+    slow_ = [s for arm, s in took if arm == "slow"]
+    assert len(fast) > 20 and len(slow_) > 20
+    assert np.median(slow_) > 0.1  # the slow arm's requests take long (and queue behind each other) ...
+    assert np.quantile(fast, 0.9) < 0.5 * np.median(slow_), (np.quantile(fast, 0.9), np.median(slow_))  # ... no one else's
+
+
+# ----------------------------------------------------------------------------- hostile input
+HOSTILE_ROUTES = [
+    ({"a": {"model": "M1", "weight": -10}, "b": {"model": "M2", "weight": 110}}, "weight"),
+    ({"a": {"model": "M1", "weight": True}}, "weight"),
+    ({"a": {"model": "M1", "weight": 1e308}, "b": {"model": "M2", "weight": -1e308}}, "weight"),
+    ({"a": {"model": 7, "weight": 100}}, "model"),
+    ({"a": {"model": "", "weight": 100}}, "model"),
+    ({"a": {"model": ["M1"], "weight": 100}}, "model"),
+    ({"a\r\nx-evil: 1": {"model": "M1", "weight": 100}}, "arm"),
+    ({"": {"model": "M1", "weight": 100}}, "arm"),
+    ({"é" * 300: {"model": "M1", "weight": 100}}, "arm"),
+    ({"a": {"model": "M1", "weight": 100}, "sticky": "header:"}, "sticky"),
+    ({"a": {"model": "M1", "weight": 100}, "sticky": "header:x\r\ny"}, "sticky"),
+    ({"a": {"model": "M1", "weight": 100}, "sticky": 5}, "sticky"),
+    ({"a": {"model": "M1", "weight": 100}, "shadow": [3]}, "shadow"),
+    ({"a": {"model": "M1", "weight": 100}, "shadow": ["/etc/passwd"]}, ""),
+    ({"a": {"model": "/etc/passwd", "weight": 100}}, ""),
+    ({"a": {"model": "../../../../etc/shadow.mpk", "weight": 100}}, ""),
+    ({"a": {"model": "M1", "weight": 50}, "b": {"model": "M2", "weight": 50},
+      "bandit": {"min_weight": 60, "max_weight": 40}}, "min_weight 60 is above max_weight 40"),
+    ({"a": {"model": "M1", "weight": 50}, "b": {"model": "M2", "weight": 50}, "bandit": {"policy": "greedy"}}, "policy"),
+    ({"a": {"model": "M1", "weight": 50}, "b": {"model": "M2", "weight": 50}, "bandit": {"update_every": -1}}, ""),
+    ({"a": {"model": "M1", "weight": 50}, "b": {"model": "M2", "weight": 50}, "stop": {"max_error_rate": 7}}, ""),
+    ({"a": {"model": "M1", "weight": 50}, "b": {"model": "M2", "weight": 50}, "stop": []}, ""),
+    ({f"arm{i}": {"model": "M1", "weight": 100 / 5000} for i in range(5000)}, ""),
+    ({"a": {"model": "M1", "weight": 100, "extra": {"deep": [[[[[[[[[[1]]]]]]]]]]}}}, "unknown key"),
+]
+
+
+def test_hostile_route_tables_are_4xx_and_change_nothing(bundles, tmp_path):
+    path = routing_file(tmp_path, f'[iris]\na = {{ model = "{bundles.iris_v1}", weight = 100 }}\n')
+
+    def fill(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return {"M1": str(bundles.iris_v1), "M2": str(bundles.iris_v2)}.get(value, value) if isinstance(value, str) else value
+
+    with thread_server(ServeConfig(sources=[], routing=[str(path)])) as url, httpx.Client(timeout=60) as c:
+        before = route_of(url)
+        wrong = []
+        for table, needle in HOSTILE_ROUTES:
+            r = c.post(f"{url}/v2/repository/models/iris/route", json=fill(table))
+            error = r.json().get("error", "") if r.headers.get("content-type", "").startswith("application/json") else ""
+            if not (400 <= r.status_code < 500 and needle in error.lower() and len(error) < 3000
+                    and "root:" not in error and str(bundles.iris_v1.parent) not in error):
+                wrong.append((str(table)[:120], r.status_code, r.text[:300]))
+            if route_of(url) != before:
+                wrong.append((str(table)[:120], "changed the route"))
+                assert c.post(f"{url}/v2/repository/models/iris/route", json=fill({"a": {"model": "M1", "weight": 100}}))
+                before = route_of(url)
+        assert not wrong, "\n".join(map(str, wrong))
+        for raw in (b"{", b"[]", b'"x"', b"1e999", b'{"a": NaN}', b"\xff\xfe"):
+            r = c.post(f"{url}/v2/repository/models/iris/route", content=raw)
+            assert 400 <= r.status_code < 500, (raw, r.text)
+        for name in ("..", "a%2F..%2Fb", "x" * 5000):
+            r = c.post(f"{url}/v2/repository/models/{name}/route", json=fill({"a": {"model": "M1", "weight": 100}}))
+            assert 400 <= r.status_code < 500 or r.status_code == 200, r.text
+        assert route_of(url) == before
+        assert c.post(f"{url}/v2/models/iris/infer", json=body()).status_code == 200
+
+
+def test_hostile_requests_to_a_routed_model_are_4xx_or_answered(bundles, tmp_path):
+    path = routing_file(tmp_path, f"""
+[iris]
+a = {{ model = "{bundles.iris_v1}", weight = 50 }}
+b = {{ model = "{bundles.iris_v2}", weight = 50, sticky = "customer_id" }}
+[iris.bandit]
+""")
+    with thread_server(ServeConfig(sources=[], routing=[str(path)])) as url, httpx.Client(timeout=60) as c:
+        cases = [
+            ({**body(), "parameters": {"customer_id": {"nested": [1, 2]}}}, {}),
+            ({**body(), "parameters": {"customer_id": "x" * 100_000}}, {}),
+            ({**body(), "parameters": {"customer_id": None}}, {}),
+            ({"inputs": [*body()["inputs"], {"name": "customer_id", "shape": [0], "datatype": "BYTES", "data": []}]}, {}),
+            (body(), {"x-request-id": "é" * 10}),
+            (body(), {"x-request-id": "r" * 10_000}),
+            (body(), {"x-request-id": "a\tb"}),
+        ]
+        for doc, headers in cases:
+            r = c.post(f"{url}/v2/models/iris/infer", json=doc, headers={k: v.encode() for k, v in headers.items()})
+            assert r.status_code == 200 or 400 <= r.status_code < 500, (str(doc)[:200], r.status_code, r.text[:300])
+            if r.status_code == 200:
+                assert r.headers["x-model-arm"] in ("a", "b")
+                rid = r.headers.get("x-request-id", "")
+                assert rid.isascii() and rid.isprintable() and len(rid) <= 256
+        assert c.post(f"{url}/v2/models/iris/infer", json=body()).status_code == 200

@@ -223,9 +223,7 @@ def parse_route(name: str, table: Any, *, origin: str | None = None) -> RouteSpe
         stop=_stop(table.get("stop"), where) if "stop" in table else None,
         registry=registry, origin=where,
     )
-    if registry is None:
-        check(spec)
-    return spec
+    return check(spec) if registry is None else spec
 
 
 def check(spec: RouteSpec) -> RouteSpec:

@@ -295,6 +295,57 @@ window = 30
     assert pinned.status_code == 500  # the stopped version itself is still served when asked for
 
 
+def test_a_canary_that_degrades_is_stopped_by_latency_and_by_realised_accuracy(bundles, copies, tmp_path):
+    slow_route = routing_file(tmp_path, f"""
+[iris]
+production = {{ model = "{bundles.iris_v1}", weight = 60 }}
+canary     = {{ model = "{copies['slow']}", weight = 40 }}
+
+[iris.stop]
+max_latency_ratio = 5
+min_requests = 8
+window = 60
+""")
+    with thread_server(ServeConfig(sources=[], routing=[str(slow_route)])) as url, httpx.Client(timeout=30) as c:
+        deadline = time.time() + 60
+        while time.time() < deadline and not route_of(url)["arms"][1]["stopped"]:
+            assert c.post(f"{url}/v2/models/iris/infer", json=body()).status_code == 200
+        canary = route_of(url)["arms"][1]
+    assert canary["stopped"] and "p99 latency" in canary["stopped"] and canary["weight"] == 0
+
+    metric_route = tmp_path / "metric.toml"
+    metric_route.write_text(f"""
+[iris]
+production = {{ model = "{bundles.iris_v1}", weight = 50 }}
+canary     = {{ model = "{bundles.iris_v2}", weight = 50 }}
+
+[iris.bandit]
+min_weight = 50
+max_weight = 50
+min_labels = 5
+
+[iris.stop]
+max_error_rate = 0.5
+max_metric_drop = 0.2
+min_labels = 20
+""")
+    with thread_server(ServeConfig(sources=[], routing=[str(metric_route)])) as url, httpx.Client(timeout=30) as c:
+        deadline = time.time() + 60
+        while time.time() < deadline and not route_of(url)["arms"][1]["stopped"]:
+            records = []
+            for _ in range(10):
+                r = c.post(f"{url}/v2/models/iris/infer", json=body())
+                label = r.json()["outputs"][0]["data"][0]
+                right = r.headers["x-model-arm"] == "production"  # the canary is always wrong
+                records.append({"id": r.headers["x-request-id"], "label": label if right else (label + 1) % 3})
+            assert c.post(f"{url}/v2/models/iris/feedback", json={"records": records}).status_code == 200
+            time.sleep(0.1)
+        route = route_of(url)
+    production, canary = route["arms"]
+    assert canary["stopped"] and "realised accuracy" in canary["stopped"], route
+    assert production["weight"] == 100 and production["realised"]["accuracy"] == 1.0
+
+
 # ----------------------------------------------------------------------------- bandits
 @pytest.mark.parametrize("policy", ["thompson", "exp3"])
 def test_bandit_moves_weight_to_the_arm_with_the_better_reward(bundles, tmp_path, policy):

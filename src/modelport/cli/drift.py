@@ -57,8 +57,7 @@ def drift(ctx: click.Context, bundle: str, log: str, model: str | None, versions
 
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:
-        from modelport.inspect._text import console
-        from modelport.monitor.report import render
+        from modelport.monitor.report import render, text_console
 
-        console(soft_wrap=True).print(render(report))
+        text_console().print(render(report))
     ctx.exit(report.exit_code)

@@ -15,7 +15,7 @@ def monitor(ctx: click.Context, policy_path: str, dry_run: bool, as_json: bool) 
     realised performance) and act on those that fire: a webhook POST, a registry tag, the exit code.
 
     \b
-    Exit codes: 0 no rule fired, 10 (or the policy's [actions.exit] code) a rule fired,
+    Exit codes: 0 no rule with the exit action fired, 10 (or the policy's [actions.exit] code) one did,
     13 an action failed, other non-zero: an error. See docs/monitoring.md for the policy format.
     """
     from modelport.monitor.policy import Policy

@@ -35,7 +35,6 @@ def perf(bundle: str, log: str, model: str | None, labels: str | None, by: str, 
 
         click.echo(json.dumps(report.to_dict(), indent=1))
         return
-    from modelport.inspect._text import console
-    from modelport.monitor.report import render_perf
+    from modelport.monitor.report import render_perf, text_console
 
-    console(soft_wrap=True).print(render_perf(report))
+    text_console().print(render_perf(report))

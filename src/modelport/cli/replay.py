@@ -51,9 +51,8 @@ def replay(ctx: click.Context, log: str, bundle: str, model: str | None, version
 
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:
-        from modelport.inspect._text import console
-        from modelport.monitor.report import render_replay
+        from modelport.monitor.report import render_replay, text_console
 
-        console(soft_wrap=True).print(render_replay(report, limit))
+        text_console().print(render_replay(report, limit))
     if limit is not None and report.label_disagreement > limit:
         ctx.exit(10)

@@ -189,6 +189,7 @@ class Dashboard:
         self.source = source
         self.prefix = prefix.rstrip("/")
         self._cache: dict[tuple[str, ...], tuple[float, bytes]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._assets = {name: asset(name) for name in ASSETS}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -233,7 +234,16 @@ class Dashboard:
         ttl = 1.0 if what == "live" else CACHE_SECONDS
         if hit is not None and now - hit[0] < ttl:
             return hit[1]
+        # one computation per view at a time (drift and perf read the log): a burst of page loads, or
+        # of requests for made-up models, queues here instead of filling the thread pool with log scans
+        lock = self._locks.setdefault(what, asyncio.Lock())
+        async with lock:
+            hit = self._cache.get(key)
+            if hit is not None and time.monotonic() - hit[0] < ttl:
+                return hit[1]
+            return await self._compute(what, query, key)
 
+    async def _compute(self, what: str, query: dict[str, str], key: tuple[str, ...]) -> bytes:
         def compute() -> bytes:
             if what == "models":
                 doc = self.source.models()
@@ -297,8 +307,9 @@ def app(source: Source) -> Any:
 
 
 def run(*, log: str | None, server: str | None, registry_url: str | None, host: str, port: int,
-        since: str = "24h", by: str = "hour") -> None:
-    """``modelport ui``: serve the dashboard until Ctrl-C."""
+        since: str = "24h", by: str = "hour", bundles: list[str] | None = None) -> None:
+    """``modelport ui``: serve the dashboard until Ctrl-C. ``bundles``: paths or URIs of the bundles
+    the drift and performance views use, by model name (else each model's registry version)."""
     from modelport._deps import require
     from modelport.monitor._time import parse_time, parse_window
 
@@ -309,5 +320,9 @@ def run(*, log: str | None, server: str | None, registry_url: str | None, host: 
 
         Storage(log)
     uvicorn = require("uvicorn", purpose="modelport ui")
-    source = LogSource(log, server=server, registry_url=registry_url, since=since, by=by)
+    from modelport._uri import load
+
+    loaded = [load(b) for b in bundles or []]
+    source = LogSource(log, server=server, registry_url=registry_url, since=since, by=by,
+                       bundles={b.name: b for b in loaded})
     uvicorn.run(app(source), host=host, port=port, log_level="warning", lifespan="on")

@@ -157,7 +157,7 @@ def join(table: Any, labels: Any, *, task: str, classes: list[Any] | None) -> Jo
         keys = pc.binary_join_element_wise(table.column("version"), table.column("role"),
                                            pc.fill_null(table.column("arm"), ""), logged_ids, "\x1f")
         order = pc.sort_indices(table, sort_keys=[("ts", "descending")])
-        first = {}
+        first: dict[str, int] = {}
         for pos, k in zip(order.to_pylist(), keys.take(order).to_pylist()):
             first.setdefault(k, pos)
         table = table.take(pa.array(sorted(first.values()), pa.int64()))
@@ -175,7 +175,7 @@ def join(table: Any, labels: Any, *, task: str, classes: list[Any] | None) -> Jo
     if classes is not None:
         index = {str(c): i for i, c in enumerate(classes)}
         raw = labels.column("label").take(idx).to_pylist() if sub.num_rows else []
-        y = np.array([index.get(_label_text(v), -1) for v in raw], dtype=np.int64)
+        y: np.ndarray = np.array([index.get(_label_text(v), -1) for v in raw], dtype=np.int64)
         ok = y >= 0
         unknown = int((~ok).sum())
     else:

@@ -178,23 +178,25 @@ class LiveMonitor:
         roles = meta["role"]
         arms = meta["arm"]
         if m.classes is not None and "label" in outputs:
-            index = {str(c): i for i, c in enumerate(m.classes)}
-            predicted = [index.get(str(v), -1) for v in outputs["label"].tolist()]
+            class_index = {str(c): i for i, c in enumerate(m.classes)}
+            predicted = [class_index.get(str(v), -1) for v in outputs["label"].tolist()]
         elif "prediction" in outputs:
             predicted = outputs["prediction"].astype(np.float64).tolist()
         else:
             return
-        plist = proba.tolist() if proba is not None else None
+        probs: Any = map(tuple, proba.tolist()) if proba is not None else [None] * len(ids)
+        name, version, answers = m.name, m.version, self._index
+        # one pass of plain Python objects (this runs for every logged row, in the writer thread)
         with self._lock:
-            for i, rid in enumerate(ids):
-                key = (m.name, rid)
-                entry = (m.version, predicted[i], None if plist is None else tuple(plist[i]), float(ts[i]), roles[i], arms[i])
-                got = self._index.get(key)
+            for rid, pred, pr, t, role, arm in zip(ids, predicted, probs, ts.tolist(), roles, arms):
+                key = (name, rid)
+                entry = (version, pred, pr, t, role, arm)
+                got = answers.get(key)
                 if got is None:
-                    self._index[key] = [entry]
+                    answers[key] = [entry]
                 else:
-                    got[:] = [e for e in got if e[0] != m.version or e[4] != roles[i] or e[5] != arms[i]] + [entry]
-                    self._index.move_to_end(key)
+                    got[:] = [e for e in got if e[0] != version or e[4] != role or e[5] != arm] + [entry]
+                    answers.move_to_end(key)
             while len(self._index) > self.index_size:
                 self._index.popitem(last=False)
 
@@ -318,8 +320,8 @@ class LiveMonitor:
         if self.share_dir is not None:
             self._take_forwarded()
             self._share(dirty, first)
-            for k, sk in self._read_shared(first).items():
-                all_buckets.setdefault(k[:2], Sketch()).merge(sk)
+            for shared_key, sk in self._read_shared(first).items():
+                all_buckets.setdefault(shared_key[:2], Sketch()).merge(sk)
         else:
             for k, sk in own.items():
                 all_buckets.setdefault(k[:2], Sketch()).merge(sk)

@@ -260,6 +260,7 @@ class _Entry:
     role: str
     arm: str | None
     ids: Sequence[str] | None
+    request_ids: Sequence[str] | None = None
 
 
 @dataclass(eq=False)
@@ -499,8 +500,8 @@ class PredictionLog:
             pa.array(meta["latency_ms"], pa.float64()),
             pa.array(np.full(n, self.sample), pa.float64()),
         ]
-        for c, f in zip(target.inputs, target.schema.field_names_in):
-            arrays.append(_arrow(pa, inputs[c.name], target.schema.types[f]))
+        for c, field_name in zip(target.inputs, target.schema.field_names_in):
+            arrays.append(_arrow(pa, inputs[c.name], target.schema.types[field_name]))
         for name in target.schema.outputs:
             arrays.append(_arrow(pa, outs[name], target.schema.types[OUTPUT_PREFIX + name]) if name in outs
                           else pa.nulls(n, target.schema.types[OUTPUT_PREFIX + name]))
@@ -678,7 +679,7 @@ class ModelLog:
     def write(self, request_id: str, rows: int, *, feeds: Mapping[str, np.ndarray] | None = None,
               data: Any = None, outputs: Mapping[str, np.ndarray], latency: float | None = None,
               ts: float | None = None, raw: Any = None, role: str = "answer", arm: str | None = None,
-              ids: Sequence[str] | None = None) -> bool:
+              ids: Sequence[str] | None = None, request_ids: Sequence[str] | None = None) -> bool:
         """Log ``rows`` scored rows of one request (call it only for sampled requests: :meth:`wants`).
 
         Give the graph ``feeds`` the model ran on (serve: what ``prepare`` built), or the input
@@ -686,15 +687,19 @@ class ModelLog:
         decoded in the writer thread). ``outputs``: the model's results for exactly these rows.
         ``raw``: the request's own data (records or a column mapping) where category values may
         have been outside the categories. ``latency``: seconds for the whole request. ``ids``: one
-        id per row (default: ``request_id`` for one row, ``request_id:i`` otherwise).
+        id per row (default: ``request_id`` for one row, ``request_id:i`` otherwise);
+        ``request_ids``: one request id per row, where the rows come from several requests (the
+        stream consumer logs a batch of messages at once; default: ``request_id`` for every row).
         Returns False when the rows were dropped (the writer is behind, or the log is closed).
         """
         if feeds is None and data is None:
             raise InputError("ModelLog.write needs the feeds or the input data of the rows it logs.")
         if role not in ROLES:
             raise InputError(f"role must be one of {', '.join(ROLES)}; got {role!r}.")
+        if request_ids is not None and len(request_ids) != int(rows):
+            raise InputError(f"ModelLog.write got {len(request_ids)} request ids for {rows} rows; give one per row.")
         return self.owner._submit(_Entry(self, request_id, int(rows), feeds, data, outputs, latency,
-                                         time.time() if ts is None else ts, raw, role, arm, ids))
+                                         time.time() if ts is None else ts, raw, role, arm, ids, request_ids))
 
     # ------------------------------------------------------------------ writer thread
     def decode(self, items: list[_Entry]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
@@ -716,7 +721,7 @@ class ModelLog:
             else:
                 raw = e.raw
             n = _rows_of(feeds)
-            if n != e.rows or e.outputs is None or any(v.shape[0] != n for v in e.outputs.values() if v.ndim):
+            if n != e.rows or e.outputs is None or not _rows_match(e.outputs, n):
                 self.owner.stats.dropped += e.rows
                 log.warning("log entry of %s version %s dropped: %d rows announced, %d in the feeds", self.name,
                             self.version, e.rows, n)
@@ -739,24 +744,34 @@ class ModelLog:
         outs = colmod.outputs(outs_all, self.classes)
         ids: list[str] = []
         rids: list[str] = []
-        ts: list[np.ndarray] = []
-        lat: list[np.ndarray] = []
         roles: list[str] = []
         arms: list[str | None] = []
-        for e in keep:
-            if e.ids is not None and len(e.ids) == e.rows:
-                ids.extend(str(i) for i in e.ids)
-            elif e.rows == 1:
-                ids.append(e.request_id)
-            else:
-                ids.extend(f"{e.request_id}:{i}" for i in range(e.rows))
-            rids.extend([e.request_id] * e.rows)
-            ts.append(np.full(e.rows, e.ts))
-            lat.append(np.full(e.rows, np.nan if e.latency is None else e.latency * 1000.0))
-            roles.extend([e.role] * e.rows)
-            arms.extend([e.arm] * e.rows)
-        meta = {"id": ids, "request_id": rids, "ts": np.concatenate(ts), "latency_ms": np.concatenate(lat),
-                "role": roles, "arm": arms}
+        counts = [e.rows for e in keep]
+        if all(c == 1 for c in counts) and all(e.ids is None and e.request_ids is None for e in keep):
+            # the server's common case, one row per request: no per-row loop
+            ids = [e.request_id for e in keep]
+            rids = ids
+            roles = [e.role for e in keep]
+            arms = [e.arm for e in keep]
+        else:
+            for e in keep:
+                if e.ids is not None and len(e.ids) == e.rows:
+                    ids.extend(str(i) for i in e.ids)
+                elif e.rows == 1:
+                    ids.append(e.request_id)
+                else:
+                    ids.extend(f"{e.request_id}:{i}" for i in range(e.rows))
+                if e.request_ids is not None:
+                    rids.extend(str(i) for i in e.request_ids)
+                else:
+                    rids.extend([e.request_id] * e.rows)
+                roles.extend([e.role] * e.rows)
+                arms.extend([e.arm] * e.rows)
+        reps = np.asarray(counts, dtype=np.int64)
+        ts = np.repeat(np.fromiter((e.ts for e in keep), dtype=np.float64, count=len(keep)), reps)
+        lat = np.repeat(np.fromiter((np.nan if e.latency is None else e.latency * 1000.0 for e in keep),
+                                    dtype=np.float64, count=len(keep)), reps)
+        meta = {"id": ids, "request_id": rids, "ts": ts, "latency_ms": lat, "role": roles, "arm": arms}
         return inputs, outs, meta
 
 
@@ -820,6 +835,10 @@ def _arrow(pa: Any, values: Any, t: Any) -> Any:
     return pa.array(values, t)
 
 
+def _rows_match(outputs: Mapping[str, np.ndarray], n: int) -> bool:
+    return all(not v.ndim or v.shape[0] == n for v in outputs.values())
+
+
 def _rows_of(feeds: Mapping[str, np.ndarray]) -> int:
     for v in feeds.values():
         return int(v.shape[0]) if v.ndim else 1
@@ -845,7 +864,7 @@ def _concat_raw(raws: list[Any], rows: list[int]) -> Any:
     return _Concat(raws, rows)
 
 
-class _Concat(dict):  # type: ignore[type-arg]
+class _Concat(dict):
     """Several requests' raw data seen as one mapping of column -> values (indexable by row)."""
 
     def __init__(self, parts: list[Any], rows: list[int]) -> None:
@@ -853,7 +872,7 @@ class _Concat(dict):  # type: ignore[type-arg]
         self.parts = parts
         self.starts = np.cumsum([0, *rows])
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return _Column(self, name)
 
 
@@ -952,14 +971,14 @@ class ScoredChunks:
         ran = scored[ok_idx]
         feeds = {k: v[ran] if not ran.all() else v for k, v in prepared.feeds.items()}
         if self.id_column is not None:
-            ids = [None if v is None else str(v) for v in batch.column(self.id_column).take(rows).to_pylist()]
-            ids = [i if i is not None else f"{self.run_id}:{prepared.first_row + int(r)}" for i, r in zip(ids, rows)]
+            given = batch.column(self.id_column).take(rows).to_pylist()
+            ids = [str(v) if v is not None else f"{self.run_id}:{prepared.first_row + int(r)}" for v, r in zip(given, rows)]
         else:
             ids = [f"{self.run_id}:{prepared.first_row + int(r)}" for r in rows.tolist()]
         outputs = {k[len(prefix):]: v for k, v in preds.items()}
         keep = None
         if self.log.sample < 1.0:
-            keep = np.fromiter((self.log.wants(i) for i in ids), dtype=bool, count=len(ids))
+            keep = np.array([self.log.wants(i) for i in ids], dtype=bool)
             if not keep.any():
                 return
             feeds = {k: v[keep] for k, v in feeds.items()}
@@ -976,3 +995,61 @@ class ScoredChunks:
     def close(self) -> LogStats:
         self.log.close()
         return self.log.stats
+
+
+# ============================================================================ stream consumers
+class ScoredMessages:
+    """``modelport stream --log``: the scored rows of each batch of messages into a prediction log
+    (source ``stream``), with the serve's ids: a message with one record is logged under the
+    message id, record ``i`` of a larger message under ``<message id>:<i>``; ``request_id`` is the
+    message id. Sampling is by message id, as the server samples by request id. ``log`` is a URL
+    (this object owns the writer and closes it) or a :class:`PredictionLog` of the caller's (left open).
+    Like the server, it never blocks: when the writer is behind, rows are dropped and counted."""
+
+    def __init__(self, log: str | os.PathLike[str] | PredictionLog, *, sample: float = 1.0,
+                 rotate_seconds: float = 300.0) -> None:
+        if isinstance(log, PredictionLog):
+            self.log, self._owned = log, False
+        else:
+            self.log = PredictionLog(log, sample=sample, rotate_seconds=rotate_seconds, source="stream")
+            self._owned = True
+
+    def write(self, bundle: Bundle, name: str, version: str, digest: str, messages: Sequence[tuple[str, int, int]],
+              prepared: Any, preds: Mapping[str, np.ndarray], scored: np.ndarray, cols: Mapping[str, Any],
+              has_categories: bool, latency: float) -> None:
+        """Log the rows of ``messages`` (``(message id, first row, rows)``, every row scored) of one
+        scored batch: ``prepared`` / ``preds`` / ``scored`` as :class:`~modelport.batch.score.ChunkScorer`
+        made them from the input columns ``cols``; ``latency``: seconds the batch took to score."""
+        wanted = [(mid, start, count) for mid, start, count in messages if count and self.log.wants(mid)]
+        if not wanted:
+            return
+        rows = np.concatenate([np.arange(start, start + count) for _, start, count in wanted])
+        ids: list[str] = []
+        rids: list[str] = []
+        for mid, _, count in wanted:
+            ids.extend([mid] if count == 1 else [f"{mid}:{i}" for i in range(count)])
+            rids.extend([mid] * count)
+        rank = np.cumsum(scored) - 1  # the position of an input row among the scored rows
+        positions = rank[rows]
+        ok_idx = np.flatnonzero(~prepared.bad) if prepared.bad.size else np.arange(prepared.n_rows)
+        ran = scored[ok_idx]  # the prepared (checked) rows that ran: the feeds of the scored rows
+        feeds = {k: (v[ran] if not ran.all() else v)[positions] for k, v in prepared.feeds.items()}
+        outputs = {k: v[positions] for k, v in preds.items()}
+        raw = None
+        if has_categories:
+            raw = {c: np.asarray(_pick(values, rows), dtype=object) for c, values in cols.items()}
+        target = self.log.model(bundle, name=name, version=version, digest=digest, source="stream")
+        target.write(rids[0], len(ids), feeds=feeds, outputs=outputs, latency=latency, raw=raw, ids=ids,
+                     request_ids=rids)
+
+    def close(self) -> LogStats:
+        if self._owned:
+            self.log.close()
+        return self.log.stats
+
+
+def _pick(values: Any, rows: np.ndarray) -> list[Any]:
+    """``values[rows]`` as Python objects, for a list of values or an Arrow column."""
+    if hasattr(values, "take") and hasattr(values, "to_pylist"):
+        return list(values.take(rows).to_pylist())
+    return [values[int(r)] for r in rows.tolist()]

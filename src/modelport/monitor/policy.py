@@ -26,7 +26,7 @@ A policy (TOML)::
     [actions.tag]
     key = "needs-retraining"               # set on the model's registry version (value: "true")
     [actions.exit]
-    code = 10                              # the exit code of `modelport monitor` (default 10 when a rule fires)
+    code = 10                              # `modelport monitor` exits with it when a rule with "exit" fires (default 10)
 
 Metrics of a window: ``drift.psi`` / ``drift.js`` / ``drift.missing`` / ``drift.unseen`` (the
 largest over the input columns, or one column: ``drift.psi[age]``), ``drift.share``,
@@ -93,7 +93,7 @@ class Rule:
         if not isinstance(actions, list) or not all(a in ACTIONS for a in actions):
             raise InputError(f"rule #{i + 1}: actions must be a list of {', '.join(ACTIONS)}; got {actions!r}.")
         return cls(str(doc.get("name") or when), group, metric, column, op,
-                   float(number) / (100.0 if pct else 1.0), n, list(actions), when)
+                   float(number) / (100.0 if pct else 1.0), n, list(actions), str(when))
 
 
 @dataclass
@@ -116,7 +116,7 @@ class Evaluation:
 
     @property
     def exit_code(self) -> int:
-        codes = [self.policy.exit_code for f in self.fired]
+        codes = [self.policy.exit_code for f in self.fired if "exit" in f.rule.actions]
         return max(codes) if codes else 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -223,7 +223,7 @@ class Policy:
         report = perf(self.log, model=self.name, bundle=self.bundle, labels=self.labels, by=w,
                       since=starts[0], until=last + w) if need_perf else None
         base = baseline_estimate(self.bundle) if need_perf and self.bundle.classes is not None else {}
-        windows = []
+        windows: list[dict[str, Any]] = []
         for s in starts:
             d = drift_of_log(self.bundle, self.log, model=self.name, since=s, until=s + w)
             metrics: dict[str, Any] = {"rows": d.rows, "drift": _drift_metrics(d)}

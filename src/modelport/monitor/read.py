@@ -102,7 +102,8 @@ def read_log(
     """Logged rows as one pyarrow Table (sorted by nothing: files in order, rows as written).
 
     ``since`` / ``until``: ``24h``, an ISO time, or epoch seconds. ``columns``: the columns to
-    decode (default all); names a version lacks are left out of its rows (null when mixed).
+    decode (default all; ``"in.*"`` names every column with that prefix); names a version lacks are
+    left out of its rows (null when mixed).
     ``roles``: which rows (``answer`` by default; None for all, shadows included). ``max_rows``:
     the newest files are read first and reading stops past that many rows.
     """
@@ -134,7 +135,7 @@ def read_log(
     for (_m, _v), paths in groups.items():
         dataset = ds.dataset(paths, format="parquet", filesystem=storage.filesystem())
         names = dataset.schema.names
-        wanted = names if columns is None else [c for c in columns if c in names]
+        wanted = names if columns is None else _select(names, columns)
         tables.append(dataset.to_table(columns=wanted, filter=cond))
         total += tables[-1].num_rows
         if max_rows is not None and total >= max_rows:
@@ -147,11 +148,22 @@ def read_log(
     return table
 
 
+def _select(names: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """The file's column ``names`` that ``columns`` asks for (exact names, or ``prefix*``), in the asked order."""
+    out: list[str] = []
+    for c in columns:
+        if c.endswith("*"):
+            out.extend(n for n in names if n.startswith(c[:-1]) and n not in out)
+        elif c in names and c not in out:
+            out.append(c)
+    return out
+
+
 def _empty(pa: Any, columns: Sequence[str] | None) -> Any:
     base = {"id": pa.string(), "request_id": pa.string(), "ts": pa.timestamp("us", tz="UTC"), "model": pa.string(),
             "version": pa.string(), "digest": pa.string(), "source": pa.string(), "role": pa.string(),
             "arm": pa.string(), "latency_ms": pa.float64(), "sample_rate": pa.float64()}
-    names = list(base) if columns is None else [c for c in columns if c in base]
+    names = list(base) if columns is None else _select(list(base), columns)
     return pa.table({n: pa.array([], base[n]) for n in names})
 
 
@@ -163,9 +175,14 @@ def read_labels(source: str | os.PathLike[str], *, since: Any = None, until: Any
     pa = require("pyarrow", purpose="reading labels")
     pc = require("pyarrow.compute", purpose="reading labels")
     path = os.fspath(source)
-    storage = Storage(path)
-    is_log = storage.local is None or storage.local.is_dir()
+    local = "://" not in path or path.startswith("file://")
+    local_path = path[7:] if path.startswith("file://") else path
+    if local and not os.path.exists(local_path):
+        raise InputError(f"the labels {path} do not exist (neither a prediction log nor a labels file).",
+                         hint="give a Parquet / CSV / JSON-lines file with id and label columns, or a log directory")
+    is_log = not (local and os.path.isfile(local_path))
     if is_log:
+        storage = Storage(path)
         files = []
         base = storage.join(LABELS_DIR)
         for ddir in storage.listdir(base):
@@ -192,8 +209,10 @@ def read_labels(source: str | os.PathLike[str], *, since: Any = None, until: Any
             last[str(rid)] = i
     keep = sorted(last.values())
     out_ts = [_epoch(ts[i]) for i in keep]
-    rows = [(str(ids[i]), labels[i], values[i], out_ts[j]) for j, i in enumerate(keep)
-            if (t0 is None or out_ts[j] is None or out_ts[j] >= t0) and (t1 is None or out_ts[j] is None or out_ts[j] < t1)]
+    def within(t: float | None) -> bool:
+        return t is None or ((t0 is None or t >= t0) and (t1 is None or t < t1))
+
+    rows = [(str(ids[i]), labels[i], values[i], out_ts[j]) for j, i in enumerate(keep) if within(out_ts[j])]
     return _labels_table(pa, [r[0] for r in rows], [None if r[1] is None else str(r[1]) for r in rows],
                          [r[2] for r in rows], [r[3] for r in rows])
 

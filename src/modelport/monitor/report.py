@@ -51,11 +51,25 @@ def render(report: DriftReport) -> Any:
         for c in cols:
             t.add_row(clean(c.name), c.kind, f"{c.rows:,}", _f(c.psi), _f(c.ks), _f(c.ks_p_value), _f(c.chi2_p_value),
                       _f(c.js), f"{c.reference_missing_rate:.1%}->{c.missing_rate:.1%}", _pct(c.unseen_rate),
-                      Text("; ".join(c.reasons) if c.drifted else "-", style="red" if c.drifted else ""))
+                      Text("yes" if c.drifted else "-", style="red" if c.drifted else ""))
         parts.append(t)
+        # why, below the table: a reason in a cell would squeeze every column
+        for c in cols:
+            if c.drifted:
+                parts.append(Text(f"  {clean(c.name)}: {'; '.join(c.reasons)}", style="red"))
     if report.skipped:
         parts.append(Text(f"not in the log: {', '.join(map(clean, report.skipped))}", style="yellow"))
     return Group(*parts)
+
+
+def text_console() -> Any:
+    """The console the CLI prints reports with: the terminal's width, or wide enough for the
+    tables when the output goes to a file or a pipe (rich would wrap them at 80 columns)."""
+    import sys
+
+    from modelport.inspect._text import console
+
+    return console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def _pct(v: float | None) -> str:

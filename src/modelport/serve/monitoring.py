@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from modelport.errors import InputError, ModelportError
 from modelport.monitor.log import IdMaker, PredictionLog, check_id
 
 if TYPE_CHECKING:
+    from modelport.monitor.dashboard import Source
     from modelport.monitor.live import LiveMonitor
     from modelport.serve.dataplane import DataPlane
     from modelport.serve.model import ServedModel
@@ -239,7 +240,7 @@ async def handle_ui(dp: DataPlane, scope: dict[str, Any], receive: Any, send: An
     if app is None:
         from modelport.monitor.dashboard import Dashboard
 
-        app = dp.__dict__["_dashboard"] = Dashboard(ServerSource(dp), prefix="/ui")
+        app = dp.__dict__["_dashboard"] = Dashboard(cast("Source", ServerSource(dp)), prefix="/ui")
     await app(scope, receive, send)
 
 
@@ -341,7 +342,7 @@ class ServerSource:
         if mon is None:
             raise InputError("this server keeps no prediction log: no performance to show.",
                              hint="start it with --log DIR")
-        doc = perf(mon.log.url, model=model, bundle=served.bundle, by=self.by, since=self.since).to_dict() \
+        doc: dict[str, Any] = perf(mon.log.url, model=model, bundle=served.bundle, by=self.by, since=self.since).to_dict() \
             if _has_files(mon.log.url, model) else {"model": model, "windows": []}
         if mon.live is not None:
             doc["live"] = [{"version": v, **r} for (m, v), r in mon.live.realised(model).items() if m == model]

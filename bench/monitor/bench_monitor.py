@@ -182,11 +182,12 @@ def part_drift(rows: int, repeats: int, evidently_python: str | None) -> None:
           f"drift_of_log in-process wall best {min(api):.2f} s, CPU best {min(api_cpu):.2f} s; drifted {drifted}; "
           f"load average {os.getloadavg()[0]:.1f}")
     if evidently_python:
-        files = sorted(str(p) for p in log.rglob("*.parquet"))
-        merged = WORK / "current.parquet"
         import pyarrow.parquet as pq
 
-        pq.write_table(pq.ParquetDataset(files).read(), merged)
+        from modelport.monitor.read import read_log
+
+        merged = WORK / "current.parquet"  # the same rows, as one plain Parquet file for evidently's pandas
+        pq.write_table(read_log(str(log), columns=["in.*"]), merged)
         times: list[float] = []
         ev_cpu: list[float] = []
         for _ in range(repeats):

@@ -40,7 +40,8 @@ def test_score_log_ids_outputs_and_perf(tmp_path, churn_path, workers):
     for o in out:
         row = logged[o["cust"]]
         assert row["out.label"] == o["label"] and row["source"] == "score"
-        assert (row["in.age"], row["in.plan"]) == (o["age"], o["plan"])
+        i = int(o["cust"][1:])  # the output keeps the other columns (--keep rest): the id
+        assert (row["in.age"], row["in.plan"], row["in.spend"]) == (frame.age[i], frame.plan[i], frame.spend[i])
     states = writers(str(log))
     assert len(states) == int(workers) and all(s["stopped"] and s["dropped"] == 0 for s in states)
     assert sum(s["written"] for s in states) == len(out)

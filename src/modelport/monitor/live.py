@@ -21,12 +21,12 @@ reward a policy needs. :meth:`realised` gives the realised metrics per version o
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +90,8 @@ class LiveMonitor:
         self._models: dict[tuple[str, str], _Model] = {}
         self._buckets: dict[tuple[str, str, int], Sketch] = {}
         self._dirty: set[tuple[str, str, int]] = set()
-        self._index: OrderedDict[tuple[str, str], list[tuple[Any, ...]]] = OrderedDict()
+        # (model, id) -> its answers, oldest first (a dict keeps insertion order; cheaper than OrderedDict)
+        self._index: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[Joined], None]] = []
         self._offsets: dict[str, int] = {}
@@ -196,9 +197,11 @@ class LiveMonitor:
                     answers[key] = [entry]
                 else:
                     got[:] = [e for e in got if e[0] != version or e[4] != role or e[5] != arm] + [entry]
-                    answers.move_to_end(key)
-            while len(self._index) > self.index_size:
-                self._index.popitem(last=False)
+                    del answers[key]  # now the newest
+                    answers[key] = got
+            if len(answers) > self.index_size * 1.1:  # forget the oldest, a tenth at a time
+                for old in list(itertools.islice(answers, len(answers) - self.index_size)):
+                    del answers[old]
 
     # ------------------------------------------------------------------ feedback
     def feedback(self, model: str, records: Sequence[tuple[str, Any, float | None]], *, forward: bool = True
@@ -310,21 +313,22 @@ class LiveMonitor:
         """Share this worker's buckets, merge every worker's buckets of the window, compute the gauges."""
         now = time.time()
         first = int((now - self.window) // self.bucket) + 1
+        all_buckets: dict[tuple[str, str], Sketch] = {}
+        dirty: dict[tuple[str, str, int], dict[str, Any]] = {}
         with self._lock:
             for k in [k for k in self._buckets if k[2] < first]:
                 del self._buckets[k]
-            dirty = {k: self._buckets[k].to_json() for k in self._dirty if k in self._buckets}
+            if self.share_dir is not None:
+                dirty = {k: self._buckets[k].to_json() for k in self._dirty if k in self._buckets}
+            else:  # one process: merge (copies) under the lock, no JSON round trip every second
+                for k, sk in self._buckets.items():
+                    all_buckets.setdefault(k[:2], Sketch()).merge(sk)
             self._dirty.clear()
-            own = {k: Sketch.from_json(v.to_json()) for k, v in self._buckets.items()}
-        all_buckets: dict[tuple[str, str], Sketch] = {}
         if self.share_dir is not None:
             self._take_forwarded()
             self._share(dirty, first)
             for shared_key, sk in self._read_shared(first).items():
                 all_buckets.setdefault(shared_key[:2], Sketch()).merge(sk)
-        else:
-            for k, sk in own.items():
-                all_buckets.setdefault(k[:2], Sketch()).merge(sk)
         self.merged = all_buckets
         self.gauges = self._compute(all_buckets)
 

@@ -276,6 +276,7 @@ class _Open:
     bytes: int = 0
     buffered: list[Any] = field(default_factory=list)
     buffered_rows: int = 0
+    buffered_bytes: int = 0  # Arrow bytes of ``buffered``, kept as batches come (not summed every tick)
 
 
 #: called in the writer thread for every batch decoded: (model log, input columns, output columns, meta
@@ -513,6 +514,7 @@ class PredictionLog:
             f = self._open[key] = self._open_file(target, now)
         f.buffered.append(batch)
         f.buffered_rows += n
+        f.buffered_bytes += batch.nbytes
         if f.buffered_rows >= self.row_group_rows:
             self._write_buffered(f)
 
@@ -542,13 +544,16 @@ class PredictionLog:
         f.rows += table.num_rows
         f.buffered = []
         f.buffered_rows = 0
+        f.buffered_bytes = 0
 
     def _rotate(self, *, force: bool) -> None:
         now = time.time()
+        closed = False
         for key, f in list(self._open.items()):
             if not force and now - f.opened < self.rotate_seconds and f.handle.written + _estimate(f) < self.max_file_bytes:
                 continue
             del self._open[key]
+            closed = True
             rows = f.rows + f.buffered_rows
             try:
                 self._write_buffered(f)
@@ -568,7 +573,7 @@ class PredictionLog:
         self.stats.unflushed_since = min((f.opened for f in self._open.values()), default=None)
         if (force and self._labels_open is not None) or (self._labels_open is not None and now - self._labels_open.opened >= self.rotate_seconds):
             self._close_labels()
-        if force or self._open or self._labels_open:
+        if force or closed:  # at each rotation; otherwise _run rewrites it once a second
             self._write_state(force=True)
 
     # ------------------------------------------------------------------ labels
@@ -917,7 +922,7 @@ class _CountingFile(io.RawIOBase):
 
 def _estimate(f: _Open) -> int:
     """Bytes the buffered rows will add (compressed Parquet: about a quarter of Arrow's size)."""
-    return sum(b.nbytes for b in f.buffered) // 4
+    return f.buffered_bytes // 4
 
 
 def _as_float(v: Any) -> float | None:

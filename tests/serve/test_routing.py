@@ -213,7 +213,7 @@ production = {{ model = "{bundles.iris_v1}", weight = 100 }}
     assert shadow["dropped"].get("busy", 0) > 0  # it could not keep up: dropped, counted, nobody waited
     # waiting for the shadow would cost every request at least a shadow call; on a machine whose
     # cores the shadow shares, what remains is CPU contention, bounded well below that
-    assert shadow_cost > 0.08, shadow_cost
+    assert shadow_cost > 5 * np.median(alone), (shadow_cost, np.median(alone))  # the shadow is the slow one
     assert np.median(shadowed) < np.median(alone) + 0.25 * shadow_cost, (np.median(alone), np.median(shadowed))
     assert p99_shadowed < max(3 * p99_alone, p99_alone + 0.5 * shadow_cost), (p99_alone, p99_shadowed, shadow_cost)
 
@@ -611,7 +611,7 @@ slow = {{ model = "{copies['slow']}", weight = 50 }}
     fast = [s for arm, s in took if arm == "fast"]
     slow_ = [s for arm, s in took if arm == "slow"]
     assert len(fast) > 20 and len(slow_) > 20
-    assert np.median(slow_) > 0.1  # the slow arm's requests take long (and queue behind each other) ...
+    assert np.median(slow_) > 4 * np.median(fast)  # the slow arm's requests take long and queue ...
     assert np.quantile(fast, 0.9) < 0.5 * np.median(slow_), (np.quantile(fast, 0.9), np.median(slow_))  # ... no one else's
 
 

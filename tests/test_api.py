@@ -16,7 +16,7 @@ def test_all_names_resolve():
 def test_public_api_is_exactly_all():
     public = {n for n in dir(modelport) if not n.startswith("_")}
     # submodules appear as attributes once imported; they are not API
-    submodules = {"bundle", "convert", "errors", "runtime", "verification", "registry", "serve", "batch",
+    submodules = {"bundle", "convert", "ensemble", "errors", "runtime", "verification", "registry", "serve", "batch",
                   "codegen", "inspect", "cli", "tables", "stream", "monitor", "dask", "spark", "signing", "export"}
     assert public - submodules - set(modelport.__all__) == set()
 

@@ -7,6 +7,8 @@ single-row V2 JSON requests, one server worker pinned to CPU 0 and the load gene
     python bench/serve/bench_serve.py --duration 5 --parts throughput
 
 Parts: ``throughput`` (concurrency 8 and 32: throughput ratio and p99 ratio vs bare),
+``hotpath`` (issue 15's measurement: wrk -t1 -c8, ``modelport serve`` with its defaults and a gRPC
+port, plain and through a one-arm route, vs bare; unpinned and pinned; --rounds interleaved rounds),
 ``overload`` (concurrency 256 against modelport: status codes, p99 vs the timeout),
 ``binary`` (one 10,000-row request, binary tensor extension vs JSON, end to end), and on request
 ``soak`` (concurrency 64 for --soak-seconds, default 5 minutes: statuses and server memory),
@@ -183,6 +185,74 @@ def part_throughput(mpk: Path, onnx_path: Path, X: np.ndarray, duration: float, 
         for p in (bare, ours):
             p.terminate()
             p.wait(10)
+
+
+def part_hotpath(mpk: Path, onnx_path: Path, X: np.ndarray, duration: float, rounds: int) -> None:
+    """Issue 15's held-out measurement: ``wrk -t1 -c8``, single-row V2 JSON, ``modelport serve``
+    with its defaults and a gRPC port open (plain, and routed through a one-arm route), against
+    the bare raw-ASGI endpoint on the same bundle; all three up at once and loaded back to back in
+    ``rounds`` interleaved rounds, unpinned (wrk and the servers wherever the OS puts them) and
+    pinned (servers on CPU 0, wrk on CPU 1). Prints each round and the median ratios."""
+    body = single_row_body(X)
+    route = WORK / "one-arm.toml"
+    route.write_text(f'[rf]\nproduction = {{ model = "{mpk}" }}\n')
+    for pinned in (False, True):
+        pin = ["taskset", "-c", "0"] if pinned else []
+        bp, mp1, mp2 = free_port(), free_port(), free_port()
+        env = {**os.environ, "BARE_MODEL": str(onnx_path), "PYTHONPATH": str(ROOT)}
+        bare = subprocess.Popen([*pin, sys.executable, "-m", "uvicorn", "bench.serve.bare:app", "--port", str(bp),
+                                 "--log-level", "warning", "--no-access-log", "--http", "httptools", "--loop", "uvloop"],
+                                env=env, cwd=ROOT)
+        plain = subprocess.Popen([*pin, sys.executable, "-m", "modelport", "serve", str(mpk), "--port", str(mp1),
+                                  "--grpc-port", str(free_port()), "--log-level", "warning"], cwd=ROOT)
+        routed = subprocess.Popen([*pin, sys.executable, "-m", "modelport", "serve", "--routing", str(route),
+                                   "--port", str(mp2), "--grpc-port", str(free_port()), "--log-level", "warning"], cwd=ROOT)
+        try:
+            wait_up(bp, "/"), wait_up(mp1), wait_up(mp2)
+            for port in (bp, mp1, mp2):
+                _wrk_any(port, body, 2, pinned)
+            ratios: dict[str, list[float]] = {"plain": [], "routed": [], "routed/plain": [], "cpu plain": [],
+                                              "cpu routed": []}
+            for r in range(rounds):
+                b, cb = _wrk_cpu(bare.pid, bp, body, duration, pinned)
+                m, cm = _wrk_cpu(plain.pid, mp1, body, duration, pinned)
+                t, ct = _wrk_cpu(routed.pid, mp2, body, duration, pinned)
+                ratios["plain"].append(m["rps"] / b["rps"])
+                ratios["routed"].append(t["rps"] / b["rps"])
+                ratios["routed/plain"].append(t["rps"] / m["rps"])
+                # server CPU per request: what throughput on a core of its own would be, whatever else runs
+                ratios["cpu plain"].append(cb / cm)
+                ratios["cpu routed"].append(cb / ct)
+                print(f"{'pinned' if pinned else 'unpinned':>8} round {r + 1}: bare {b['rps']:7.0f} req/s "
+                      f"{cb * 1e6:4.0f} us CPU/req | modelport {m['rps']:7.0f} ({m['rps'] / b['rps']:.2f}x) "
+                      f"{cm * 1e6:4.0f} us ({cb / cm:.2f}x) | routed, one arm {t['rps']:7.0f} ({t['rps'] / b['rps']:.2f}x) "
+                      f"{ct * 1e6:4.0f} us ({cb / ct:.2f}x); non-2xx {int(m['non2xx'] + t['non2xx'])}")
+            med = {k: statistics.median(v) for k, v in ratios.items()}
+            print(f"{'pinned' if pinned else 'unpinned':>8} median: throughput modelport {med['plain']:.2f}x bare, routed "
+                  f"{med['routed']:.2f}x (target >= 0.9), routed / plain {med['routed/plain']:.2f}; CPU per request "
+                  f"bare / modelport {med['cpu plain']:.2f}, bare / routed {med['cpu routed']:.2f}")
+        finally:
+            _stop(bare, plain, routed)
+
+
+def _wrk_cpu(pid: int, port: int, body: Path, duration: float, pinned: bool) -> tuple[dict[str, float], float]:
+    """One wrk run, and the server's CPU seconds per request during it."""
+    before = _cpu_seconds(pid)
+    result = _wrk_any(port, body, duration, pinned)
+    used = _cpu_seconds(pid) - before
+    return result, used / max(result["rps"] * max(1, round(duration)), 1.0)
+
+
+def _wrk_any(port: int, body: Path, duration: float, pinned: bool) -> dict[str, float]:
+    """wrk -t1 -c8, pinned to CPU 1 or wherever the OS puts it."""
+    script = WORK / "post.lua"
+    script.write_text(LUA_POST.replace("BODY_PATH", str(body)))
+    cmd = [*(["taskset", "-c", "1"] if pinned else []), "wrk", "-t1", "-c8", f"-d{max(1, round(duration))}s",
+           "--latency", "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}/v2/models/rf/infer"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+            "non2xx": float(non2xx.group(1)) if non2xx else 0.0}
 
 
 def part_versus_tree(mpk: Path, X: np.ndarray, duration: float, base_src: Path, rounds: int) -> None:
@@ -585,12 +655,14 @@ def main() -> None:
                     "enables the `mlflow` part")
     args = ap.parse_args()
     parts = args.parts.split(",")
-    if {"throughput", "overload", "versus-tree"} & set(parts) and shutil.which("wrk") is None:
+    if {"throughput", "overload", "versus-tree", "hotpath"} & set(parts) and shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
     mpk, onnx_path, X = build_model()
     print(f"model: 100 trees, depth 10, 20 features ({mpk.stat().st_size / 1e6:.1f} MB bundle); {os.cpu_count()} CPUs")
     if "throughput" in parts:
         part_throughput(mpk, onnx_path, X, args.duration, args.modelport_args.split())
+    if "hotpath" in parts:
+        part_hotpath(mpk, onnx_path, X, args.duration, args.rounds)
     if "memory" in parts:
         single_row_body(X)
         part_memory(mpk, args.memory_mb)

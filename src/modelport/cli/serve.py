@@ -28,7 +28,7 @@ def _optional_int(value: int) -> int | None:
 
 
 @click.command("serve")
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
 @click.option("--port", default=8080, show_default=True, help="HTTP port.")
 @click.option("--grpc-port", type=int, default=None, help="Also serve gRPC (inference.GRPCInferenceService) here.")
@@ -41,6 +41,10 @@ def _optional_int(value: int) -> int | None:
 @click.option("--poll", "poll_interval", type=float, default=None, metavar="SECONDS",
               help="Re-scan directories (and follow registry aliases) every SECONDS; swap changed bundles.")
 @click.option("--registry", "registry_url", default=None, help="Registry URL for models:/ sources.")
+@click.option("--routing", "routing", multiple=True, metavar="FILE|models:/NAME",
+              help="Route model names across versions: a TOML routing file (weights, sticky keys, shadows, "
+              "bandits, a stop rule), or models:/NAME to take the arms from its registry aliases (tag "
+              "route.weight); re-read with --poll.")
 @click.option("--max-batch-size", default=8, show_default=True, help="Rows per adaptive batch (1 turns batching off).")
 @click.option("--max-queue-delay", default=0.0, show_default=True, metavar="SECONDS",
               help="How long a batch may wait for more requests under load (never when idle).")
@@ -92,6 +96,10 @@ def serve(sources: tuple[str, ...], **options: object) -> None:
     from modelport.serve.server import ServeConfig
     from modelport.serve.server import serve as run
 
+    if not sources and not options["routing"]:
+        raise InputError("modelport serve needs SOURCES (bundles to serve) or --routing.",
+                         hint="e.g. modelport serve churn.mpk, or modelport serve --routing routing.toml")
+
     defaults: dict[str, str] = {}
     for item in options.pop("default_versions"):  # type: ignore[attr-defined]
         name, sep, version = str(item).partition("=")
@@ -112,6 +120,7 @@ def serve(sources: tuple[str, ...], **options: object) -> None:
         request_timeout=timeout if timeout > 0 else None,
         max_rows=_optional_int(int(options.pop("max_rows"))),  # type: ignore[call-overload]
         cors_origins=list(options.pop("cors_origins")),  # type: ignore[call-overload]
+        routing=list(options.pop("routing")),  # type: ignore[call-overload]
         # with --require-signature every bundle, at startup and on every reload, must pass the policy
         trusted_keys=[str(p) for p in options.pop("trusted_keys")],  # type: ignore[attr-defined]
         trusted_cas=[str(p) for p in options.pop("trusted_cas")],  # type: ignore[attr-defined]

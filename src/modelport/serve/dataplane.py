@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,14 +20,16 @@ from modelport import __version__
 from modelport.bundle.core import Bundle
 from modelport.errors import InputError, ModelNotFoundError, ModelportError, ServingError
 from modelport.serve.batching import BatchStats, ScoringThreads
-from modelport.serve.codec import InferOutput, InferRequest, InferResponse
+from modelport.serve.codec import InferInput, InferOutput, InferRequest, InferResponse
 from modelport.serve.errors import DeadlineExceededError, NotReadyError, OverloadedError, PayloadTooLargeError
 from modelport.serve.metrics import Metrics
 from modelport.serve.model import PLATFORM, BatchingConfig, ServedModel
 from modelport.serve.repository import ModelRepository, Source, VersionPolicy
+from modelport.serve.routing import LiveRoute, Router
 
 if TYPE_CHECKING:
     from modelport.serve.monitoring import ServingMonitor
+    from modelport.serve.rewards import RewardSource, RoutingSink
     from modelport.signing import SignaturePolicy
 
 SERVER_NAME = "modelport"
@@ -52,6 +55,9 @@ class DataPlane:
         metrics: Metrics | None = None,
         signature_policy: SignaturePolicy | None = None,
         unknown_categories: str | None = None,
+        routing: Sequence[str] = (),
+        rewards: RewardSource | None = None,
+        routing_sink: RoutingSink | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.unknown_categories = unknown_categories  # overrides every bundle's unknown-category policy
@@ -71,6 +77,13 @@ class DataPlane:
             sources, self._make_model, policy=policy, default_versions=default_versions, registry_url=registry_url,
             signature_policy=signature_policy,
         )
+        # routes per model name (serve/routing.py): arms, shadows, bandits; rewards and the sink are
+        # monitoring's (in-process stand-ins when not given)
+        self.router = Router(self.repository, self.metrics, rewards=rewards, sink=routing_sink,
+                             public_text=self.repository.public_text, registry_url=registry_url,
+                             shadow_timeout=request_timeout, max_batch_size=batching.max_batch_size)
+        self.routing = list(routing)
+        self.router.on_shadow = self._log_shadow
         #: the prediction log and live monitoring (``--log``; serve/monitoring.py), or None
         self.monitor: ServingMonitor | None = None
         self.draining = False  # scoring requests are refused (the last step of a shutdown)
@@ -79,8 +92,10 @@ class DataPlane:
 
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> None:
-        """Load every source (blocking). Errors here stop the server before it listens."""
-        self.repository.load_all()
+        """Load every source and route (blocking). Errors here stop the server before it listens."""
+        specs = self.router.add_sources(self.routing) if self.routing else {}
+        self.repository.load_all(allow_empty=bool(specs))
+        self.router.load_all(specs)
 
     def _make_model(self, bundle: Bundle, name: str, version: str, origin: str) -> ServedModel:
         model = ServedModel(
@@ -110,12 +125,14 @@ class DataPlane:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.router.close()
 
     def stop(self, error: Exception) -> None:
         """Fail every queued and running request with ``error`` and stop the running ONNX Runtime
         calls (the end of a drain: nothing may keep the process alive)."""
         self.draining = True
         self.executor.stop_all(error)
+        self.router.stop(error)
 
     def public_text(self, text: str | None) -> str | None:
         """``text`` as a client may see it: server paths and registry URLs removed (they stay in the
@@ -167,45 +184,118 @@ class DataPlane:
 
     # ------------------------------------------------------------------ inference
     async def infer(
-        self, request: InferRequest, protocol: str = "rest", *, deadline: float | None = None, offload: bool = False
+        self, request: InferRequest, protocol: str = "rest", *, deadline: float | None = None, offload: bool = False,
+        headers: Callable[[str], str | None] | None = None,
     ) -> InferResponse:
         """Score one V2 request. Raises InputError (400), ModelNotFoundError (404), ... .
 
         ``deadline`` (``time.monotonic()``) bounds the whole request (:meth:`deadline`); ``offload``
-        prepares the feeds in a worker thread (large requests: the event loop stays free).
+        prepares the feeds in a worker thread (large requests: the event loop stays free);
+        ``headers(name)`` reads a request header (a route's sticky key may be one).
         """
+        drop: str | None = None
+
+        def key(route: LiveRoute) -> str | None:
+            nonlocal drop
+            if route.sticky_header is not None:
+                return headers(route.sticky_header) if headers is not None else None
+            field = route.sticky_field
+            value = request.parameters.get(field) if request.parameters and field is not None else None
+            if value is None:
+                for i in request.inputs:
+                    if i.name == field:
+                        drop = field
+                        value = _first(i.data)
+                        break
+            return None if value is None else str(value)
 
         def prepare(model: ServedModel) -> tuple[dict[str, np.ndarray], int, list[str]]:
             wanted = model.check_outputs([o.name for o in request.outputs] if request.outputs else None)
-            feeds, rows = model.feeds_from_v2(request.inputs)
+            inputs = request.inputs
+            if drop is not None and drop not in model.input_names and drop not in model.column_names:
+                inputs = [i for i in inputs if i.name != drop]  # the routing key, not a model input
+            feeds, rows = model.feeds_from_v2(inputs)
             return feeds, rows, wanted
 
-        rid = request.id if self.monitor is None else self.monitor.request_id(request.id)
-        model, result, _, wanted = await self._score(request.model, request.version, protocol, prepare, deadline, offload,
-                                                     request_id=rid, raw=request.inputs)
+        s = await self._score(request.model, request.version, protocol, prepare, deadline, offload, key,
+                              request.id, headers, raw=request.inputs)
+        model, result = s.model, s.result
         outputs = [
-            InferOutput(name, model.output_datatypes[name], result[name].shape, result[name]) for name in wanted
+            InferOutput(name, model.output_datatypes[name], result[name].shape, result[name]) for name in s.wanted
         ]
-        return InferResponse(model.name, model.version, outputs, id=rid)
+        response = InferResponse(model.name, model.version, outputs, id=s.request_id or request.id)
+        if s.arm is not None:
+            response.parameters = {"routing_arm": s.arm}
+        return response
 
     async def records(
         self, name: str, version: str | None, records: Any, protocol: str = "records", *,
-        deadline: float | None = None, offload: bool = False, request_id: str | bytes | None = None,
+        deadline: float | None = None, offload: bool = False, headers: Callable[[str], str | None] | None = None,
     ) -> dict[str, Any]:
-        """Score ``{"records": [...]}``: one prediction per record, with class names and probabilities
-        (and, with a prediction log, the request's ``id``)."""
+        """Score ``{"records": [...]}``: one prediction per record, with class names and probabilities."""
+        s = await self.score_records(name, version, records, protocol, deadline=deadline, offload=offload,
+                                     headers=headers)
+        return self.records_answer(s)
+
+    def records_answer(self, s: Scored) -> dict[str, Any]:
+        """The records endpoint's answer for scored records."""
+        preds = _records_out(s.result, s.model.bundle.classes, s.rows)
+        doc: dict[str, Any] = {"model_name": s.model.name, "model_version": s.model.version, "predictions": preds}
+        if s.request_id is not None:
+            doc["id"] = s.request_id
+        return doc
+
+    async def score_records(
+        self, name: str, version: str | None, records: Any, protocol: str = "records", *,
+        deadline: float | None = None, offload: bool = False, headers: Callable[[str], str | None] | None = None,
+    ) -> Scored:
+        """Score a list of records (column name -> value per row); the raw outputs, for protocols
+        that render their own answers."""
+        field: str | None = None
+
+        def key(route: LiveRoute) -> str | None:
+            nonlocal field
+            if route.sticky_header is not None:
+                return headers(route.sticky_header) if headers is not None else None
+            field = route.sticky_field
+            if isinstance(records, list) and records and isinstance(records[0], dict):
+                value = records[0].get(field)
+                return None if value is None else str(value)
+            return None
 
         def prepare(model: ServedModel) -> tuple[dict[str, np.ndarray], int, list[str]]:
-            feeds, rows = model.feeds_from_records(records)
-            return feeds, rows, model.output_names
+            rows = records
+            if field is not None and field not in model.column_names and isinstance(rows, list):
+                # the routing key, not a model column: the model never sees it
+                rows = [{k: v for k, v in r.items() if k != field} if isinstance(r, dict) else r for r in rows]
+            feeds, n = model.feeds_from_records(rows)
+            return feeds, n, model.output_names
 
-        rid = None if self.monitor is None else self.monitor.request_id(request_id)
-        model, result, rows, _ = await self._score(name, version, protocol, prepare, deadline, offload,
-                                                   request_id=rid, raw=records)
-        preds = _records_out(result, model.bundle.classes, rows)
-        if rid is None:
-            return {"model_name": model.name, "model_version": model.version, "predictions": preds}
-        return {"model_name": model.name, "model_version": model.version, "id": rid, "predictions": preds}
+        return await self._score(name, version, protocol, prepare, deadline, offload, key, None, headers, raw=records)
+
+    async def score_inputs(
+        self, name: str, version: str | None, inputs: Sequence[InferInput], protocol: str, *,
+        deadline: float | None = None, offload: bool = False, headers: Callable[[str], str | None] | None = None,
+        outputs: Sequence[str] | None = None,
+    ) -> Scored:
+        """Score decoded tensors or columns (V2's rules: :meth:`ServedModel.feeds_from_v2`); the
+        raw outputs, for protocols that render their own answers."""
+        request = InferRequest(name, version, list(inputs), None, None, {})
+
+        def key(route: LiveRoute) -> str | None:
+            if route.sticky_header is not None:
+                return headers(route.sticky_header) if headers is not None else None
+            for i in inputs:
+                if i.name == route.sticky_field:
+                    return None if _first(i.data) is None else str(_first(i.data))
+            return None
+
+        def prepare(model: ServedModel) -> tuple[dict[str, np.ndarray], int, list[str]]:
+            wanted = model.check_outputs(list(outputs) if outputs is not None else None)
+            feeds, rows = model.feeds_from_v2(request.inputs)
+            return feeds, rows, wanted
+
+        return await self._score(name, version, protocol, prepare, deadline, offload, key, None, headers)
 
     async def _score(
         self,
@@ -215,14 +305,26 @@ class DataPlane:
         prepare: Callable[[ServedModel], tuple[dict[str, np.ndarray], int, list[str]]],
         deadline: float | None = None,
         offload: bool = False,
-        *,
+        key: Callable[[LiveRoute], str | None] | None = None,
         request_id: str | None = None,
+        headers: Callable[[str], str | None] | None = None,
+        *,
         raw: Any = None,
-    ) -> tuple[ServedModel, dict[str, np.ndarray], int, list[str]]:
-        """The bookkeeping every scoring request shares: model lookup, drain check, row limit,
-        batching, and the request / in-flight / failure / success / latency metrics."""
+    ) -> Scored:
+        """The bookkeeping every scoring request shares: routing, model lookup, drain check, row
+        limit, batching, and the request / in-flight / failure / success / latency metrics."""
+        route = self.router.routes.get(name) if not version and self.router.routes else None
+        arm = None
+        monitor = self.monitor
+        if monitor is not None:  # the prediction log's id: the client's (checked: a 400 before scoring), else new
+            request_id = monitor.request_id(
+                request_id if request_id is not None else (headers("x-request-id") if headers is not None else None))
         try:
-            model = self.repository.get(name, version)
+            if route is None:
+                model = self.repository.get(name, version)
+            else:
+                arm = self.router.choose(route, key)
+                model = self.repository.get(name, arm.version)
         except ModelNotFoundError:
             self.metrics.failure.labels("", "", protocol, "not_found").inc()
             raise
@@ -246,16 +348,42 @@ class DataPlane:
                     )
             result = await model.batcher().submit(feeds, rows, wanted, timeout=timeout)
         except ModelportError as exc:
-            self.metrics.failure.labels(model.name, model.version, protocol, _reason(exc)).inc()
+            reason = _reason(exc)
+            self.metrics.failure.labels(model.name, model.version, protocol, reason).inc()
+            if arm is not None:
+                self.router.failed(route, arm, model, reason, time.perf_counter() - t0)  # type: ignore[arg-type]
             raise
         finally:
             ch["inflight"].dec()
-        ch["success"].inc()
         elapsed = time.perf_counter() - t0
+        ch["success"].inc()
         ch["latency"].observe(elapsed)
-        if self.monitor is not None and request_id is not None:
-            self.monitor.record(model, request_id, feeds, result, rows, elapsed, raw)
-        return model, result, rows, wanted
+        if monitor is not None and request_id is not None:
+            monitor.record(model, request_id, feeds, result, rows, elapsed, raw, arm=None if arm is None else arm.name)
+        if arm is None:
+            return Scored(model, result, rows, wanted, None, request_id)
+        assert route is not None
+        self.router.answered(route, arm, model, elapsed)
+        if route.needs_ids:
+            if request_id is None:
+                request_id = (headers("x-request-id") if headers is not None else None) or self.router.new_id()
+            self.router.record(route, arm, model, request_id, rows, result)
+        if route.shadows:
+            self.router.shadow(route, model, feeds, rows, result, request_id)
+        return Scored(model, result, rows, wanted, arm.name, request_id)
+
+    def _log_shadow(self, route: str, shadow: ServedModel, request_id: str | None, feeds: dict[str, np.ndarray],
+                    rows: int, outputs: dict[str, np.ndarray]) -> None:
+        """A shadow's answer to the prediction log (role ``shadow``, the answer's request id), with
+        ``--log``; the same sample as the answer's (the log samples by request id)."""
+        monitor = self.monitor
+        if monitor is None or request_id is None or not monitor.log.wants(request_id):
+            return
+        ml = shadow.__dict__.get("_monitor_shadow_log")
+        if ml is None:
+            ml = monitor.log.model(shadow.bundle, name=route, version=shadow.version, digest=shadow.digest)
+            shadow.__dict__["_monitor_shadow_log"] = ml
+        ml.write(request_id, rows, feeds=feeds, outputs=outputs, role="shadow")
 
     def _check_rows(self, rows: int) -> None:
         if self.max_rows is not None and rows > self.max_rows:
@@ -282,6 +410,33 @@ class DataPlane:
         await self.repository.unload(name)
         for v in versions:
             self.metrics.loaded.labels(name, v).set(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """What scoring a request gave: the answering model, its outputs for the request's rows, the
+    outputs wanted, and for a routed request the arm and the request id (feedback joins on it)."""
+
+    model: ServedModel
+    result: dict[str, np.ndarray]
+    rows: int
+    wanted: list[str]
+    arm: str | None = None
+    request_id: str | None = None
+
+
+def _first(data: Any) -> Any:
+    """The first element of a decoded tensor (a route's sticky key in a request's first row)."""
+    try:
+        flat = np.asarray(data).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    if flat.size == 0:
+        return None
+    v = flat[0]
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return v.item() if hasattr(v, "item") else v
 
 
 def _reason(exc: ModelportError) -> str:

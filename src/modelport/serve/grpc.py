@@ -255,9 +255,8 @@ def add_service(server: Any, dataplane: DataPlane) -> None:
             deadline = dp.deadline(context.time_remaining())
             big = len(data) >= OFFLOAD_BYTES
             request, req = await asyncio.to_thread(decode, data) if big else decode(data)
-            resp = await dp.infer(req, "grpc", deadline=deadline, offload=big)
-            if dp.monitor is not None and resp.id:  # the id the prediction log keeps, also as metadata
-                context.set_trailing_metadata((("x-request-id", resp.id),))
+            resp = await dp.infer(req, "grpc", deadline=deadline, offload=big, headers=_metadata(context))
+            _answered_by(context, resp)
             use_raw = bool(request.raw_input_contents)
             if big:
                 return await asyncio.to_thread(lambda: encode_response(resp, use_raw).SerializeToString())
@@ -280,6 +279,27 @@ def add_service(server: Any, dataplane: DataPlane) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     if hasattr(server, "add_registered_method_handlers"):  # grpcio >= 1.63: the faster lookup
         server.add_registered_method_handlers(SERVICE, handlers)
+
+
+def _metadata(context: Any) -> Any:
+    """``headers(name)`` for the data plane: a request metadata value (a route's sticky key)."""
+
+    def get(name: str) -> str | None:
+        for key, value in context.invocation_metadata() or ():
+            if key == name:
+                return value if isinstance(value, str) else value.decode("latin-1")
+        return None
+
+    return get
+
+
+def _answered_by(context: Any, resp: Any) -> None:
+    """Trailing metadata naming the version (and routing arm) that answered, and the request id."""
+    arm = resp.parameters.get("routing_arm") if resp.parameters else None
+    pairs = (("x-model-version", resp.model_version), ("x-model-arm", arm), ("x-request-id", resp.id))
+    context.set_trailing_metadata(tuple(
+        (k, v) for k, v in pairs if v is not None and 0 < len(v) <= 256 and v.isascii() and v.isprintable()
+    ))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -63,7 +63,8 @@ access_log = logging.getLogger("modelport.serve.access")
 
 HEADER_LENGTH = b"inference-header-content-length"
 JSON_TYPE = b"application/json"
-OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+# probes stay open with auth on: V2's, MLflow's /ping and /health, KServe V1's liveness at /
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/ping", "/health", "/"})
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 # bodies at least this large are parsed, decoded and answered in a worker thread
 OFFLOAD_BYTES = 256 << 10
@@ -111,6 +112,26 @@ def header(scope: Scope, name: bytes) -> bytes | None:
         if k == name:
             return v
     return None
+
+
+def request_header(scope: Scope) -> Callable[[str], str | None]:
+    """``headers(name)`` for the data plane: a request header's text (name in lower case)."""
+
+    def get(name: str) -> str | None:
+        v = header(scope, name.encode("latin-1", "replace"))
+        return None if v is None else v.decode("latin-1")
+
+    return get
+
+
+def answered_by(version: str, arm: str | None = None, request_id: str | None = None) -> list[tuple[bytes, bytes]]:
+    """The headers that say which version (and routing arm) answered, and the request id
+    feedback refers to (each only when it is plain printable ASCII: header-safe)."""
+    out = []
+    for name, value in ((b"x-model-version", version), (b"x-model-arm", arm), (b"x-request-id", request_id)):
+        if value is not None and 0 < len(value) <= 256 and value.isascii() and value.isprintable():
+            out.append((name, value.encode("ascii")))
+    return out
 
 
 # ============================================================================ middleware
@@ -332,9 +353,9 @@ class Router:
             if action == "feedback":
                 scope["modelport.route"] = "/v2/models/{model}/feedback"
                 if not await self._expect(method, "POST", send):
-                    from modelport.serve.monitoring import handle_feedback
+                    from modelport.serve.routing_http import feedback  # the prediction log's and routing's
 
-                    await handle_feedback(self.dp, scope, receive, send, name, version, _read_body, _json)
+                    await feedback(self.dp, scope, receive, send, name, version)
                 return
             if action == "ready":
                 scope["modelport.route"] = "/v2/models/{model}/ready"
@@ -347,7 +368,7 @@ class Router:
                 if not await self._expect(method, "GET", send):
                     await send_response(send, 200, orjson.dumps(self.dp.model_metadata(name, version)))
                 return
-            return await self._not_found(scope, send)
+            return await self._fallback(scope, receive, send)
         route = _STATIC.get(path)
         if route is not None:
             scope["modelport.route"] = path
@@ -371,7 +392,15 @@ class Router:
             from modelport.serve.monitoring import handle_ui
 
             return await handle_ui(self.dp, scope, receive, send)
-        return await self._not_found(scope, send)
+        return await self._fallback(scope, receive, send)
+
+    async def _fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Paths V2 does not know: the other protocols and the routing endpoints, else 404 (never
+        reached by a V2 request, so they cost V2 nothing)."""
+        from modelport.serve.protocols import dispatch
+
+        if not await dispatch(self.dp, scope, receive, send):
+            await self._not_found(scope, send)
 
     async def _expect(self, method: str, want: str, send: Send) -> bool:
         """Answer 405 (and return True) when the method is not the route's."""
@@ -401,14 +430,13 @@ class Router:
         if request.id is None and self.dp.monitor is not None:  # a prediction log: ids also come as a header
             request.id = _request_id(scope)
         scope["modelport.request_id"] = request.id
-        response = await self.dp.infer(request, "rest", deadline=deadline, offload=big)
+        response = await self.dp.infer(request, "rest", deadline=deadline, offload=big, headers=request_header(scope))
         if big:
             payload, headers, ctype = await asyncio.to_thread(encode_response, response, request, binary_out)
         else:
             payload, headers, ctype = encode_response(response, request, binary_out)
-        if self.dp.monitor is not None and response.id is not None:
-            headers = [*headers, (b"x-request-id", response.id.encode())]
-        await send_response(send, 200, payload, ctype, headers)
+        arm = response.parameters.get("routing_arm") if response.parameters else None
+        await send_response(send, 200, payload, ctype, [*headers, *answered_by(response.model_version, arm, response.id)])
 
     def _decode(self, scope: Scope, body: bytes, model: Any, name: str, version: str | None) -> tuple[InferRequest, bool]:
         hlen = header(scope, HEADER_LENGTH)
@@ -444,14 +472,14 @@ class Router:
                 "the body must be an object with a list under 'records', e.g. "
                 '{"records": [{"f0": 1.0, ...}]}. ' + model.expected(records=True)
             )
-        result = await self.dp.records(name, version, doc["records"], deadline=deadline, offload=big,
-                                       request_id=None if self.dp.monitor is None else _request_id(scope))
+        scored = await self.dp.score_records(name, version, doc["records"], deadline=deadline, offload=big,
+                                             headers=request_header(scope))
+        result = self.dp.records_answer(scored)
         if big:
             payload = await asyncio.to_thread(orjson.dumps, result, option=_NUMPY)
         else:
             payload = orjson.dumps(result, option=_NUMPY)
-        rid = result.get("id")
-        await send_response(send, 200, payload, headers=[(b"x-request-id", rid.encode())] if rid else ())
+        await send_response(send, 200, payload, headers=answered_by(scored.model.version, scored.arm, scored.request_id))
 
     # ------------------------------------------------------------------ static routes
     async def _live(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -682,6 +710,11 @@ def _json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InputError(f"the body is not valid JSON: {exc}.") from None
+
+
+# the helpers the other protocols' modules (serve/protocols/) share with V2
+read_body = _read_body
+parse_json = _json
 
 
 def build_app(

@@ -56,7 +56,7 @@ class ServingMonitor:
         return check_id(given)
 
     def record(self, model: ServedModel, request_id: str, feeds: Any, result: Any, rows: int, latency: float,
-               raw: Any = None) -> None:
+               raw: Any = None, *, arm: str | None = None) -> None:
         """Log one answered request if it is in the sample (a queue append, nothing more)."""
         if self._sample < 1.0 and not self.log.wants(request_id):
             return
@@ -70,7 +70,7 @@ class ServingMonitor:
                 raw = None  # no category column: the feeds lose nothing
             elif isinstance(raw, list) and raw and not isinstance(raw[0], dict):  # V2 inputs
                 raw = {i.name: i.data for i in raw}
-        ml.write(request_id, rows, feeds=feeds, outputs=result, latency=latency, raw=raw)
+        ml.write(request_id, rows, feeds=feeds, outputs=result, latency=latency, raw=raw, arm=arm)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:

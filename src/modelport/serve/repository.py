@@ -9,6 +9,12 @@ version its file or directory name gives (``2.mpk``), else ``1``.
 Swapping is copy-on-write: the new set of versions is loaded completely, then put in place with
 one assignment. A request that already holds the old version finishes on it (its batcher drains
 on its own), so a swap never fails an in-flight request.
+
+Routing (:mod:`modelport.serve.routing`) adds sources of its own, marked with the route's name:
+each names one bundle (an arm or a shadow), is always loaded whatever the version policy, may
+serve a version another source serves too (same digest), and is replaced as a whole when the
+route changes (:meth:`ModelRepository.set_route_sources`). ``provided(spec)`` tells which version
+a source gives now, and ``listeners`` hear of every swap.
 """
 
 from __future__ import annotations
@@ -89,6 +95,8 @@ class Candidate:
     bundle: Bundle | None = None
     loader: Callable[[], Bundle] | None = None
     follow: str | None = None  # registry alias URI to keep following
+    source: str = ""  # the spec of the source that offers it
+    pinned: bool = False  # offered by a route: loaded whatever the version policy
 
 
 @dataclass
@@ -97,6 +105,8 @@ class Source:
     name: str | None = None  # NAME=... override
     path: Path | None = None
     uri: str | None = None
+    route: str | None = None  # the routed model name whose arm or shadow this is
+    version: str | None = None  # served as this version (routes: two files with the same manifest version)
 
     @classmethod
     def parse(cls, spec: str) -> Source:
@@ -151,6 +161,9 @@ class ModelRepository:
         self._lock = asyncio.Lock()
         self.scan_errors: list[str] = []
         self._roots: list[tuple[re.Pattern[str], str]] | None = None
+        self._provided: dict[str, tuple[str, str]] = {}  # source spec -> (name, version) it gives now
+        # called with a model name after every swap of its versions (the router re-resolves its arms)
+        self.listeners: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------------ lookups (hot path)
     def get(self, name: str, version: str | None = None) -> ServedModel:
@@ -204,8 +217,9 @@ class ModelRepository:
         return "Served: " + "; ".join(parts) + "."
 
     # ------------------------------------------------------------------ loading
-    def load_all(self) -> None:
-        """Scan every source and load what the version policy selects (blocking; at startup)."""
+    def load_all(self, *, allow_empty: bool = False) -> None:
+        """Scan every source and load what the version policy selects (blocking; at startup).
+        ``allow_empty``: no source is fine (routes bring their own)."""
         known = self._scan()
         models: dict[str, dict[str, ServedModel]] = {}
         for name, cands in known.items():
@@ -213,7 +227,9 @@ class ModelRepository:
         self._known = known
         self._models = models
         self._defaults = {n: self.default_version(n) for n in models}
-        if not models:
+        for name in models:
+            self._notify(name)
+        if not models and not allow_empty:
             raise ServingError(
                 "no bundles found in the given sources: " + ", ".join(s.spec for s in self.sources) + ".",
                 hint="pass .mpk files, bundle directories or directories that hold them",
@@ -294,30 +310,101 @@ class ModelRepository:
         return [s for s in self.sources if s.uri is not None and "@" in s.uri]
 
     async def follow_once(self) -> list[str]:
-        """Resolve every followed alias; swap in the new version where its digest changed."""
-        changed = []
+        """Resolve every followed alias; swap in the new version where its digest changed.
+
+        A model name may be offered by several sources (a route's production and canary aliases,
+        a file beside an alias): its other sources' versions stay as they are."""
+        resolved: dict[str, list[Candidate]] = {}
         for src in self.following():
             try:
                 cand = await asyncio.to_thread(self._registry_candidate, src)
             except ModelportError as exc:
                 log.warning("could not resolve %s: %s", src.uri, exc)
                 continue
-            current = self._models.get(cand.name, {})
-            if cand.name in self._unloaded:
-                continue
-            if len(current) == 1 and next(iter(current.values())).digest == cand.stamp:
+            resolved.setdefault(cand.name, []).append(cand)
+        changed = []
+        for name, new_cands in resolved.items():
+            if name in self._unloaded:
                 continue
             async with self._lock:
-                try:
-                    new = await asyncio.to_thread(self._build, cand.name, [cand], {})
-                except ModelportError as exc:
-                    log.error("could not load %s for %s: %s", cand.origin, src.uri, exc)
+                specs = {c.source for c in new_cands}
+                others = [c for c in self._known.get(name, []) if c.source not in specs]
+                cands = _merged(others + new_cands)
+                current = self._models.get(name, {})
+                wanted = {c.version: c for c in self._selected(cands)}
+                if set(wanted) == set(current) and all(current[v].digest == _digest(c) for v, c in wanted.items()):
+                    for c in new_cands:
+                        self._provided[c.source] = (c.name, c.version)
                     continue
-                self._install(cand.name, new)
-                self._known[cand.name] = [cand]
-            log.info("%s now serves %s version %s", src.uri, cand.name, cand.version)
-            changed.append(cand.name)
+                try:
+                    new = await asyncio.to_thread(self._build, name, cands, current)
+                except ModelportError as exc:
+                    log.error("could not load %s: %s", ", ".join(c.origin for c in new_cands), exc)
+                    continue
+                for c in new_cands:
+                    self._provided[c.source] = (c.name, c.version)
+                self._known[name] = cands
+                self._install(name, new)
+            for c in new_cands:
+                if c.follow:
+                    log.info("%s now serves %s version %s", c.follow, c.name, c.version)
+            changed.append(name)
         return changed
+
+    # ------------------------------------------------------------------ routes
+    def provided(self, spec: str) -> tuple[str, str] | None:
+        """The (name, version) that the source ``spec`` offers now, once loaded."""
+        return self._provided.get(spec)
+
+    def route_candidate(self, src: Source) -> Candidate:
+        """The one bundle a route's source names, loaded (blocking). Raises when it names none or
+        several (a directory of bundles), or when it cannot be read or resolved."""
+        cands = self._candidates(src)
+        if len(cands) != 1:
+            raise ServingError(
+                f"{src.spec!r} holds {len(cands)} bundles; an arm or a shadow names exactly one.",
+                hint="name one .mpk file, bundle directory, models:/NAME/VERSION or models:/NAME@ALIAS",
+            )
+        c = cands[0]
+        c.source, c.pinned = src.spec, True
+        if c.bundle is None and c.loader is not None:
+            c.bundle = c.loader()
+        return c
+
+    async def set_route_sources(self, name: str, sources: Sequence[Source], loaded: Sequence[Candidate]) -> None:
+        """Make ``sources`` (with their ``loaded`` candidates, from :meth:`route_candidate`) the
+        route sources of ``name``, replacing the ones it had; the versions they give are loaded
+        before anything is swapped, so that a failure leaves everything as it was."""
+        async with self._lock:
+            cands = self._route_candidates(name, sources, loaded)
+            new = await asyncio.to_thread(self._build, name, cands, self._models.get(name, {}))
+            self._commit_route(name, sources, loaded, cands, new)
+
+    def set_route_sources_now(self, name: str, sources: Sequence[Source], loaded: Sequence[Candidate]) -> None:
+        """:meth:`set_route_sources`, blocking, for startup (nothing is being served yet)."""
+        cands = self._route_candidates(name, sources, loaded)
+        new = self._build(name, cands, self._models.get(name, {}))
+        self._commit_route(name, sources, loaded, cands, new)
+
+    def _route_candidates(self, name: str, sources: Sequence[Source], loaded: Sequence[Candidate]) -> list[Candidate]:
+        for c in loaded:
+            c.pinned = True
+        specs = {s.spec for s in sources} | {s.spec for s in self.sources if s.route == name}
+        positional = [c for c in self._known.get(name, []) if c.source not in specs]
+        return _merged(positional + list(loaded))
+
+    def _commit_route(self, name: str, sources: Sequence[Source], loaded: Sequence[Candidate],
+                      cands: list[Candidate], new: dict[str, ServedModel]) -> None:
+        for src in self.sources:
+            if src.route == name:
+                self._provided.pop(src.spec, None)
+        self.sources = [s for s in self.sources if s.route != name] + list(sources)
+        self._roots = None
+        for c in loaded:
+            self._provided[c.source] = (c.name, c.version)
+        self._known[name] = cands
+        self._unloaded.discard(name)
+        self._install(name, new)
 
     # ------------------------------------------------------------------ internals
     def _install(self, name: str, versions: dict[str, ServedModel] | None) -> None:
@@ -332,10 +419,19 @@ class ModelRepository:
         if versions:
             defaults[name] = self.default_version(name)
         self._defaults = defaults
+        self._notify(name)
+
+    def _notify(self, name: str) -> None:
+        for fn in self.listeners:
+            try:
+                fn(name)
+            except Exception:  # a listener's bug must not undo a swap that has happened
+                log.exception("a repository listener failed for %s", name)
 
     def _selected(self, cands: list[Candidate]) -> list[Candidate]:
         by_version = {c.version: c for c in cands}
-        return [by_version[v] for v in self.policy.select(list(by_version))]
+        chosen = set(self.policy.select(list(by_version))) | {c.version for c in cands if c.pinned}
+        return [by_version[v] for v in sorted(chosen, key=version_key)]
 
     def _build(self, name: str, cands: list[Candidate], current: dict[str, ServedModel]) -> dict[str, ServedModel]:
         out: dict[str, ServedModel] = {}
@@ -365,7 +461,13 @@ class ModelRepository:
                 self.scan_errors.append(exc.message)
                 continue
             for c in cands:
+                c.source = src.spec
+                c.pinned = src.route is not None
+                self._provided[src.spec] = (c.name, c.version)
                 same = [o for o in found.get(c.name, []) if o.version == c.version]
+                if same and (c.pinned or same[0].pinned) and _digest(same[0]) == _digest(c):
+                    same[0].pinned = True  # a route names a version another source serves too
+                    continue
                 if same:
                     msg = (
                         f"two bundles claim model {c.name!r} version {c.version}: {same[0].origin} and {c.origin}."
@@ -385,7 +487,7 @@ class ModelRepository:
         if not path.exists():
             raise ServingError(f"model source {str(path)!r} no longer exists.")
         if _is_bundle(path):
-            return [self._file_candidate(path, src.name, None)]
+            return [self._file_candidate(path, src.name, None, src.version)]
         if not path.is_dir():
             raise ServingError(f"{path} is neither a bundle (.mpk or a directory with manifest.json) nor a directory.")
         found: list[tuple[Path, str | None]] = []
@@ -408,7 +510,8 @@ class ModelRepository:
                 self.scan_errors.append(exc.message)
         return out
 
-    def _file_candidate(self, path: Path, name: str | None, layout_version: str | None) -> Candidate:
+    def _file_candidate(self, path: Path, name: str | None, layout_version: str | None,
+                        override: str | None = None) -> Candidate:
         stamp = _stamp(path)
         key = str(path.resolve())
         cached = self._cache.get(key)
@@ -417,8 +520,8 @@ class ModelRepository:
         else:
             bundle = Bundle.read(path)
             self._cache[key] = (stamp, bundle)
-        version = bundle.version or layout_version or "1"
-        return Candidate(name or bundle.name, str(version), str(path), bundle.digest, bundle=bundle)
+        version = override or bundle.version or layout_version or "1"
+        return Candidate(name or bundle.name, str(version), str(path), bundle.digest, bundle=bundle, source=str(path))
 
     def _registry_candidate(self, src: Source) -> Candidate:
         assert src.uri is not None
@@ -439,6 +542,8 @@ class ModelRepository:
             info.digest,
             loader=lambda: reg.load(pinned),
             follow=src.uri if "@" in src.uri else None,
+            source=src.spec,
+            pinned=src.route is not None,
         )
 
 
@@ -464,6 +569,24 @@ def _roots(sources: Sequence[Source], registry_url: str | None) -> list[tuple[re
     urls = {u for u in (registry_url, os.environ.get("MODELPORT_REGISTRY")) if u}
     pairs += [(re.compile(re.escape(u)), "<registry>") for u in sorted(urls, key=len, reverse=True)]
     return pairs
+
+
+def _merged(cands: list[Candidate]) -> list[Candidate]:
+    """Candidates with one entry per version: a route's copy of a version another source offers
+    (same digest) is kept once, pinned."""
+    out: dict[str, Candidate] = {}
+    for c in cands:
+        have = out.get(c.version)
+        if have is None:
+            out[c.version] = c
+            continue
+        if _digest(have) != _digest(c):
+            raise ServingError(
+                f"two bundles claim model {c.name!r} version {c.version}: {have.origin} and {c.origin}.",
+                hint="give the route's arm a version of its own (version = \"...\" in the routing file)",
+            )
+        have.pinned = have.pinned or c.pinned
+    return list(out.values())
 
 
 def _digest(c: Candidate) -> str:

@@ -58,6 +58,8 @@ class ServeConfig:
     default_versions: dict[str, str] = field(default_factory=dict)
     poll_interval: float | None = None
     registry_url: str | None = None
+    # routes per model name (serve/routing_spec.py): TOML files and models:/NAME (arms from aliases)
+    routing: list[str] = field(default_factory=list)
     # batching and runtime
     max_batch_size: int = 8
     max_queue_delay: float = 0.0
@@ -164,6 +166,7 @@ class Server:
             registry_url=config.registry_url,
             signature_policy=config.signature_policy(),
             unknown_categories=config.unknown_categories,
+            routing=config.routing,
         )
         if config.log:
             from modelport.serve.monitoring import make_monitor
@@ -206,6 +209,8 @@ class Server:
             log.info("gRPC listening on %s:%s", cfg.host, self.grpc_server.bound_port)
         if cfg.poll_interval:
             self._tasks.append(asyncio.create_task(self._poll(cfg.poll_interval)))
+        # stop rules and bandits (a wake-up twice a second; routes may also arrive through the API)
+        self._tasks.append(asyncio.create_task(self.dataplane.router.run()))
         if self.dataplane.metrics.share_dir is not None:
             self._tasks.append(asyncio.create_task(self.dataplane.metrics.share_forever()))
         if self.dataplane.monitor is not None:
@@ -260,17 +265,20 @@ class Server:
 
     async def _poll(self, every: float) -> None:
         repo = self.dataplane.repository
-        follow = bool(repo.following())
-        scan = any(s.path is not None for s in repo.sources)
+        router = self.dataplane.router
         while True:
             await asyncio.sleep(every)
             try:
-                if scan:
+                if any(s.path is not None for s in repo.sources):
                     changed = await repo.refresh()
                     if changed:
                         log.info("reloaded from disk: %s", ", ".join(changed))
-                if follow:
+                if repo.following():
                     await repo.follow_once()
+                if router.specs or self.config.routing:
+                    changed = await router.poll()
+                    if changed:
+                        log.info("routes changed: %s", ", ".join(changed))
             except Exception:
                 log.exception("polling the model sources failed; will retry")
 
@@ -363,7 +371,7 @@ def _serve_workers(config: ServeConfig) -> None:
     # validate the sources once in the supervisor, so a bad bundle fails before workers start
     probe = DataPlane(config.sources, policy=VersionPolicy.parse(config.version_policy),
                       registry_url=config.registry_url, signature_policy=config.signature_policy(),
-                      unknown_categories=config.unknown_categories)
+                      unknown_categories=config.unknown_categories, routing=config.routing)
     probe.load()
     probe.close()
     del probe  # the supervisor does not serve: do not keep its sessions in memory

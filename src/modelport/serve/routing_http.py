@@ -23,6 +23,7 @@ import orjson
 
 from modelport.errors import InputError, ServingError
 from modelport.serve import http
+from modelport.serve.codec import show
 from modelport.serve.routing_spec import parse_route
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ async def handle(dp: DataPlane, scope: http.Scope, receive: http.Receive, send: 
         else:
             body = await http.read_body(scope, receive, dp.deadline())
             table = http.parse_json(body)
-            spec = parse_route(name, table, origin=f"route {name!r}")
+            spec = parse_route(name, table, origin=f"route {show(name)}")
             try:
                 await dp.router.set_route(spec)
             except ServingError as exc:  # a source that cannot be served: the client's to fix

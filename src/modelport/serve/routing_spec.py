@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import InputError
+from modelport.registry.uri import NAME_RE
 
 ROUTE_KEYS = ("shadow", "sticky", "bandit", "stop", "registry")
 ARM_KEYS = ("model", "weight", "version", "sticky", "min_weight", "max_weight")
@@ -55,7 +56,8 @@ SHADOW_TAG = "route.shadow"
 STICKY_TAG = "route.sticky"
 HEADER_PREFIX = "header:"
 
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+#: arm names and versions (a whole match: "$" would let a trailing newline through)
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 _FIELD = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
 
@@ -174,8 +176,9 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, RouteSpec]:
 def parse_route(name: str, table: Any, *, origin: str | None = None) -> RouteSpec:
     """One route from its table (TOML or JSON). Raises InputError saying what is wrong where."""
     where = origin or f"route {name!r}"
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InputError(f"{where}: {_show(name)} is not a model name: use letters, digits, '.', '_' and '-'.")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise InputError(f"{where}: {_show(name)} is not a model name: use 1-128 letters, digits, '.', '_' and '-', "
+                         "starting with a letter or digit (the registry's rule).")
     if not isinstance(table, Mapping):
         raise InputError(
             f"{where}: a route must be a table of arms; got {_type(table)}.",
@@ -331,7 +334,7 @@ def from_registry(spec: RouteSpec, registry_url: str | None) -> RouteSpec:
 
 
 def _arm(name: str, table: Mapping[str, Any], where: str) -> ArmSpec:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InputError(f"{where}: {_show(name)} is not an arm name: use letters, digits, '.', '_' and '-'.")
     unknown = [k for k in table if k not in ARM_KEYS]
     if unknown:
@@ -346,7 +349,7 @@ def _arm(name: str, table: Mapping[str, Any], where: str) -> ArmSpec:
     weight = _weight(table["weight"], f"{where}: arm {name!r}: weight") if "weight" in table else math.nan
     version = table.get("version")
     if version is not None:
-        if isinstance(version, bool) or not isinstance(version, (str, int)) or not _NAME.match(str(version)):
+        if isinstance(version, bool) or not isinstance(version, (str, int)) or not _NAME.fullmatch(str(version)):
             raise InputError(f"{where}: arm {name!r}: version must be a short text such as \"2\"; got {_show(version)}.")
         version = str(version)
     lo = _percent(table.get("min_weight"), f"{where}: arm {name!r}: min_weight")

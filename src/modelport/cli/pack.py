@@ -12,11 +12,11 @@ import click
 from modelport.errors import InputError
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_TENSOR_FORMATS = ("torch-export", "torch-pickle", "onnx")
+_TENSOR_FORMATS = ("torch-export", "torch-pickle", "onnx", "keras", "tf-saved-model")
 
 
 @click.command("pack")
-@click.argument("model_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("model_file", type=click.Path(path_type=Path))
 @click.argument("sample_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
               help="Where to write the bundle: NAME.mpk for a single file, any other path for a directory.")
@@ -34,14 +34,19 @@ _TENSOR_FORMATS = ("torch-export", "torch-pickle", "onnx")
               help="Write the bundle even when it does not reproduce the model within tolerance (recorded).")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow pickle/joblib/torch.save files. Loading a pickle runs code: only for files you trust.")
+@click.option("--trust-code", is_flag=True,
+              help="Allow Keras Lambda layers and custom objects, and SavedModel file/Python operations. "
+                   "They run code: only for models you trust.")
 @click.option("--reference-rows", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Sample rows stored in the bundle as reference data.")
 @click.option("--task", type=click.Choice(["tensor", "classification", "regression"]), default=None,
-              help="For torch and ONNX models: what the outputs are (default: plain tensors).")
+              help="For torch, Keras, TensorFlow and ONNX models: what the outputs are (default: plain tensors; "
+                   "Keras and TensorFlow: read from the output layer).")
 @click.option("--classes", default=None, metavar="A,B,...",
-              help="For torch and ONNX classifiers: the class labels, in score order.")
+              help="For torch, Keras, TensorFlow and ONNX classifiers: the class labels, in score order.")
 @click.option("--scores", type=click.Choice(["logits", "probabilities"]), default=None,
-              help="For torch classifiers: whether the module returns logits (default) or probabilities.")
+              help="For torch, Keras and TensorFlow classifiers: whether the model gives logits or probabilities "
+                   "(default: logits for torch; Keras and TensorFlow: probabilities after a softmax or sigmoid).")
 @click.option("--unknown-categories", type=click.Choice(["native", "missing", "error"]), default="native",
               show_default=True,
               help="Values outside a column's categories: as the model's library does (native), scored as "
@@ -62,6 +67,7 @@ def pack(
     tolerance_rel: float | None,
     accept_mismatch: bool,
     trust_pickle: bool,
+    trust_code: bool,
     reference_rows: int,
     task: str | None,
     classes: str | None,
@@ -74,10 +80,12 @@ def pack(
 
     \b
     MODEL_FILE: XGBoost .json/.ubj, LightGBM text (.txt), CatBoost .cbm, a torch
-                ExportedProgram (.pt2, torch.export.save), an .onnx file, or a
-                pickle/joblib file (only with --trust-pickle: loading a pickle runs code).
+                ExportedProgram (.pt2, torch.export.save), a Keras 3 .keras file, a
+                TensorFlow SavedModel directory, an .onnx file, or a pickle/joblib file
+                (only with --trust-pickle: loading a pickle runs code).
     SAMPLE_FILE: rows like the training data (CSV, Parquet, JSON lines); for torch,
-                 also an example input as .npy (one input) or .npz (one array per input).
+                 Keras and TensorFlow, also an example input as .npy (one input) or
+                 .npz (one array per input).
 
     Nothing is written unless packing and verification succeed.
     """
@@ -100,7 +108,7 @@ def pack(
     if task is not None or classes is not None or scores is not None:
         if fmt not in _TENSOR_FORMATS:
             raise InputError(
-                "--task, --classes and --scores apply to torch and ONNX models; "
+                "--task, --classes and --scores apply to torch, Keras, TensorFlow and ONNX models; "
                 f"{model_file} is a {fmt} model, whose task modelport reads from the model itself."
             )
         if task is not None:
@@ -110,9 +118,9 @@ def pack(
             options.setdefault("task", "classification")
         if scores is not None:
             if fmt == "onnx":
-                raise InputError("--scores applies to torch models only.")
+                raise InputError("--scores applies to torch, Keras and TensorFlow models only.")
             options["scores"] = scores
-    model = load_model_file(model_file, trust_pickle=trust_pickle)
+    model = load_model_file(model_file, trust_pickle=trust_pickle, trust_code=trust_code)
     sample = read_sample(sample_file)
     defaults = Tolerance()
     tolerance = Tolerance(

@@ -15,6 +15,8 @@ _BUILTIN: dict[str, str] = {
     "lightgbm": "modelport.convert.lightgbm:LightGBMConverter",
     "catboost": "modelport.convert.catboost:CatBoostConverter",
     "torch": "modelport.convert.torch:TorchConverter",
+    "keras": "modelport.convert.keras:KerasConverter",
+    "tensorflow": "modelport.convert.tensorflow:TensorFlowConverter",
     "onnx": "modelport.convert.passthrough:OnnxConverter",
 }
 #: module prefixes per converter, so matching needs no import of the converter module
@@ -24,6 +26,8 @@ _PREFIXES: dict[str, tuple[str, ...]] = {
     "lightgbm": ("lightgbm",),
     "catboost": ("catboost", "_catboost"),
     "torch": ("torch",),
+    "keras": ("keras", "modelport.convert.keras"),
+    "tensorflow": ("tensorflow", "modelport.convert.tensorflow"),
     "onnx": ("modelport.convert.passthrough", "onnx"),
 }
 _instances: dict[str, Converter] = {}

@@ -201,6 +201,17 @@ def output_columns(result: dict[str, np.ndarray], classes: list[Any] | None) -> 
     return cols
 
 
+def run_graph(model_bytes: bytes, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run a bare ONNX graph (no bundle, no input rules) once on CPU, for converters that check
+    an export before they pack it. Errors of ONNX Runtime become ModelportError."""
+    try:
+        session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, dict(feeds))))
+    except Exception as exc:  # onnxruntime's own pybind exception types
+        raise ModelportError(f"ONNX Runtime {ort.__version__} cannot run the graph: {_first_line(exc)}") from exc
+
+
 def _rows(feeds: Mapping[str, np.ndarray]) -> int:
     for v in feeds.values():
         return int(v.shape[0]) if v.ndim else 1

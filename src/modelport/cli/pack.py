@@ -47,6 +47,8 @@ _TENSOR_FORMATS = ("torch-export", "torch-pickle", "onnx", "keras", "tf-saved-mo
 @click.option("--scores", type=click.Choice(["logits", "probabilities"]), default=None,
               help="For torch, Keras and TensorFlow classifiers: whether the model gives logits or probabilities "
                    "(default: logits for torch; Keras and TensorFlow: probabilities after a softmax or sigmoid).")
+@click.option("--signature", default=None, metavar="NAME",
+              help="For TensorFlow SavedModels: the signature to convert (default: serving_default).")
 @click.option("--unknown-categories", type=click.Choice(["native", "missing", "error"]), default="native",
               show_default=True,
               help="Values outside a column's categories: as the model's library does (native), scored as "
@@ -72,6 +74,7 @@ def pack(
     task: str | None,
     classes: str | None,
     scores: str | None,
+    signature: str | None,
     unknown_categories: str,
     overwrite: bool,
     as_json: bool,
@@ -120,6 +123,10 @@ def pack(
             if fmt == "onnx":
                 raise InputError("--scores applies to torch, Keras and TensorFlow models only.")
             options["scores"] = scores
+    if signature is not None:
+        if fmt != "tf-saved-model":
+            raise InputError(f"--signature applies to TensorFlow SavedModels; {model_file} is a {fmt} model.")
+        options["signature"] = signature
     model = load_model_file(model_file, trust_pickle=trust_pickle, trust_code=trust_code)
     sample = read_sample(sample_file)
     defaults = Tolerance()

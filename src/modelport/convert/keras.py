@@ -174,6 +174,7 @@ class KerasConverter(NetworkConverter):
             here = LocalEngine(model)
             routes = [(b, _memory_route(model, here, b)) for b in _order(here.backend, opts["backend"])]
         failures: list[str] = []
+        hints: list[str] = []
         missing: list[MissingDependencyError] = []
         for backend, make in routes:
             try:
@@ -184,6 +185,8 @@ class KerasConverter(NetworkConverter):
                 continue
             except ConversionError as exc:
                 failures.append(f"{backend}: {exc.message}")
+                if exc.hint and exc.hint not in hints:
+                    hints.append(exc.hint)
                 continue
             try:
                 converted, packed = self._route(model, backend, engine, reference, sample, opts)
@@ -205,8 +208,8 @@ class KerasConverter(NetworkConverter):
             )
         raise ConversionError(
             f"no export route reproduces the Keras model: {'; '.join(failures)}.",
-            hint="every layer must be exportable by torch.export (PyTorch backend) or by tf2onnx (TensorFlow "
-            "backend); see the notes above for where each route stopped",
+            hint="; ".join(hints) if hints else "every layer must be exportable by torch.export (PyTorch backend) "
+            "or by tf2onnx (TensorFlow backend); the message says where each route stopped",
         )
 
     def _route(

@@ -341,7 +341,8 @@ class TensorFlowConverter(NetworkConverter):
         source = {
             "framework": "tensorflow",
             "framework_version": tf.__version__,
-            "estimator": f"SavedModel[{sig.name}]",
+            "estimator": "SavedModel",
+            "signature": sig.name,
             "converter": "tf2onnx (SavedModel)",
             "converter_version": f"tf2onnx {tf2onnx.__version__}",
             "call": {**inputs.to_dict(), **head.to_dict(), "signature": sig.name,

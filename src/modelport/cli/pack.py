@@ -111,7 +111,7 @@ def pack(
     if task is not None or classes is not None or scores is not None:
         if fmt not in _TENSOR_FORMATS:
             raise InputError(
-                "--task, --classes and --scores apply to torch, Keras, TensorFlow and ONNX models; "
+                "--task, --classes and --scores apply to torch and ONNX models and to Keras and TensorFlow networks; "
                 f"{model_file} is a {fmt} model, whose task modelport reads from the model itself."
             )
         if task is not None:

@@ -40,7 +40,7 @@ import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 
@@ -388,7 +388,7 @@ def _export_tensorflow(
 
 
 # ---------------------------------------------------------------------- in a worker process
-def write_message(fh: BinaryIO, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> None:
+def write_message(fh: IO[bytes], header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> None:
     payload = dict(arrays or {})
     payload[_HEADER] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     blob = npz.dumps(payload)
@@ -397,7 +397,7 @@ def write_message(fh: BinaryIO, header: Mapping[str, Any], arrays: Mapping[str, 
     fh.flush()
 
 
-def read_message(fh: BinaryIO, *, origin: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+def read_message(fh: IO[bytes], *, origin: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
     head = fh.read(8)
     if len(head) < 8:
         return None

@@ -315,21 +315,35 @@ def _export_torch(
     wrapper = KerasCall(model).eval()
     args = tuple(torch.from_numpy(np.ascontiguousarray(example[n])) for n in names)
     batch = torch.export.Dim("batch")
-    dynamic = (tuple({0: batch} for _ in names),)
+    free = _free_dimensions(model, example)
+
+    def export(dims: dict[str, list[int]]) -> Any:
+        dynamic = (tuple({0: batch, **{i: torch.export.Dim(f"{_dim_name(n)}_{i}") for i in dims.get(n, [])}}
+                         for n in names),)
+        return torch.onnx.export(
+            wrapper,
+            args,
+            dynamo=True,
+            verbose=False,
+            input_names=[f"mp_in_{i}" for i in range(len(names))],
+            output_names=[f"mp_out_{j}" for j in range(n_outputs)],
+            opset_version=opset,
+            dynamic_shapes=dynamic,
+            external_data=False,
+            optimize=True,
+        )
+
+    notes = ["exported under the Keras PyTorch backend with torch.onnx.export(dynamo=True)"]
     with quiet():
         try:
-            program = torch.onnx.export(
-                wrapper,
-                args,
-                dynamo=True,
-                verbose=False,
-                input_names=[f"mp_in_{i}" for i in range(len(names))],
-                output_names=[f"mp_out_{j}" for j in range(n_outputs)],
-                opset_version=opset,
-                dynamic_shapes=dynamic,
-                external_data=False,
-                optimize=True,
-            )
+            try:
+                program = export(free)
+            except Exception:
+                if not free:
+                    raise
+                # the model's free sizes (a sequence length) cannot stay free through torch.export: the
+                # sample's sizes are kept, and the caller decides whether another route does better
+                program = export({})
         except Exception as exc:
             raise ConversionError(
                 f"torch.onnx.export could not export the Keras model (PyTorch backend): {type(exc).__name__}: "
@@ -337,7 +351,26 @@ def _export_torch(
             ) from exc
     if program is None:
         raise ConversionError("torch.onnx.export returned no ONNX program.")
-    return program.model_proto.SerializeToString(), ["exported under the Keras PyTorch backend with torch.onnx.export(dynamo=True)"]
+    return program.model_proto.SerializeToString(), notes
+
+
+def _free_dimensions(model: Any, example: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+    """Per input, the dimensions after the batch that the model leaves free (None in its Input)."""
+    _, specs = _input_specs(model)
+    out: dict[str, list[int]] = {}
+    for spec in specs or []:
+        arr = example.get(spec["name"])
+        if arr is None:
+            continue
+        # torch.export specialises sizes 0 and 1: those stay fixed
+        free = [i for i, d in enumerate(spec["shape"]) if i > 0 and d is None and i < arr.ndim and arr.shape[i] > 1]
+        if free:
+            out[spec["name"]] = free
+    return out
+
+
+def _dim_name(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name) or "input"
 
 
 def _output_names_of(model: Any) -> list[str] | None:
@@ -352,7 +385,9 @@ def _export_tensorflow(
 
     from modelport.convert.tensorflow import saved_model_to_onnx
 
-    specs = [tf.TensorSpec([None, *a.shape[1:]], tf.as_dtype(a.dtype), name=n) for n, a in example.items()]
+    declared = {d["name"]: d["shape"] for d in (_input_specs(model)[1] or [])}
+    specs = [tf.TensorSpec(declared.get(n) or [None, *a.shape[1:]], tf.as_dtype(a.dtype), name=n)
+             for n, a in example.items()]
     signature: Any
     if structure == "dict":
         signature = [dict(zip(example, specs))]

@@ -19,7 +19,7 @@ import onnx
 
 from modelport.bundle.manifest import TASKS
 from modelport.bundle.signature import Column
-from modelport.errors import ConversionError, InputError
+from modelport.errors import ConversionError
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Converter(ABC):
         """Convert and check the result; errors from the framework become ConversionError."""
         try:
             result = self._convert(model, sample, dict(options))
-        except (ConversionError, InputError):  # a sample that does not fit the model is the caller's to fix
+        except ConversionError:
             raise
         except Exception as exc:
             raise ConversionError(

@@ -176,6 +176,8 @@ class KerasConverter(NetworkConverter):
         failures: list[str] = []
         hints: list[str] = []
         missing: list[MissingDependencyError] = []
+        #: a graph that fixed a dimension the model leaves free: used only if no route keeps it free
+        narrower: tuple[Converted, Packed, list[str]] | None = None
         for backend, make in routes:
             try:
                 engine, reference = make()
@@ -198,7 +200,18 @@ class KerasConverter(NetworkConverter):
                     raise
                 failures.append(f"{backend}: {exc.message}")
                 continue
+            fixed = _fixed_dimensions(converted, packed.inputs)
+            if fixed:
+                failures.append(f"{backend}: the graph fixes {fixed}")
+                if narrower is None:
+                    narrower = (converted, packed, [f"the graph fixes {fixed}: other values are refused."])
+                continue
             converted.notes.extend(f"not exported through {f}" for f in failures)
+            self.remember(model, packed)
+            return converted
+        if narrower is not None:
+            converted, packed, notes = narrower
+            converted.notes.extend(notes)
             self.remember(model, packed)
             return converted
         if missing and len(missing) == len(routes):
@@ -326,6 +339,22 @@ def _memory_route(model: Any, here: LocalEngine, backend: str) -> Callable[[], t
 
 # a worker engine made for an in-memory model keeps its KerasFile (and its temporary copy) alive
 _keep_alive: dict[int, KerasFile] = {}
+
+
+def _fixed_dimensions(converted: Converted, inputs: Inputs) -> str | None:
+    """Which free dimensions of the model's inputs (a sequence length, an image size) the exported
+    graph has fixed at the sample's sizes, in words; None when it keeps them all free."""
+    graph = {vi.name: vi for vi in converted.onnx_model.graph.input}
+    fixed = []
+    for spec in inputs.specs:
+        vi = graph.get(spec.name)
+        if vi is None:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        for i, (want, got) in enumerate(zip(spec.shape, dims)):
+            if i > 0 and want is None and got.HasField("dim_value"):
+                fixed.append(f"dimension {i} of input {spec.name!r} at {got.dim_value}")
+    return ", ".join(fixed) if fixed else None
 
 
 def _check_model(model: Any) -> None:

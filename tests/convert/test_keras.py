@@ -518,6 +518,8 @@ def test_hostile_and_corrupt_archives_are_refused(files, tmp_path):
         load_model_file(_rewrite(src, tmp_path / "noweights.keras", drop=("model.weights.h5",)))
     with pytest.raises(ConversionError, match="not valid JSON"):
         load_model_file(_rewrite(src, tmp_path / "badjson.keras", edit={"config.json": b"{not json"}))
+    with pytest.raises(ConversionError, match="nests"):
+        load_model_file(_rewrite(src, tmp_path / "deep.keras", edit={"config.json": b"[" * 100_000 + b"]" * 100_000}))
     data = src.read_bytes()
     (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
     with pytest.raises(ConversionError, match="truncated or corrupt"):

@@ -127,6 +127,16 @@ def test_named_inputs_and_outputs_of_a_tf_module(scorer_dir):
     np.testing.assert_allclose(reg.predict(fresh)["prediction"], want["logits"].numpy(), atol=1e-5)
 
 
+def test_a_loaded_savedmodel_in_memory(keras_export):
+    model, path = keras_export
+    loaded = tf.saved_model.load(str(path))
+    b = mp.pack(loaded, features(50, 7))
+    fresh = features(30, 8)
+    np.testing.assert_allclose(b.predict(fresh)["probabilities"], model.predict(fresh, verbose=0), atol=1e-5)
+    with pytest.raises(ConversionError, match="tf.Module objects with a serving signature"):
+        mp.pack(tf.Module(), features(5, 0))
+
+
 def test_a_dataframe_feeds_per_column_inputs(tmp_path):
     class PerColumn(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="age"),

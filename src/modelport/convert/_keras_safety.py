@@ -104,7 +104,10 @@ def read_archive(path: Path) -> KerasArchive:
     if not any(w in files for w in WEIGHTS):
         raise ConversionError(f"{origin}: the archive holds no weights (model.weights.h5); save the model again.")
     archive = KerasArchive(origin, files, config, metadata if isinstance(metadata, dict) else {})
-    archive.findings = list(_findings(config))
+    try:
+        archive.findings = list(_findings(config))
+    except RecursionError as exc:
+        raise ConversionError(f"{origin}: {CONFIG} nests deeper than any Keras model does; refusing it.") from exc
     return archive
 
 
@@ -127,6 +130,8 @@ def _json(blob: bytes, origin: str, name: str) -> Any:
         return json.loads(blob)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConversionError(f"{origin}: {name} in the archive is not valid JSON ({exc}).") from exc
+    except RecursionError as exc:
+        raise ConversionError(f"{origin}: {name} in the archive nests too deeply to be a Keras model.") from exc
 
 
 def _is_keras(module: Any) -> bool:

@@ -250,6 +250,64 @@ def test_a_free_sequence_length_stays_free(tmp_path):
         fixed.predict(rng.normal(size=(2, 5, 3)).astype("float32"))
 
 
+def test_edge_cases_match_on_both_routes(tmp_path):
+    """A column that was constant when Normalization adapted (variance 0: Keras divides by its
+    epsilon, so the column gives 0, not NaN, and a value off it a large number), rows far outside the
+    sample, and a batch larger than the one Keras predicts at once: the same answers as Keras, through
+    the PyTorch route (a .keras file) and through this process's own backend (the model in memory)."""
+    keras.utils.set_random_seed(11)
+    x = features(300, 11)
+    x[:, 2] = 7.0
+    norm = L.Normalization()
+    norm.adapt(x)
+    assert float(np.asarray(norm.variance).reshape(-1)[2]) == 0.0
+    model = keras.Sequential([keras.Input((4,), name="x"), norm, L.Dense(8, activation="tanh"),
+                              L.Dense(3, activation="softmax")])
+    model.save(tmp_path / "const.keras")
+    fresh = features(2500, 12)
+    fresh[:, 2] = 7.0
+    fresh[:5, 2] += np.float32(2e-6)  # off the constant: (x - 7) / epsilon
+    far = ((features(40, 13) - MEAN) * 50 + MEAN).astype(np.float32)  # 50 standard deviations out
+    far[:, 2] = 7.0
+    data = np.concatenate([fresh, far])
+    native = keras.backend.backend()
+    routes = {"torch": mp.pack(KerasFile.read(tmp_path / "const.keras"), x, options={"backend": "torch"}),
+              native: mp.pack(model, x, options={"backend": native})}
+    want = model.predict(data, verbose=0)
+    assert np.isfinite(want).all()
+    for backend, b in routes.items():
+        assert b.manifest["source"]["backend"] == backend
+        got = b.predict(data)
+        assert np.isfinite(got["probabilities"]).all(), backend
+        np.testing.assert_allclose(got["probabilities"], want, atol=2e-5, err_msg=backend)
+        agree = got["label"] == want.argmax(1)
+        close = np.sort(want, axis=1)[:, -1] - np.sort(want, axis=1)[:, -2] < 1e-5  # ties may go either way
+        assert (agree | close).all(), backend
+
+
+def test_weights_that_read_a_host_file_are_refused(files, tmp_path):
+    """An HDF5 dataset can keep its bytes in an external file (a path on the loading machine): such
+    weights would copy that file into the bundle. Keras refuses them; the refusal is a ConversionError."""
+    import h5py
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(4096, dtype=np.float32).tobytes())
+    weights = tmp_path / "model.weights.h5"
+    weights.write_bytes(zipfile.ZipFile(files["mlp"]).read("model.weights.h5"))
+    with h5py.File(weights, "r+") as h5:
+        names: list[str] = []
+        h5.visititems(lambda n, obj: names.append(n) if isinstance(obj, h5py.Dataset) and obj.size else None)
+        target = next(n for n in names if "dense" in n)
+        shape, dtype = h5[target].shape, h5[target].dtype
+        del h5[target]
+        h5.create_dataset(target, shape=shape, dtype=dtype,
+                          external=[(str(secret), 0, int(np.prod(shape)) * dtype.itemsize)])
+    path = _rewrite(files["mlp"], tmp_path / "external.keras", edit={"model.weights.h5": weights.read_bytes()})
+    for trust in (False, True):  # trusting the code does not let the weights read files
+        with pytest.raises(ConversionError, match=r"torch: .*Not allowed: H5 file with external Dataset"):
+            mp.pack(load_model_file(path, trust_code=trust), features(20, 14))
+
+
 # ---------------------------------------------------------------------- heads
 def test_classifier_heads_take_classes_and_logits(families):
     model, sample, fresh = families["mlp"]

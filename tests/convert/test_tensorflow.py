@@ -133,7 +133,7 @@ def test_a_loaded_savedmodel_in_memory(keras_export):
     b = mp.pack(loaded, features(50, 7))
     fresh = features(30, 8)
     np.testing.assert_allclose(b.predict(fresh)["probabilities"], model.predict(fresh, verbose=0), atol=1e-5)
-    with pytest.raises(ConversionError, match="tf.Module objects with a serving signature"):
+    with pytest.raises(ConversionError, match=r"tf\.Module objects with a serving signature"):
         mp.pack(tf.Module(), features(5, 0))
 
 
@@ -188,6 +188,29 @@ def test_file_operations_are_refused_unless_trusted(tmp_path):
     b = mp.pack(SavedModelDir.read(tmp_path / "leaky", trust_code=True), x)
     assert (tmp_path / "written-by-the-model.txt").exists()
     assert not any("File" in n.op_type for n in b.onnx_model.graph.node)
+
+
+UNSAFE_OPS = ["ReadFile", "WriteFile", "MatchingFiles", "PyFunc", "EagerPyFunc", "SaveV2", "RestoreV2",
+              "LoadAndRemapMatrix", "PrintV2", "WriteScalarSummary", "TFRecordDataset", "FixedLengthRecordReaderV2",
+              "InitializeTableFromTextFileV2", "ImmutableConst", "DecodeProtoV2", "EncodeProto", "RpcCall",
+              "GcsConfigureCredentials", "CollectiveReduceV2", "_Send", "_Recv", "DebugIdentityV3", "CheckpointV2"]
+SAFE_OPS = ["MatMul", "BiasAdd", "Relu", "Softmax", "Sigmoid", "ReadVariableOp", "VarHandleOp", "Identity",
+            "StatefulPartitionedCall", "PartitionedCall", "ConcatV2", "GatherV2", "Reshape", "If", "While",
+            "Placeholder", "Const", "NoOp", "Conv2D", "FusedBatchNormV3", "ResourceGather", "Cast", "Select"]
+
+
+@pytest.mark.parametrize("op", UNSAFE_OPS)
+def test_operations_that_reach_outside_the_process_are_unsafe(op):
+    from modelport.convert.tensorflow import is_unsafe_op
+
+    assert is_unsafe_op(op)
+
+
+@pytest.mark.parametrize("op", SAFE_OPS)
+def test_operations_of_ordinary_networks_are_safe(op):
+    from modelport.convert.tensorflow import is_unsafe_op
+
+    assert not is_unsafe_op(op)
 
 
 def test_links_strings_and_non_savedmodels_are_refused(scorer_dir, tmp_path):

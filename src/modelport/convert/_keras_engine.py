@@ -289,8 +289,12 @@ def _flatten(out: Any, names: Sequence[str] | None) -> list[Any]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The first line of an error; Keras's that end in a colon ("... Example error message for
+    object <Dense ...>:") go on with the reason on the next one, which is kept too."""
+    lines = [t.strip() for t in str(exc).strip().splitlines() if t.strip()]
+    if not lines:
+        return type(exc).__name__
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 def _export_torch(

@@ -504,20 +504,18 @@ def check_parity(onx: onnx.ModelProto, inputs: Inputs, head: Head, engine: Any, 
     absolute difference, or RouteMismatch."""
     from modelport.runtime.session import run_graph
 
-    blob = onx.SerializeToString()
     worst = 0.0
     batches = parity_batches(arrays)
     shorter = _shorter(onx, inputs, arrays)
     if shorter is not None:
         batches.append(shorter)
-    for batch in batches:
+    try:
+        results = run_graph(onx.SerializeToString(), batches)
+    except ModelportError as exc:
+        raise RouteMismatch(f"the graph exported through {route} does not run: {exc.message}") from exc
+    for batch, got in zip(batches, results, strict=True):
         rows = len(next(iter(batch.values())))
         expected = predict(engine, inputs, head, batch)
-        try:
-            got = run_graph(blob, batch)
-        except ModelportError as exc:
-            raise RouteMismatch(f"the graph exported through {route} does not run on a batch of {rows} row(s): "
-                                f"{exc.message}") from exc
         problem = compare_route(expected, got)
         if problem is not None:
             raise RouteMismatch(f"the graph exported through {route} does not match the model on a batch of "

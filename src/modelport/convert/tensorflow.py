@@ -49,8 +49,10 @@ _OPTIONS = frozenset({"signature", "task", "classes", "scores", "columns", "tabu
 _INIT_SIGNATURE = "__saved_model_init_op"
 #: operations that read or write files, run Python, or talk to the outside: a serving function
 #: that a SavedModel's author could use against the machine that loads it
-_UNSAFE_PARTS = ("File", "Reader", "Save", "Restore", "PyFunc", "Summary", "Dataset", "Print", "Debug",
-                 "Checkpoint", "Send", "Recv", "Collective", "ImmutableConst")
+_UNSAFE_PARTS = ("File", "Reader", "Save", "Restore", "Load", "PyFunc", "Summary", "Dataset", "Print", "Debug",
+                 "Checkpoint", "Send", "Recv", "Collective", "ImmutableConst", "Rpc", "Gcs", "BigQuery",
+                 # DecodeProto / EncodeProto read their message descriptors from a path they are given
+                 "Proto")
 _TRUST_HINT = "if you trust the SavedModel and its author, pass --trust-code (trust_code=True)"
 _NP_DTYPES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "str", 9: "int64",
               10: "bool", 17: "uint16", 19: "float16", 22: "uint32", 23: "uint64"}
@@ -156,7 +158,7 @@ class SavedModelDir:
             if key in mg.collection_def:
                 roots += list(mg.collection_def[key].node_list.value)
         found = _reachable_ops(mg.graph_def, roots)
-        unsafe = [(op, node) for op, node in found if any(part in op for part in _UNSAFE_PARTS)]
+        unsafe = [(op, node) for op, node in found if is_unsafe_op(op)]
         if unsafe and not self.trust_code:
             op, node = unsafe[0]
             more = sorted({o for o, _ in unsafe[1:]} - {op})
@@ -194,6 +196,12 @@ class SavedModelDir:
     def close(self) -> None:
         self._loaded = None
         self._finalizer()
+
+
+def is_unsafe_op(op: str) -> bool:
+    """Whether a TensorFlow operation type can read or write files, run Python or reach another
+    machine (see ``_UNSAFE_PARTS``): refused in an untrusted SavedModel."""
+    return any(part in op for part in _UNSAFE_PARTS)
 
 
 def _remove(dirs: list[Path]) -> None:
@@ -306,6 +314,7 @@ class TensorFlowConverter(NetworkConverter):
 
     def _convert(self, model: Any, sample: Any, options: dict[str, Any]) -> Converted:
         opts = _options(options)
+        original = model  # what pack() asks for reference answers: the caller's object, not the copy
         model = _as_saved_model(model)
         tf = require("tensorflow", purpose="converting TensorFlow SavedModels")
         tf2onnx = require("tf2onnx", purpose="converting TensorFlow SavedModels to ONNX")
@@ -348,7 +357,7 @@ class TensorFlowConverter(NetworkConverter):
             "call": {**inputs.to_dict(), **head.to_dict(), "signature": sig.name,
                      "outputs_raw": [o.to_dict() for o in outputs]},
         }
-        self.remember(model, Packed(inputs, outputs, head, engine))
+        self.remember(original, Packed(inputs, outputs, head, engine))
         notes = [*head.notes, f"the signature {sig.name!r} runs {len(ops)} kinds of operation; checked against "
                  f"TensorFlow on batches of 1 and more rows before packing (max abs error {worst:.3g})."]
         columns = inputs.columns
@@ -370,12 +379,12 @@ class TensorFlowConverter(NetworkConverter):
         if not isinstance(call, Mapping) or "inputs" not in call:
             raise ConversionError(f"{bundle.origin}: the manifest does not record how the SavedModel was called.",
                                   hint="pack the model again")
-        model = _as_saved_model(model)
-        sig = model.signature(str(call.get("signature", DEFAULT_SIGNATURE)))
-        model.check_ops(sig)
+        saved = _as_saved_model(model)
+        sig = saved.signature(str(call.get("signature", DEFAULT_SIGNATURE)))
+        saved.check_ops(sig)
         inputs = Inputs.restore(call, bundle.signature.columns)
         outputs = [Tensor.from_dict(d) for d in call.get("outputs_raw") or []]
-        self.remember(model, Packed(inputs, outputs, Head.restore(call, bundle.classes), _SignatureEngine(model, sig)))
+        self.remember(model, Packed(inputs, outputs, Head.restore(call, bundle.classes), _SignatureEngine(saved, sig)))
 
 
 _NUMERIC = frozenset({"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",

@@ -4,7 +4,7 @@ output naming and error translation."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -201,15 +201,27 @@ def output_columns(result: dict[str, np.ndarray], classes: list[Any] | None) -> 
     return cols
 
 
-def run_graph(model_bytes: bytes, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run a bare ONNX graph (no bundle, no input rules) once on CPU, for converters that check
-    an export before they pack it. Errors of ONNX Runtime become ModelportError."""
+def run_graph(model_bytes: bytes, batches: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Run a bare ONNX graph (no bundle, no input rules) on CPU, once per batch of feeds, in one
+    session: for converters that check an export against the original before they pack it.
+    ONNX Runtime's errors become ModelportError, naming the batch that failed."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # its errors come back as exceptions; the log would say them twice
     try:
-        session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-        names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(names, dict(feeds))))
+        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own pybind exception types
-        raise ModelportError(f"ONNX Runtime {ort.__version__} cannot run the graph: {_first_line(exc)}") from exc
+        raise ModelportError(f"ONNX Runtime {ort.__version__} cannot load the graph: {_first_line(exc)}") from exc
+    names = [o.name for o in session.get_outputs()]
+    results = []
+    for feeds in batches:
+        try:
+            results.append(dict(zip(names, session.run(names, dict(feeds)), strict=True)))
+        except Exception as exc:
+            raise ModelportError(
+                f"ONNX Runtime {ort.__version__} cannot run the graph on a batch of {_rows(feeds)} row(s): "
+                f"{_first_line(exc)}"
+            ) from exc
+    return results
 
 
 def _rows(feeds: Mapping[str, np.ndarray]) -> int:

@@ -258,6 +258,11 @@ def test_console_script_packs_a_savedmodel_directory(keras_export, scorer_dir, t
     b = mp.load(tmp_path / "tf.mpk")
     np.testing.assert_allclose(b.predict(pd.DataFrame(fresh, columns=names))["probabilities"],
                                model.predict(fresh, verbose=0), atol=1e-5)
+    # verified against the directory on fresh rows, by the installed script too
+    pd.DataFrame(fresh, columns=names).to_parquet(tmp_path / "fresh.parquet")
+    r = _modelport("verify", "tf.mpk", "--original", path, "--data", "fresh.parquet", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert json.loads(r.stdout)["original"]["parity"]["pass"]
     # another signature, by name; a missing one is a clear error and writes nothing
     _, scorer = scorer_dir
     np.savez(tmp_path / "inputs.npz", **scorer_data(30, 0))

@@ -229,6 +229,38 @@ def onnx_value(tensor):
     return numpy_helper.to_array(tensor)
 
 
+def test_parity_decides_between_routes(families, monkeypatch):
+    """A route whose graph does not reproduce the model is not used: the next route is, and the
+    bundle says why; asked for that route alone, packing fails and names it."""
+    import onnx
+    from onnx import numpy_helper
+
+    from modelport.convert import _keras_engine
+
+    native = keras.backend.backend()
+    other = "torch" if native == "tensorflow" else "tensorflow"
+    name = "_export_tensorflow" if native == "tensorflow" else "_export_torch"
+    real = getattr(_keras_engine, name)
+
+    def off_by_half(*args, **kwargs):  # this process's route, with its largest weight matrix scaled
+        blob, notes = real(*args, **kwargs)
+        onx = onnx.load_model_from_string(blob)
+        floats = [t for t in onx.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+        biggest = max(floats, key=lambda t: int(np.prod(t.dims)))
+        biggest.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(biggest) * np.float32(1.5), biggest.name))
+        return onx.SerializeToString(), notes
+
+    monkeypatch.setattr(_keras_engine, name, off_by_half)
+    model, sample, fresh = families["mlp"]
+    b = mp.pack(model, sample)
+    assert b.manifest["source"]["backend"] == other
+    assert any(n.startswith(f"not exported through {native}: ") and "does not match" in n
+               for n in b.manifest["parity"]["notes"])
+    assert_matches(b, model, fresh)
+    with pytest.raises(ConversionError, match=rf"no export route reproduces the Keras model: {native}: .*does not match"):
+        mp.pack(model, sample, options={"backend": native})
+
+
 def test_a_free_sequence_length_stays_free(tmp_path):
     """torch.export unrolls a recurrent layer at the sample's length; the TensorFlow route keeps the
     length free, so it is chosen; asked for PyTorch only, the bundle says it fixed the length."""

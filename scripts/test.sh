@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command. It builds (or reuses) the project's own virtual environment, .venv, from
 # the committed lock file (requirements.lock: every transitive version pinned), installs modelport
-# into it, starts the real servers the integration tests use (scripts/services.sh: PostgreSQL
-# and Redis from Debian packages), and runs the whole suite there. A skip is a failure: a
+# into it, starts the real servers the integration tests use (scripts/services.sh: PostgreSQL,
+# Redis and NATS from Debian packages), and runs the whole suite there. A skip is a failure: a
 # missing dependency or server must not turn a test into silence.
 #
 #   bash scripts/test.sh                  # everything, from the lock file (this is what CI runs)
@@ -30,11 +30,30 @@ if [ "$MODE" = locked ]; then
   VENV="${MODELPORT_VENV:-$ROOT/.venv}"
   stamp="$( (cat requirements.lock; "$PY" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
   if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.modelport-lock" 2>/dev/null)" != "$stamp" ]; then
-    echo "==> building $VENV from requirements.lock"
-    rm -rf "$VENV"
-    "$PY" -m venv "$VENV"
+    if [ -x "$VENV/bin/python" ]; then
+      echo "==> syncing $VENV with requirements.lock"
+    else
+      echo "==> building $VENV from requirements.lock"
+      "$PY" -m venv "$VENV"
+    fi
+    rm -f "$VENV/.modelport-lock"
     # --no-deps: the lock is the whole environment; a package it lacks fails `pip check`, not silently resolves
     quiet_pip "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+    # a sync, not an overlay: what the lock no longer lists leaves the environment
+    stale=$("$VENV/bin/python" - <<'PYEOF'
+import re, subprocess, sys
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+locked = {norm(l.split("==")[0]) for l in open("requirements.lock") if "==" in l and not l.startswith("#")}
+frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"],
+                        capture_output=True, text=True, check=True).stdout.split()
+keep = locked | {"pip", "modelport"}
+print(" ".join(n for n in (l.split("==")[0] for l in frozen if "==" in l) if norm(n) not in keep))
+PYEOF
+)
+    if [ -n "$stale" ]; then
+      echo "    removing what the lock no longer lists: $stale"
+      "$VENV/bin/python" -m pip uninstall --quiet -y $stale
+    fi
     "$VENV/bin/python" -m pip check
     echo "$stamp" > "$VENV/.modelport-lock"
   else
@@ -58,7 +77,7 @@ export PATH="$VENV/bin:$PATH"
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP
 export MODELPORT_STRICT_TESTS=1
 
-echo "==> starting PostgreSQL and Redis (scripts/services.sh)"
+echo "==> starting PostgreSQL, Redis and NATS (scripts/services.sh)"
 if bash scripts/services.sh status; then
   eval "$(bash scripts/services.sh env)"  # already running (another run started them): leave them running
 else

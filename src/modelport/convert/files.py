@@ -13,6 +13,9 @@ Keras 3 ``.keras``     zip with ``config.json``             :class:`~.keras.Kera
 TensorFlow SavedModel  a directory with ``saved_model.pb``  :class:`~.tensorflow.SavedModelDir`
 ONNX                   ``.onnx`` / an ONNX protobuf         :class:`~.passthrough.OnnxModel`
 pickle / joblib        pickle opcodes, ``.pkl`` ``.joblib``  whatever the pickle holds
+MLflow model           a directory holding ``MLmodel``      its onnx flavor, or (trusted) its
+                                                            sklearn / xgboost / lightgbm flavor
+                                                            (:mod:`~.mlflow`)
 =====================  ===================================  ======================================
 
 Pickles (and torch ``.pt`` files, which are pickles in a zip) run code while they load, so they
@@ -35,7 +38,7 @@ from modelport._deps import require
 from modelport.errors import ConversionError, InputError, UnsupportedModelError
 
 FORMATS = ("xgboost-json", "xgboost-ubj", "lightgbm", "catboost", "torch-export", "torch-pickle", "onnx", "pickle",
-           "keras", "tf-saved-model")
+           "keras", "tf-saved-model", "mlflow")
 _PICKLE_EXTENSIONS = (".pkl", ".pickle", ".joblib", ".jl", ".sav")
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"x\x01", b"x\x5e", b"x\x9c", b"x\xda", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18")
 
@@ -48,9 +51,14 @@ def detect(path: str | os.PathLike[str]) -> str:
     if p.is_dir() and any((p / f).is_file() for f in ("saved_model.pb", "saved_model.pbtxt")):
         return "tf-saved-model"
     if p.is_dir():
+        from modelport.convert.mlflow import is_mlflow_model
+
+        if is_mlflow_model(p):
+            return "mlflow"
         raise InputError(
-            f"{p} is a directory; pass a model file (XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, "
-            "torch .pt2, Keras .keras, .onnx, a TensorFlow SavedModel directory, or a pickle with --trust-pickle)."
+            f"{p} is a directory without an MLmodel file or a saved_model.pb; pass a model file (XGBoost "
+            ".json/.ubj, LightGBM .txt, CatBoost .cbm, torch .pt2, Keras .keras, .onnx, or a pickle with "
+            "--trust-pickle), a TensorFlow SavedModel directory or an MLflow model directory."
         )
     size = p.stat().st_size
     if size == 0:
@@ -132,6 +140,10 @@ def load_model_file(path: str | os.PathLike[str], *, trust_pickle: bool = False,
         from modelport.convert.passthrough import OnnxModel
 
         return OnnxModel.read(p)
+    if fmt == "mlflow":
+        from modelport.convert.mlflow import read
+
+        return read(p, trust_pickle=trust_pickle).model
     if not trust_pickle:
         raise ConversionError(
             f"{p} is a pickle ({'a torch.save file' if fmt == 'torch-pickle' else 'pickle/joblib'}); "

@@ -81,7 +81,7 @@ def read_archive(path: Path) -> KerasArchive:
     except OSError as exc:
         raise ConversionError(f"{origin}: cannot read the .keras file ({exc.strerror or exc}).") from exc
     try:
-        files = read_mpk_bytes(data, origin=origin)
+        files = read_mpk_bytes(data, origin=origin, check_table=False)  # no manifest: the layout is checked below
     except IntegrityError as exc:
         raise ConversionError(
             f"refusing the .keras file: {exc.message}",

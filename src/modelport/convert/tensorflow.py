@@ -85,7 +85,7 @@ class SavedModelDir:
         if not p.is_dir():
             raise InputError(f"{p}: a SavedModel is a directory (with saved_model.pb); this is not one.")
         try:
-            files = read_directory(p)
+            files = read_directory(p, check_table=False)  # a SavedModel has no manifest
         except BundleError as exc:
             raise ConversionError(
                 f"refusing the SavedModel directory: {exc.message}",

@@ -41,5 +41,5 @@ def test_errors_are_modelport_errors_that_name_the_batch():
         run_graph(blob, [{"ids": np.array([0])}, {"ids": np.array([0, 1, 2, 3, 0])}])
     with pytest.raises(ModelportError, match=r"batch of 1 row\(s\)"):
         run_graph(blob, [{"ids": np.array([0.5], dtype=np.float32)}])  # a wrong dtype
-    with pytest.raises(ModelportError, match="cannot load the graph"):
+    with pytest.raises(ModelportError, match="cannot load this graph"):
         run_graph(b"not an onnx graph", [{"ids": np.array([0])}])

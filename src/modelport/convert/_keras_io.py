@@ -510,9 +510,9 @@ def check_parity(onx: onnx.ModelProto, inputs: Inputs, head: Head, engine: Any, 
     if shorter is not None:
         batches.append(shorter)
     try:
-        results = run_graph(onx.SerializeToString(), batches)
+        results = run_graph(onx.SerializeToString(), batches, origin=f"the graph exported through {route}", model=onx)
     except ModelportError as exc:
-        raise RouteMismatch(f"the graph exported through {route} does not run: {exc.message}") from exc
+        raise RouteMismatch(exc.message) from exc
     for batch, got in zip(batches, results, strict=True):
         rows = len(next(iter(batch.values())))
         expected = predict(engine, inputs, head, batch)

@@ -78,12 +78,35 @@ unset PYTHONPATH PYTHONHOME PYTHONSTARTUP
 export MODELPORT_STRICT_TESTS=1
 
 echo "==> starting PostgreSQL, Redis and NATS (scripts/services.sh)"
+# Several runs may share the servers (fixed ports): each registers its pid, and the last test run to
+# leave stops them, if a test run started them; servers someone started by hand are left running.
+USERS="${MODELPORT_SERVICES_DIR:-/tmp/modelport-services}/users"
+mkdir -p "$USERS"
+live_users() {
+  local f n=0
+  for f in "$USERS"/*; do
+    [ -e "$f" ] || continue
+    case "$f" in *.started-by-tests) continue ;; esac
+    if kill -0 "$(basename "$f")" 2>/dev/null; then n=$((n + 1)); else rm -f "$f"; fi
+  done
+  echo "$n"
+}
 if bash scripts/services.sh status; then
-  eval "$(bash scripts/services.sh env)"  # already running (another run started them): leave them running
+  eval "$(bash scripts/services.sh env)"
+  [ "$(live_users)" -gt 0 ] || rm -f "$USERS/.started-by-tests"  # running, but no test run of ours: a user's
 else
   eval "$(bash scripts/services.sh start)"
-  trap 'bash scripts/services.sh stop || true' EXIT
+  touch "$USERS/.started-by-tests"
 fi
+touch "$USERS/$$"
+leave_services() {
+  rm -f "$USERS/$$"
+  if [ "$(live_users)" -eq 0 ] && [ -e "$USERS/.started-by-tests" ]; then
+    rm -f "$USERS/.started-by-tests"
+    bash scripts/services.sh stop || true
+  fi
+}
+trap leave_services EXIT
 
 echo "==> running the test suite ($MODE)"
 set +e

@@ -144,3 +144,11 @@ def test_records_are_linear_and_name_what_is_wrong():
     with pytest.raises(InputError):
         records_to_columns([{f"k{i}": 1.0} for i in range(200_000)], expected)
     assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize("shape", [(None, 12, 3), (None, 8, 8, 2), (None, 4)])
+def test_an_empty_batch_of_a_tensor_input_keeps_its_shape(shape):
+    sig = Signature.from_dict({"inputs": [{"name": "x", "dtype": "float32", "shape": list(shape)}],
+                               "outputs": [{"name": "y", "dtype": "float32", "shape": [None]}]})
+    empty = np.zeros((0, *shape[1:]), dtype=np.float32)
+    assert FeedBuilder(sig).build({"x": empty}).feeds["x"].shape == empty.shape

@@ -12,7 +12,7 @@ import click
 from modelport.errors import InputError
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_TENSOR_FORMATS = ("torch-export", "torch-pickle", "onnx")
+_TENSOR_FORMATS = ("torch-export", "torch-pickle", "onnx", "keras", "tf-saved-model")
 
 
 @click.command("pack")
@@ -34,14 +34,21 @@ _TENSOR_FORMATS = ("torch-export", "torch-pickle", "onnx")
               help="Write the bundle even when it does not reproduce the model within tolerance (recorded).")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow pickle/joblib/torch.save files. Loading a pickle runs code: only for files you trust.")
+@click.option("--trust-code", is_flag=True,
+              help="Allow Keras Lambda layers and custom objects, and SavedModel file/Python operations. "
+                   "They run code: only for models you trust.")
 @click.option("--reference-rows", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Sample rows stored in the bundle as reference data.")
 @click.option("--task", type=click.Choice(["tensor", "classification", "regression"]), default=None,
-              help="For torch and ONNX models: what the outputs are (default: plain tensors).")
+              help="For torch, Keras, TensorFlow and ONNX models: what the outputs are (default: plain tensors; "
+                   "Keras and TensorFlow: read from the output layer).")
 @click.option("--classes", default=None, metavar="A,B,...",
-              help="For torch and ONNX classifiers: the class labels, in score order.")
+              help="For torch, Keras, TensorFlow and ONNX classifiers: the class labels, in score order.")
 @click.option("--scores", type=click.Choice(["logits", "probabilities"]), default=None,
-              help="For torch classifiers: whether the module returns logits (default) or probabilities.")
+              help="For torch, Keras and TensorFlow classifiers: whether the model gives logits or probabilities "
+                   "(default: logits for torch; Keras and TensorFlow: probabilities after a softmax or sigmoid).")
+@click.option("--signature", default=None, metavar="NAME",
+              help="For TensorFlow SavedModels: the signature to convert (default: serving_default).")
 @click.option("--unknown-categories", type=click.Choice(["native", "missing", "error"]), default="native",
               show_default=True,
               help="Values outside a column's categories: as the model's library does (native), scored as "
@@ -62,10 +69,12 @@ def pack(
     tolerance_rel: float | None,
     accept_mismatch: bool,
     trust_pickle: bool,
+    trust_code: bool,
     reference_rows: int,
     task: str | None,
     classes: str | None,
     scores: str | None,
+    signature: str | None,
     unknown_categories: str,
     overwrite: bool,
     as_json: bool,
@@ -74,14 +83,15 @@ def pack(
 
     \b
     MODEL_FILE: XGBoost .json/.ubj, LightGBM text (.txt), CatBoost .cbm, a torch
-                ExportedProgram (.pt2, torch.export.save), an .onnx file, a PMML
-                3.2 - 4.4 file (.pmml), a
-                pickle/joblib file (only with --trust-pickle: loading a pickle runs code),
-                or an MLflow model directory (its onnx flavor; sklearn / xgboost /
-                lightgbm flavors only with --trust-pickle).
+                ExportedProgram (.pt2, torch.export.save), a Keras 3 .keras file, a
+                TensorFlow SavedModel directory, an .onnx file, a PMML 3.2 - 4.4 file
+                (.pmml), a pickle/joblib file (only with --trust-pickle: loading a
+                pickle runs code), or an MLflow model directory (its onnx flavor;
+                sklearn / xgboost / lightgbm flavors only with --trust-pickle).
     SAMPLE_FILE: rows like the training data (CSV, Parquet, JSON lines); for torch,
-                 also an example input as .npy (one input) or .npz (one array per input).
-                 Optional for an MLflow model logged with an input example.
+                 Keras and TensorFlow, also an example input as .npy (one input) or
+                 .npz (one array per input). Optional for an MLflow model logged with
+                 an input example.
 
     Nothing is written unless packing and verification succeed.
     """
@@ -109,7 +119,7 @@ def pack(
     if task is not None or classes is not None or scores is not None:
         if fmt not in _TENSOR_FORMATS and not (mlflow_model is not None and mlflow_model.flavor == "onnx"):
             raise InputError(
-                "--task, --classes and --scores apply to torch and ONNX models; "
+                "--task, --classes and --scores apply to torch and ONNX models and to Keras and TensorFlow networks; "
                 f"{model_file} is a {fmt} model, whose task modelport reads from the model itself."
             )
         if task is not None:
@@ -119,8 +129,12 @@ def pack(
             options.setdefault("task", "classification")
         if scores is not None:
             if fmt == "onnx":
-                raise InputError("--scores applies to torch models only.")
+                raise InputError("--scores applies to torch, Keras and TensorFlow models only.")
             options["scores"] = scores
+    if signature is not None:
+        if fmt != "tf-saved-model":
+            raise InputError(f"--signature applies to TensorFlow SavedModels; {model_file} is a {fmt} model.")
+        options["signature"] = signature
     if mlflow_model is not None:
         model = mlflow_model.model
         if sample_file is None and mlflow_model.sample is None:
@@ -134,7 +148,7 @@ def pack(
                 f"SAMPLE_FILE is needed for {model_file}: packing checks the bundle against the model on sample rows.",
                 hint="pass a CSV / Parquet / JSON-lines file of rows like the training data",
             )
-        model = load_model_file(model_file, trust_pickle=trust_pickle)
+        model = load_model_file(model_file, trust_pickle=trust_pickle, trust_code=trust_code)
         sample = read_sample(sample_file)
     defaults = Tolerance()
     tolerance = Tolerance(

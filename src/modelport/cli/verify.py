@@ -15,12 +15,15 @@ _PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 @click.command("verify")
 @click.argument("bundle")
-@click.option("--original", "original", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@click.option("--original", "original", type=click.Path(exists=True, path_type=Path), default=None,
               help="Also compare with the original model in this file (XGBoost .json/.ubj, LightGBM .txt, "
-                   "CatBoost .cbm, torch .pt2; pickles only with --trust-pickle). Needs --data.")
+                   "CatBoost .cbm, torch .pt2, Keras .keras, a SavedModel directory; pickles only with "
+                   "--trust-pickle). Needs --data.")
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fresh rows for --original: CSV, Parquet or JSON lines (or .npy/.npz for tensor models).")
 @click.option("--trust-pickle", is_flag=True, help="Allow --original to be a pickle/joblib file (runs its code).")
+@click.option("--trust-code", is_flag=True,
+              help="Allow --original's Keras Lambda layers / custom objects or SavedModel file operations (run code).")
 @click.option("--public-key", "public_keys", multiple=True, type=_PEM,
               help="Require a signature by this EC public key (PEM; repeatable: any of them).")
 @click.option("--ca", "cas", multiple=True, type=_PEM,
@@ -30,7 +33,7 @@ _PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.pass_context
 def verify(ctx: click.Context, bundle: str, original: Path | None, data_file: Path | None, trust_pickle: bool,
-           public_keys: tuple[Path, ...], cas: tuple[Path, ...], certificates: tuple[Path, ...],
+           trust_code: bool, public_keys: tuple[Path, ...], cas: tuple[Path, ...], certificates: tuple[Path, ...],
            as_json: bool) -> None:
     """Check BUNDLE's file digests and re-run its stored reference data on this machine.
 
@@ -113,21 +116,21 @@ def verify(ctx: click.Context, bundle: str, original: Path | None, data_file: Pa
         return
     passed = report.passed
     if original is not None and data_file is not None:
-        parity = _against_original(b, original, data_file, trust_pickle=trust_pickle)
+        parity = _against_original(b, original, data_file, trust_pickle=trust_pickle, trust_code=trust_code)
         result["original"] = {"model": str(original), "data": str(data_file), "parity": parity.to_dict()}
         passed = passed and parity.passed
     result["pass"] = passed
     _finish(ctx, result, as_json, exit_code=0 if passed else VerificationError.exit_code)
 
 
-def _against_original(b: Any, original: Path, data_file: Path, *, trust_pickle: bool) -> Any:
+def _against_original(b: Any, original: Path, data_file: Path, *, trust_pickle: bool, trust_code: bool) -> Any:
     """Parity of bundle ``b`` with the model in ``original`` on the rows in ``data_file``."""
     from modelport import verify as verify_parity
     from modelport.cli.pack import read_sample
     from modelport.convert.files import load_model_file
     from modelport.errors import InputError
 
-    model = load_model_file(original, trust_pickle=trust_pickle)
+    model = load_model_file(original, trust_pickle=trust_pickle, trust_code=trust_code)
     data = read_sample(data_file)
     cols = b.signature.columns
     if cols is not None and hasattr(data, "columns"):

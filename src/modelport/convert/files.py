@@ -9,6 +9,8 @@ XGBoost JSON / UBJ     ``{"learner": ...`` / UBJSON object  XGBClassifier / XGBR
 LightGBM text model    ``tree\\nversion=...``               lightgbm.Booster
 CatBoost binary        ``CBM1`` magic                       CatBoostClassifier / CatBoostRegressor
 torch ExportedProgram  zip with ``archive_format`` = pt2     torch.export.ExportedProgram
+Keras 3 ``.keras``     zip with ``config.json``             :class:`~.keras.KerasFile`
+TensorFlow SavedModel  a directory with ``saved_model.pb``  :class:`~.tensorflow.SavedModelDir`
 ONNX                   ``.onnx`` / an ONNX protobuf         :class:`~.passthrough.OnnxModel`
 PMML 3.2 - 4.4         ``<PMML`` root / ``.pmml``           :class:`~.pmml.PMMLDocument` (no JVM;
                                                             read with :mod:`~.pmml.reader`'s bounds)
@@ -21,7 +23,8 @@ MLflow model           a directory holding ``MLmodel``      its onnx flavor, or 
 Pickles (and torch ``.pt`` files, which are pickles in a zip) run code while they load, so they
 are loaded only with ``trust_pickle=True``. A ``.pt2`` archive may carry pickled weights or
 objects too; those are refused unless trusted, and the rest is checked to load with torch's
-weights-only loader.
+weights-only loader. A ``.keras`` file's Lambda layers and custom objects, and a SavedModel's
+file and Python operations, run code too: they are refused unless ``trust_code=True``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from modelport._deps import require
 from modelport.errors import ConversionError, InputError, UnsupportedModelError
 
 FORMATS = ("xgboost-json", "xgboost-ubj", "lightgbm", "catboost", "torch-export", "torch-pickle", "onnx", "pickle",
-           "mlflow", "pmml")
+           "keras", "tf-saved-model", "mlflow", "pmml")
 _PICKLE_EXTENSIONS = (".pkl", ".pickle", ".joblib", ".jl", ".sav")
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"x\x01", b"x\x5e", b"x\x9c", b"x\xda", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18")
 
@@ -47,14 +50,17 @@ def detect(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such model file.")
+    if p.is_dir() and any((p / f).is_file() for f in ("saved_model.pb", "saved_model.pbtxt")):
+        return "tf-saved-model"
     if p.is_dir():
         from modelport.convert.mlflow import is_mlflow_model
 
         if is_mlflow_model(p):
             return "mlflow"
         raise InputError(
-            f"{p} is a directory without an MLmodel file; pass a model file (XGBoost .json/.ubj, LightGBM .txt, "
-            "CatBoost .cbm, torch .pt2, .onnx, or a pickle with --trust-pickle) or an MLflow model directory."
+            f"{p} is a directory without an MLmodel file or a saved_model.pb; pass a model file (XGBoost "
+            ".json/.ubj, LightGBM .txt, CatBoost .cbm, torch .pt2, Keras .keras, .onnx, or a pickle with "
+            "--trust-pickle), a TensorFlow SavedModel directory or an MLflow model directory."
         )
     size = p.stat().st_size
     if size == 0:
@@ -72,9 +78,18 @@ def detect(path: str | os.PathLike[str]) -> str:
         names = _zip_names(p)
         if any(n.endswith("archive_format") for n in names) or suffix == ".pt2":
             return "torch-export"
+        if "config.json" in names or suffix == ".keras":
+            return "keras"
         if any(n.endswith("data.pkl") for n in names):
             return "torch-pickle"
-        raise UnsupportedModelError(f"{p}: a zip archive that is neither a torch .pt2 ExportedProgram nor a torch file.")
+        raise UnsupportedModelError(
+            f"{p}: a zip archive that is neither a torch .pt2 ExportedProgram, a torch file nor a Keras .keras file."
+        )
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        raise UnsupportedModelError(
+            f"{p}: an HDF5 file (a legacy Keras .h5 model); modelport reads Keras 3 .keras files.",
+            hint="load it with Keras and save it again: keras.saving.load_model(path).save('model.keras')",
+        )
     stripped = head.lstrip()
     if suffix in (".pmml", ".xml") or _looks_like_pmml(head):
         return "pmml"
@@ -94,18 +109,29 @@ def detect(path: str | os.PathLike[str]) -> str:
     raise UnsupportedModelError(
         f"{p}: cannot tell which kind of model file this is.",
         hint="supported: XGBoost .json/.ubj, LightGBM text (.txt), CatBoost .cbm, torch ExportedProgram .pt2 "
-        "(torch.export.save), ONNX .onnx, PMML .pmml, and pickle/joblib files with --trust-pickle",
+        "(torch.export.save), Keras .keras, ONNX .onnx, PMML .pmml, TensorFlow SavedModel directories, and "
+        "pickle/joblib files with --trust-pickle",
     )
 
 
-def load_model_file(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Any:
+def load_model_file(path: str | os.PathLike[str], *, trust_pickle: bool = False, trust_code: bool = False) -> Any:
     """Load the model in ``path`` with its own library (see the module docstring for the formats).
 
     Pickle-based files (``.pkl``, ``.joblib``, torch ``.pt``) are refused unless ``trust_pickle``
-    is True, because loading a pickle executes code chosen by whoever wrote the file.
+    is True, because loading a pickle executes code chosen by whoever wrote the file; ``.keras``
+    files with Lambda layers or custom objects, and SavedModels whose serving function touches
+    files or runs Python, unless ``trust_code`` is True.
     """
     p = Path(path)
     fmt = detect(p)
+    if fmt == "keras":
+        from modelport.convert.keras import KerasFile
+
+        return KerasFile.read(p, trust_code=trust_code)
+    if fmt == "tf-saved-model":
+        from modelport.convert.tensorflow import SavedModelDir
+
+        return SavedModelDir.read(p, trust_code=trust_code)
     if fmt in ("xgboost-json", "xgboost-ubj"):
         return _load_xgboost(p, fmt)
     if fmt == "lightgbm":

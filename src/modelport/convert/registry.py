@@ -15,6 +15,8 @@ _BUILTIN: dict[str, str] = {
     "lightgbm": "modelport.convert.lightgbm:LightGBMConverter",
     "catboost": "modelport.convert.catboost:CatBoostConverter",
     "torch": "modelport.convert.torch:TorchConverter",
+    "keras": "modelport.convert.keras:KerasConverter",
+    "tensorflow": "modelport.convert.tensorflow:TensorFlowConverter",
     "onnx": "modelport.convert.passthrough:OnnxConverter",
     "pmml": "modelport.convert.pmml.converter:PMMLConverter",
 }
@@ -25,6 +27,8 @@ _PREFIXES: dict[str, tuple[str, ...]] = {
     "lightgbm": ("lightgbm",),
     "catboost": ("catboost", "_catboost"),
     "torch": ("torch",),
+    "keras": ("keras", "modelport.convert.keras"),
+    "tensorflow": ("tensorflow", "modelport.convert.tensorflow"),
     "onnx": ("modelport.convert.passthrough", "onnx"),
     "pmml": ("modelport.convert.pmml",),
 }

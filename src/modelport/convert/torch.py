@@ -33,11 +33,10 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
 from modelport._deps import require
 from modelport.bundle.signature import Column
-from modelport.convert._graph import keep_outputs, rename_tensors
+from modelport.convert import _heads
 from modelport.convert._sample import is_dataframe
 from modelport.convert.base import Converted, Converter
 from modelport.errors import ConversionError, InputError, UnsupportedModelError
@@ -649,107 +648,33 @@ def _strip_metadata(onx: onnx.ModelProto) -> None:
 
 
 # ---------------------------------------------------------------------- heads
-def _output_info(onx: onnx.ModelProto, name: str) -> tuple[int, list[int | None]]:
-    for o in onx.graph.output:
-        if o.name == name:
-            tt = o.type.tensor_type
-            return tt.elem_type, [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-    raise ConversionError(f"the exported graph has no output {name!r}.")
+def _width(first: Any) -> int | None:
+    return int(first.shape[1]) if first.ndim == 2 else None
 
 
 def _add_classifier_head(onx: onnx.ModelProto, source: str, first: Any, opts: dict[str, Any]) -> list[Any]:
-    elem, shape = _output_info(onx, source)
-    if elem not in (TensorProto.FLOAT, TensorProto.DOUBLE):
-        raise ConversionError(f"a classifier's first output must be float scores; {source!r} has ONNX type {elem}.")
-    if len(shape) not in (1, 2):
+    if first.ndim not in (1, 2):
         raise ConversionError(
             f"a classifier's first output must have shape [N, classes] or [N]; {source!r} has {list(first.shape)}."
         )
-    width = 1 if len(shape) == 1 else int(first.shape[1])
-    binary = width == 1
-    classes = opts["classes"] if opts["classes"] is not None else list(range(2 if binary else width))
-    if (2 if binary else width) != len(classes):
-        raise ConversionError(
-            f"the module gives {width} score column(s) but {len(classes)} classes were named: {classes!r}.",
-            hint="a single column is read as the score of the second (positive) class of two",
-        )
-    g = onx.graph
-    nodes: list[onnx.NodeProto] = []
-    scores = source
-    if binary:
-        if len(shape) == 1:
-            g.initializer.append(helper.make_tensor("mp_axes_1", TensorProto.INT64, [1], [1]))
-            nodes.append(helper.make_node("Unsqueeze", [source, "mp_axes_1"], ["mp_score_2d"], name="mp_unsqueeze"))
-            scores = "mp_score_2d"
-        positive = scores
-        if opts["scores"] == "logits":
-            nodes.append(helper.make_node("Sigmoid", [scores], ["mp_positive"], name="mp_sigmoid"))
-            positive = "mp_positive"
-        one = np.ones((), dtype=np.float32 if elem == TensorProto.FLOAT else np.float64)
-        g.initializer.append(onnx.numpy_helper.from_array(one, "mp_one"))
-        nodes.append(helper.make_node("Sub", ["mp_one", positive], ["mp_negative"], name="mp_negative"))
-        nodes.append(helper.make_node("Concat", ["mp_negative", positive], ["probabilities"], axis=1, name="mp_concat"))
-    elif opts["scores"] == "logits":
-        nodes.append(helper.make_node("Softmax", [source], ["probabilities"], axis=-1, name="mp_softmax"))
-    else:
-        nodes.append(helper.make_node("Identity", [source], ["probabilities"], name="mp_probabilities"))
-    nodes.append(helper.make_node("ArgMax", ["probabilities"], ["mp_argmax"], axis=1, keepdims=0, name="mp_argmax"))
-    if isinstance(classes[0], str):
-        encoded: Any = [str(c).encode() for c in classes]
-        labels = helper.make_tensor("mp_classes", TensorProto.STRING, [len(classes)], encoded)
-        label_type = TensorProto.STRING
-    else:
-        labels = helper.make_tensor("mp_classes", TensorProto.INT64, [len(classes)], classes)
-        label_type = TensorProto.INT64
-    g.initializer.append(labels)
-    nodes.append(helper.make_node("Gather", ["mp_classes", "mp_argmax"], ["label"], axis=0, name="mp_label"))
-    g.node.extend(nodes)
-    g.output.append(helper.make_tensor_value_info("label", label_type, [BATCH]))
-    g.output.append(helper.make_tensor_value_info("probabilities", elem, [BATCH, len(classes)]))
-    keep_outputs(onx, ["label", "probabilities"])
+    width = _width(first)
+    classes = opts["classes"] if opts["classes"] is not None else list(range(_heads.class_count(width)))
+    _heads.classifier_head(onx, source, width=width, classes=classes, scores=opts["scores"])
     return classes
 
 
 def _add_regression_head(onx: onnx.ModelProto, source: str, first: Any) -> None:
-    elem, shape = _output_info(onx, source)
-    if elem not in (TensorProto.FLOAT, TensorProto.DOUBLE):
-        raise ConversionError(f"a regressor's first output must be float values; {source!r} has ONNX type {elem}.")
-    if len(shape) == 2 and int(first.shape[1]) == 1:
-        g = onx.graph
-        g.initializer.append(helper.make_tensor("mp_flat_shape", TensorProto.INT64, [1], [-1]))
-        g.node.append(helper.make_node("Reshape", [source, "mp_flat_shape"], ["prediction"], name="mp_flatten"))
-        g.output.append(helper.make_tensor_value_info("prediction", elem, [BATCH]))
-    elif len(shape) in (1, 2):
-        rename_tensors(onx, {source: "prediction"})
-    else:
-        raise ConversionError(
-            f"a regressor's first output must have shape [N] or [N, targets]; {source!r} has {list(first.shape)}."
-        )
-    keep_outputs(onx, ["prediction"])
+    _heads.regression_head(onx, source, width=_width(first))
 
 
 def _named_outputs(outputs: list[Any], config: _Config) -> dict[str, np.ndarray]:
-    import torch
 
     first = outputs[0]
     if config.task == "classification":
         assert config.classes is not None
-        scores = first if first.ndim == 2 else first.reshape(-1, 1)
-        if scores.shape[1] == 1:
-            positive = torch.sigmoid(scores) if config.scores == "logits" else scores
-            probs = torch.cat([1 - positive, positive], dim=1)
-        else:
-            probs = torch.softmax(scores, dim=-1) if config.scores == "logits" else scores
-        p = probs.detach().cpu().numpy()
-        idx = p.argmax(axis=1)
-        label_dtype = object if isinstance(config.classes[0], str) else np.int64
-        labels = np.asarray(config.classes, dtype=label_dtype)[idx]
-        return {"label": labels, "probabilities": p}
+        return _heads.classify(first.detach().cpu().numpy(), classes=config.classes, scores=config.scores)
     if config.task == "regression":
-        pred = first.detach().cpu().numpy()
-        if pred.ndim == 2 and pred.shape[1] == 1:
-            pred = pred[:, 0]
-        return {"prediction": pred}
+        return _heads.regress(first.detach().cpu().numpy())
     return {name: t.detach().cpu().numpy() for name, t in zip(config.output_names, outputs, strict=False)}
 
 

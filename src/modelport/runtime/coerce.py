@@ -777,7 +777,8 @@ class FeedBuilder:
         """A column-less graph input: its dtype rules applied element-wise, rows along axis 0."""
         rule = self._tensor_rules[spec.name]
         n = arr.shape[0] if arr.ndim else 1
-        flat = arr.reshape(n, -1) if arr.ndim else arr.reshape(1, 1)
+        # the width is spelled out: reshape(0, -1) cannot infer it for an empty batch
+        flat = arr.reshape(n, int(np.prod(arr.shape[1:], dtype=np.int64))) if arr.ndim else arr.reshape(1, 1)
         width = flat.shape[1]
         sub = _Problems(True)
         if spec.dtype == "str":

@@ -4,7 +4,7 @@ output naming and error translation."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +15,7 @@ from modelport.runtime.coerce import Built, Checked, FeedBuilder
 from modelport.runtime.sandbox import create_session
 
 if TYPE_CHECKING:
+    import onnx
     import pandas as pd
 
     from modelport.bundle.core import Bundle
@@ -193,6 +194,28 @@ def output_columns(result: dict[str, np.ndarray], classes: list[Any] | None) -> 
         else:
             cols[name] = arr
     return cols
+
+
+def run_graph(
+    model_bytes: bytes, batches: Sequence[Mapping[str, np.ndarray]], *, origin: str = "the graph",
+    model: onnx.ModelProto | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """Run a bare ONNX graph (no bundle, no input rules) on CPU, once per batch of feeds, in one
+    sandboxed session: for converters that check an export against the original before they pack
+    it (``model``: the parsed graph, for the sandbox's function check). ONNX Runtime's errors become
+    ModelportError, naming the batch that failed."""
+    session = create_session(model_bytes, origin=origin, model=model, hint=None)
+    names = [o.name for o in session.get_outputs()]
+    results = []
+    for feeds in batches:
+        try:
+            results.append(dict(zip(names, session.run(names, dict(feeds)), strict=True)))
+        except Exception as exc:  # onnxruntime's own pybind exception types
+            raise ModelportError(
+                f"{origin}: ONNX Runtime {ort.__version__} cannot run it on a batch of {_rows(feeds)} row(s): "
+                f"{_first_line(exc)}"
+            ) from exc
+    return results
 
 
 def _rows(feeds: Mapping[str, np.ndarray]) -> int:

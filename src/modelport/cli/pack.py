@@ -16,7 +16,7 @@ _TENSOR_FORMATS = ("torch-export", "torch-pickle", "onnx")
 
 
 @click.command("pack")
-@click.argument("model_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("model_file", type=click.Path(path_type=Path))
 @click.argument("sample_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
               help="Where to write the bundle: NAME.mpk for a single file, any other path for a directory.")
@@ -74,8 +74,9 @@ def pack(
 
     \b
     MODEL_FILE: XGBoost .json/.ubj, LightGBM text (.txt), CatBoost .cbm, a torch
-                ExportedProgram (.pt2, torch.export.save), an .onnx file, or a
-                pickle/joblib file (only with --trust-pickle: loading a pickle runs code).
+                ExportedProgram (.pt2, torch.export.save), an .onnx file, a saved
+                Spark ML PipelineModel directory, or a pickle/joblib file (only
+                with --trust-pickle: loading a pickle runs code).
     SAMPLE_FILE: rows like the training data (CSV, Parquet, JSON lines); for torch,
                  also an example input as .npy (one input) or .npz (one array per input).
 

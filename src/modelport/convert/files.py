@@ -10,8 +10,11 @@ LightGBM text model    ``tree\\nversion=...``               lightgbm.Booster
 CatBoost binary        ``CBM1`` magic                       CatBoostClassifier / CatBoostRegressor
 torch ExportedProgram  zip with ``archive_format`` = pt2     torch.export.ExportedProgram
 ONNX                   ``.onnx`` / an ONNX protobuf         :class:`~.passthrough.OnnxModel`
+Spark ML directory     ``metadata/part-*`` (a directory)    :class:`~._spark_read.PipelineModel`
 pickle / joblib        pickle opcodes, ``.pkl`` ``.joblib``  whatever the pickle holds
 =====================  ===================================  ======================================
+
+A Spark ML directory is JSON metadata and Parquet data; it is read without a JVM and runs no code.
 
 Pickles (and torch ``.pt`` files, which are pickles in a zip) run code while they load, so they
 are loaded only with ``trust_pickle=True``. A ``.pt2`` archive may carry pickled weights or
@@ -31,7 +34,8 @@ from typing import Any
 from modelport._deps import require
 from modelport.errors import ConversionError, InputError, UnsupportedModelError
 
-FORMATS = ("xgboost-json", "xgboost-ubj", "lightgbm", "catboost", "torch-export", "torch-pickle", "onnx", "pickle")
+FORMATS = ("xgboost-json", "xgboost-ubj", "lightgbm", "catboost", "torch-export", "torch-pickle", "onnx", "spark",
+           "pickle")
 _PICKLE_EXTENSIONS = (".pkl", ".pickle", ".joblib", ".jl", ".sav")
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"x\x01", b"x\x5e", b"x\x9c", b"x\xda", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18")
 
@@ -42,9 +46,14 @@ def detect(path: str | os.PathLike[str]) -> str:
     if not p.exists():
         raise InputError(f"{p}: no such model file.")
     if p.is_dir():
+        from modelport.convert._spark_read import looks_like_spark_model
+
+        if looks_like_spark_model(p):
+            return "spark"
         raise InputError(
-            f"{p} is a directory; pass a model file (XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, "
-            "torch .pt2, .onnx, or a pickle with --trust-pickle)."
+            f"{p} is a directory but not a saved Spark ML model (it has no metadata/part-* file); pass a model "
+            "file (XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, torch .pt2, .onnx, or a pickle with "
+            "--trust-pickle) or a Spark PipelineModel directory."
         )
     size = p.stat().st_size
     if size == 0:
@@ -106,6 +115,10 @@ def load_model_file(path: str | os.PathLike[str], *, trust_pickle: bool = False)
         from modelport.convert.passthrough import OnnxModel
 
         return OnnxModel.read(p)
+    if fmt == "spark":
+        from modelport.convert._spark_read import read_pipeline
+
+        return read_pipeline(p)
     if not trust_pickle:
         raise ConversionError(
             f"{p} is a pickle ({'a torch.save file' if fmt == 'torch-pickle' else 'pickle/joblib'}); "

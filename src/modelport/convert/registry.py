@@ -16,6 +16,7 @@ _BUILTIN: dict[str, str] = {
     "catboost": "modelport.convert.catboost:CatBoostConverter",
     "torch": "modelport.convert.torch:TorchConverter",
     "onnx": "modelport.convert.passthrough:OnnxConverter",
+    "spark": "modelport.convert.spark:SparkConverter",
 }
 #: module prefixes per converter, so matching needs no import of the converter module
 _PREFIXES: dict[str, tuple[str, ...]] = {
@@ -25,6 +26,7 @@ _PREFIXES: dict[str, tuple[str, ...]] = {
     "catboost": ("catboost", "_catboost"),
     "torch": ("torch",),
     "onnx": ("modelport.convert.passthrough", "onnx"),
+    "spark": ("pyspark", "modelport.convert._spark_read"),
 }
 _instances: dict[str, Converter] = {}
 _extra: dict[str, Converter] = {}

@@ -154,6 +154,8 @@ def _input(column: Any, raw: Any, nan_is_null: bool) -> Col:
         numbers = np.array([np.nan if _is_null(v, True) else float(v) for v in items], dtype=np.float64)
     if column.spark_type == "float":
         numbers = numbers.astype(np.float32).astype(np.float64)
+    elif column.spark_type == "integer":  # a fraction in an integer column: Spark's cast, toward zero
+        numbers = np.trunc(numbers)
     return Col(numbers, null)
 
 
@@ -424,9 +426,10 @@ def _softmax(margins: np.ndarray) -> np.ndarray:
     idx = java_argmax(margins)
     top = margins[np.arange(len(margins)), idx]
     inf = top == np.inf
-    with np.errstate(invalid="ignore", over="ignore"):
-        e = np.exp(margins - top[:, None])
-        out[:] = e / e.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        # Spark subtracts the largest margin only when it is positive
+        e = np.exp(margins - np.where(top > 0, top, 0.0)[:, None])
+        out[:] = e * (1.0 / e.sum(axis=1, keepdims=True))
     if inf.any():
         out[inf] = 0.0
         out[np.flatnonzero(inf), idx[inf]] = 1.0

@@ -78,6 +78,14 @@ class _Lowering:
                 self.inputs.append(value_info(c.name, TensorProto.FLOAT, [None, 1]))
                 self.tensors[c.name] = self.op("Cast", [c.name], f"{c.name}_double", to=TensorProto.DOUBLE)
                 self.origin[c.name] = [Affine(c.name)]
+            elif c.spark_type == "integer" and c.kind == "number":
+                # an integer column reads a fraction as Spark's cast to integer does: toward zero
+                self.inputs.append(value_info(c.name, TensorProto.DOUBLE, [None, 1]))
+                x = c.name
+                zero = self.const(0.0)
+                self.tensors[c.name] = self.op("Where", [self.op("Less", [x, zero]), self.op("Ceil", [x]),
+                                                         self.op("Floor", [x])], f"{c.name}_whole")
+                self.origin[c.name] = [Affine(c.name)]
             else:
                 self.inputs.append(value_info(c.name, TensorProto.DOUBLE, [None, 1]))
                 self.tensors[c.name] = c.name
@@ -263,7 +271,16 @@ class _Lowering:
         margins = self.op("Add", [self.op("MatMul", [features, self.const(coef.T.copy(), "coef")]),
                                   self.const(intercepts.reshape(1, -1), "intercept")])
         if p.data["multinomial"]:
-            proba = self.op("Softmax", [margins], axis=1)
+            soft = self.op("Softmax", [margins], axis=1)
+            # Spark: a margin of +inf takes all the probability (the first such class); ONNX's Softmax gives NaN
+            first = self.op("ArgMax", [margins], axis=1, keepdims=1, select_last_index=0)
+            k = int(coef.shape[0])
+            hot = self.op("Cast", [self.op("Equal", [first, self.const(np.arange(k).reshape(1, -1), "classes_k", np.int64)])],
+                          to=TensorProto.DOUBLE)
+            infinite = self.op("Cast", [self.op("IsInf", [margins], detect_negative=0)], to=TensorProto.DOUBLE)
+            any_inf = self.op("Greater", [self.op("ReduceSum", [infinite, self.const([1], "axis", np.int64)], keepdims=1),
+                                          self.const(0.0)])
+            proba = self.op("Where", [any_inf, hot, soft])
             return self.classified(margins, proba, _thresholds(p))
         raw = self.op("Concat", [self.op("Neg", [margins]), margins], axis=1)
         proba = self.op("Sigmoid", [raw])
@@ -372,5 +389,7 @@ def build(plan: Plan, *, doc: str = "") -> tuple[onnx.ModelProto, dict[str, list
                               producer_name="modelport", doc_string=doc)
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
-    values = {c: sorted(v for v in vs if math.isfinite(v)) for c, vs in low.split_values.items()}
+    # a boolean column takes only 0 and 1: its splits (0.5) are no values to probe with
+    numbers = {c.name for c in plan.inputs if c.kind == "number" and c.spark_type != "boolean"}
+    values = {c: sorted(v for v in vs if math.isfinite(v)) for c, vs in low.split_values.items() if c in numbers}
     return model, values

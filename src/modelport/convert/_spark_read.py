@@ -48,6 +48,9 @@ STAGE_KINDS: dict[str, str] = {
     _ML + "classification.GBTClassificationModel": "gbt",
     _ML + "regression.GBTRegressionModel": "gbt",
 }
+#: the class PySpark writes for a PipelineModel it saves itself (one holding Python-side stages,
+#: such as a nested PipelineModel built in Python); its layout is the JVM's
+_PYTHON_PIPELINE = "pyspark.ml.pipeline.PipelineModel"
 #: estimators (unfitted) whose fitted model modelport would convert: their names help the error
 _ESTIMATORS = {
     "Pipeline", "StringIndexer", "OneHotEncoder", "StandardScaler", "MinMaxScaler", "Imputer",
@@ -156,9 +159,9 @@ def read_pipeline(path: str | os.PathLike[str]) -> PipelineModel:
         raise InputError(f"{root} is not a directory; a saved Spark PipelineModel is a directory (model.write().save(path)).")
     meta = _metadata(root)
     cls = meta["class"]
-    if cls != _ML + "PipelineModel":
+    if cls not in (_ML + "PipelineModel", _PYTHON_PIPELINE):
         short = cls.rsplit(".", 1)[-1]
-        if short in _ESTIMATORS or cls == _ML + "Pipeline":
+        if short in _ESTIMATORS or cls in (_ML + "Pipeline", "pyspark.ml.pipeline.Pipeline"):
             raise UnsupportedModelError(
                 f"{root} holds an unfitted Spark {short} ({cls}); modelport packs fitted pipelines.",
                 hint="fit it first and save the PipelineModel: pipeline.fit(df).write().save(path)",
@@ -193,7 +196,7 @@ def _pipeline_stages(root: Path, meta: Mapping[str, Any], start: int) -> list[St
             stage_dir = found[0]
         stage_meta = _metadata(stage_dir)
         cls = stage_meta["class"]
-        if cls == _ML + "PipelineModel":
+        if cls in (_ML + "PipelineModel", _PYTHON_PIPELINE):
             out.extend(_pipeline_stages(stage_dir, stage_meta, start=start + len(out)))
             continue
         out.append(_stage(stage_dir, stage_meta, start + len(out)))

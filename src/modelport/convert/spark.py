@@ -68,7 +68,7 @@ class SparkConverter(Converter):
         for c in p.inputs:
             if c.kind == "number":
                 out[c.name] = _numbers(frame[c.name], c.name, np.float32 if c.spark_type == "float" else np.float64)
-            elif c.kind == "text":
+            else:  # text, and category values (codes columns): objects, None where missing
                 out[c.name] = frame[c.name].astype(object).where(frame[c.name].notna(), None)
         codes = {c.name: tuple(c.categories or ()) for c in p.inputs if c.kind == "codes"}
         if codes:
@@ -175,8 +175,9 @@ def schema_of(sample: Any) -> dict[str, str]:
             s = sample[name]
             kind = spark_type_of(s.dtype)
             if kind == "string" and str(s.dtype) == "category":
-                cats = s.cat.categories
-                kind = spark_type_of(cats.dtype) or "string"
+                kind = spark_type_of(s.cat.categories.dtype) or "string"
+            elif kind == "string" and s.dtype == object:
+                kind = _object_type(s)
             out[str(name)] = kind or str(s.dtype)
         return out
     if isinstance(sample, Mapping):
@@ -186,6 +187,20 @@ def schema_of(sample: Any) -> dict[str, str]:
         f"got a {type(sample).__name__}.",
         hint="pass rows with the pipeline's input columns by name",
     )
+
+
+def _object_type(series: Any) -> str:
+    """The Spark type of a pandas object column from its values (booleans or numbers with None
+    beside them are object columns in pandas)."""
+    values = [v for v in series.tolist() if v is not None and not (isinstance(v, float) and v != v)
+              and type(v).__name__ != "NAType"]
+    if values and all(isinstance(v, (bool, np.bool_)) for v in values):
+        return "boolean"
+    if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
+        return "integer"
+    if values and all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) for v in values):
+        return "double"
+    return "string"
 
 
 def _bound(model: Any, data: Any) -> PipelineModel:
@@ -230,11 +245,10 @@ def _frame(data: Any, columns: list[str]) -> Any:
 
 
 def _numbers(series: Any, name: str, dtype: type) -> np.ndarray:
-    values = series.to_numpy(dtype=object) if series.dtype.kind not in "biuf" else series.to_numpy()
-    if values.dtype.kind in "biuf":
-        return values.astype(dtype)
-    out = np.empty(len(values), dtype=np.float64)
-    for i, v in enumerate(values.tolist()):
+    if getattr(series.dtype, "kind", "O") in "biuf":  # numpy and pandas' nullable dtypes (NA -> NaN)
+        return series.to_numpy(dtype=np.float64, na_value=np.nan).astype(dtype)
+    out = np.empty(len(series), dtype=np.float64)
+    for i, v in enumerate(series.to_numpy(dtype=object).tolist()):
         if v is None or (isinstance(v, float) and v != v) or type(v).__name__ == "NAType":
             out[i] = np.nan
             continue

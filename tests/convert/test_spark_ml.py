@@ -511,7 +511,7 @@ def spark_refuses(model, spark, row) -> bool:
         return True
 
 
-def test_error_modes_refuse_what_spark_refuses(spark, strict):
+def test_error_modes_refuse_what_spark_refuses(spark, strict, work):
     model, path, clean = strict
     inputs = ["city", "hours", "age", "inc"]
     bundle = mp.pack(read_pipeline(path), frame(clean, inputs))
@@ -533,6 +533,14 @@ def test_error_modes_refuse_what_spark_refuses(spark, strict):
     refused = checked.bad if checked.bad is not None else np.zeros(len(cases), dtype=bool)
     assert refused.tolist() == [spark_refuses(model, spark, r) for r in cases] == [True, True, True, True, False, False, False]
     assert "outside its categories" in checked.reasons[0] and "missing" in checked.reasons[2]
+    # a sample with a row Spark's transform fails on: a clear error naming the row (its number in the
+    # sample as given, also when rows before it are ones Spark drops) and the stage
+    with pytest.raises(InputError, match=r"row 3: VectorAssembler .*handleInvalid='error'.* a null in 'age'"):
+        mp.pack(read_pipeline(path), frame([*clean[:3], cases[2], *clean[3:]], inputs))
+    skipping = copy(path, work, "strict-skip-city")
+    edit_metadata(stage_dir(skipping, "StringIndexer"), lambda m: m["paramMap"].update(handleInvalid="skip"))
+    with pytest.raises(InputError, match=r"1 row\(s\) on which .*: row 3: VectorAssembler .* a null in 'age'"):
+        mp.pack(read_pipeline(skipping), frame([clean[0], cases[0], clean[1], cases[2], *clean[2:]], inputs))
     ok = [r for r, bad in zip(cases, refused) if not bad] + [r for r in fresh(80, 8) if r[0] in CITIES and r[2] is not None]
     ok = [r for r in ok if r[4] is not None]
     assert_classifier(bundle, model, spark, ok, inputs)
@@ -544,6 +552,11 @@ def test_skip_modes_refuse_the_rows_spark_drops(spark, skipping, train_rows):
     bundle = mp.pack(read_pipeline(path), frame(train_rows, inputs))  # the sample holds rows Spark drops
     notes = " ".join(bundle.manifest["parity"]["notes"])
     assert "handleInvalid='skip'" in notes and "refuses those rows" in notes and "left out of the sample" in notes
+    # each note names the input columns whose missing values reach the stage (not the stage's own
+    # inputs: the indexed city is never null, the bucketed income is null when the income is)
+    assert "drops rows whose 'city' is null or not one of its labels" in notes
+    assert "drops rows whose 'inc' is null or NaN" in notes
+    assert "drops rows whose 'inc' or 'age' is null or NaN" in notes and "city_i" not in notes and "inc_b" not in notes
     data = fresh(60, 9)
     data[5] = (None, *data[5][1:])
     checked = bundle.runtime.check(frame(data, inputs))
@@ -715,6 +728,9 @@ def test_outputs_that_are_not_predictions_are_refused(spark, churn, work, churn_
         mp.pack(read_pipeline(save(no_labels, work, "no-labels")), pd.read_parquet(churn_sample))
     with pytest.raises(UnsupportedModelError, match="unfitted"):
         mp.pack(Pipeline(stages=[]), pd.read_parquet(churn_sample))
+    # a bare model in memory (saved, then read): its features vector has no column names to give a bundle
+    with pytest.raises(UnsupportedModelError, match=r"(?s)GBTClassificationModel .*not a PipelineModel.*VectorAssembler"):
+        mp.pack(model.stages[-1], pd.read_parquet(churn_sample))
     out = work / "features-only.mpk"
     r = cli_pack(features_only, churn_sample, out)
     assert r.exit_code != 0 and "not a prediction" in r.output and not out.exists()

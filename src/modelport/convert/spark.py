@@ -74,6 +74,14 @@ class SparkConverter(Converter):
         if codes:
             out = with_categories(out, codes, source="the Spark pipeline")
         outcome = evaluate(p, _columns(out, p))
+        if outcome.failed:  # before dropping rows, so that the row numbers are the sample's own
+            first = sorted(outcome.failed)[:3]
+            more = f" (and {len(outcome.failed) - len(first)} more)" if len(outcome.failed) > len(first) else ""
+            raise InputError(
+                f"the data holds {len(outcome.failed)} row(s) on which the Spark pipeline fails, as Spark's own "
+                f"transform would{more}: " + "; ".join(f"row {i}: {outcome.failed[i]}" for i in first),
+                hint="pass rows the pipeline takes (its training data); a bundle refuses the others, with the reason",
+            )
         if outcome.dropped:
             keep = np.ones(len(out), dtype=bool)
             keep[sorted(outcome.dropped)] = False
@@ -278,6 +286,18 @@ def _column(c: Any) -> Column:
     return Column(c.name, _COLUMN_DTYPES[c.spark_type], c.name, None)
 
 
+def _null_sources(p: Plan, column: str) -> list[str]:
+    """The input columns whose null reaches ``column`` as a null (OneHotEncoder and Bucketizer pass
+    null on; indexers and imputers never give null)."""
+    if column in {c.name for c in p.inputs}:
+        return [column]
+    for step in p.steps:
+        for _, src, out in step.pairs:
+            if out == column and step.stage.kind in ("one_hot", "bucketizer"):
+                return _null_sources(p, src)
+    return []
+
+
 def _skip_notes(p: Plan) -> list[str]:
     notes = []
     for step in p.steps:
@@ -287,8 +307,11 @@ def _skip_notes(p: Plan) -> list[str]:
         what = {"string_indexer": "null or not one of its labels", "bucketizer": "null or NaN",
                 "assembler": "null or NaN"}.get(s.kind, "invalid")
         cols = [str(c) for c in s.param("inputCols")] if s.kind == "assembler" else [src for _, src, _ in step.pairs]
+        cols = list(dict.fromkeys(c for col in cols for c in _null_sources(p, col)))
+        if not cols:
+            continue
         notes.append(
-            f"{s.label} (handleInvalid='skip') drops rows whose {', '.join(map(repr, cols))} is {what}; the bundle "
+            f"{s.label} (handleInvalid='skip') drops rows whose {' or '.join(map(repr, cols))} is {what}; the bundle "
             "refuses those rows with the reason instead (batch scoring writes them to its rejects file), so that "
             "every row it is given is answered or refused."
         )

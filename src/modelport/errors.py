@@ -13,7 +13,9 @@
     ├── RegistryError                the model registry refused an operation
     │   └── ModelNotFoundError       unknown model, version or alias
     ├── ServingError                 the server could not do what was asked
-    └── CodegenError                 a bundle cannot be compiled to the requested target
+    ├── CodegenError                 a bundle cannot be compiled to the requested target
+    ├── StreamError                  a message broker (Redis, NATS, a file) refused or failed a stream
+    └── ExportError                  a bundle cannot be exported to a deployment target (too large, ...)
 
 Third-party exceptions (onnxruntime, torch, database drivers ...) are translated where they
 enter modelport with ``raise ... from exc``. Every error carries ``exit_code`` so that the CLI
@@ -26,6 +28,7 @@ __all__ = [
     "BundleError",
     "CodegenError",
     "ConversionError",
+    "ExportError",
     "FormatVersionError",
     "InputError",
     "IntegrityError",
@@ -35,6 +38,7 @@ __all__ = [
     "RegistryError",
     "ServingError",
     "SignatureError",
+    "StreamError",
     "UnsupportedModelError",
     "VerificationError",
 ]
@@ -102,3 +106,14 @@ class ServingError(ModelportError):
 
 class CodegenError(ModelportError):
     exit_code = 9
+
+
+class StreamError(ModelportError):
+    exit_code = 10
+
+
+class ExportError(ModelportError):
+    """A deployment artifact cannot be made: the bundle does not fit the platform's limits, its
+    dependencies do not fit the platform's runtime, or an image build failed."""
+
+    exit_code = 12

@@ -421,9 +421,21 @@ def test_broken_bundle_on_repository_load_is_not_a_5xx(bundles, tmp_path):
         r = httpx.post(url + "/v2/repository/models/lin/load")
         assert 400 <= r.status_code < 500, r.text
         assert "lin.mpk" in r.json()["error"]
+        # the client learns which bundle, not where the server keeps it
+        assert str(tmp_path) not in r.text and str(tmp_path.resolve()) not in r.text, r.text
         # the loaded version keeps serving
         body = {"inputs": [{"name": "X", "shape": [1, 5], "datatype": "FP64", "data": [0, 0, 0, 0, 0]}]}
         assert httpx.post(url + "/v2/models/lin/infer", json=body).status_code == 200
+
+
+def test_metadata_does_not_show_server_paths(client, bundles):
+    for path in ("/v2/models/iris/versions/1", "/v2/models/churn", "/v2/models/lin"):
+        meta = client.get(path)
+        assert meta.status_code == 200
+        assert str(bundles.repo) not in meta.text and str(bundles.repo.resolve()) not in meta.text, meta.text
+    params = client.get("/v2/models/iris/versions/1").json()["parameters"]
+    assert params["source"] == "iris/1.mpk"  # relative to the source directory it was found in
+    assert client.get("/v2/models/churn").json()["parameters"]["source"] == "churn.mpk"
 
 
 def test_string_labels_are_bytes(client, bundles):

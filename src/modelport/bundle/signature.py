@@ -56,12 +56,16 @@ class TensorSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
         _require_keys(d, ("name", "dtype", "shape"), "tensor")
+        name = d["name"]
+        if not isinstance(name, str) or not name:
+            raise BundleError(f"signature: a tensor name must be a non-empty string; got {_brief(name)}.")
         if d["dtype"] not in TENSOR_DTYPES:
-            raise BundleError(f"signature: tensor {d['name']!r} has unknown dtype {d['dtype']!r}.")
+            raise BundleError(f"signature: tensor {name!r} has unknown dtype {_brief(d['dtype'])}.")
         shape = d["shape"]
-        if not isinstance(shape, list) or not all(s is None or (isinstance(s, int) and s >= 0) for s in shape):
-            raise BundleError(f"signature: tensor {d['name']!r} has an invalid shape {shape!r}.")
-        return cls(str(d["name"]), str(d["dtype"]), tuple(shape))
+        if not isinstance(shape, list) or not all(s is None or (type(s) is int and 0 <= s < 2**62) for s in shape):
+            raise BundleError(f"signature: tensor {name!r} has an invalid shape {_brief(shape)}; "
+                              "it must be a list of sizes (>= 0) or nulls.")
+        return cls(name, str(d["dtype"]), tuple(shape))
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,18 @@ class Column:
         encoder sees the value itself, "native")."""
         return self.unknown or ("native" if self.dtype == "str" else "missing")
 
+    @property
+    def unknown_treatment(self) -> str | None:
+        """What a value outside the categories gets, in one word: ``missing``, ``error`` or
+        ``encoder`` (the model's own encoder sees it), or the library's recorded ``native`` rule.
+        None for a column without categories."""
+        if self.categories is None and self.dtype != "category":
+            return None
+        policy = self.unknown_policy
+        if policy != "native":
+            return policy
+        return self.native or ("missing" if self.dtype == "category" else "encoder")
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "input": self.input, "index": self.index}
         if self.categories is not None:
@@ -104,12 +120,16 @@ class Column:
         _require_keys(d, ("name", "dtype", "input"), "column")
         name = d["name"]
         if not isinstance(name, str) or not name:
-            raise BundleError(f"signature: a column name must be a non-empty string; got {name!r}.")
+            raise BundleError(f"signature: a column name must be a non-empty string; got {_brief(name)}.")
         if d["dtype"] not in COLUMN_DTYPES:
-            raise BundleError(f"signature: column {name!r} has unknown dtype {d['dtype']!r}.")
+            raise BundleError(f"signature: column {name!r} has unknown dtype {_brief(d['dtype'])}.")
+        if not isinstance(d["input"], str):
+            raise BundleError(f"signature: column {name!r} names its input as {_brief(d['input'])}; it must be a string.")
         index = d.get("index")
-        if index is not None and (type(index) is not int or index < 0):
-            raise BundleError(f"signature: column {name!r} has slot index {index!r}; it must be an integer >= 0 or null.")
+        if index is not None and (type(index) is not int or not 0 <= index < 2**31):
+            raise BundleError(f"signature: column {name!r} has slot index {_brief(index)}; it must be an integer >= 0 or null.")
+        if type(d.get("nullable", True)) is not bool:
+            raise BundleError(f"signature: 'nullable' of column {name!r} must be true or false.")
         cats = d.get("categories")
         if cats is not None:
             if not isinstance(cats, list) or not all(type(c) in (str, int, float, bool) for c in cats):
@@ -188,7 +208,16 @@ class Signature:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Signature:
         _require_keys(d, ("inputs", "outputs"), "signature")
+        for key in ("inputs", "outputs"):
+            if not isinstance(d[key], list):
+                raise BundleError(f"signature: {key!r} must be a list of tensor objects.")
         cols = d.get("columns")
+        if cols is not None and not isinstance(cols, list):
+            raise BundleError("signature: 'columns' must be a list of column objects or null.")
+        outs = [repr(t.get("name")) if isinstance(t, Mapping) else None for t in d["outputs"]]
+        ins = {repr(t.get("name")) if isinstance(t, Mapping) else None for t in d["inputs"]}
+        if len(set(outs)) != len(outs) or ins & set(outs):  # duplicate inputs: refused in __post_init__
+            raise BundleError("signature: output names must be unique and differ from the input names.")
         return cls(
             inputs=tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
             outputs=tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
@@ -260,6 +289,12 @@ def matrix_columns(input_name: str, names: Sequence[str], dtypes: Iterable[str])
 
 def default_column_names(n: int) -> list[str]:
     return [f"f{i}" for i in range(n)]
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    """A manifest value in an error message, cut short (a crafted manifest can hold megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _require_keys(d: Mapping[str, Any], keys: Sequence[str], what: str) -> None:

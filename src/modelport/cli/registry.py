@@ -40,7 +40,9 @@ def _errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ModelportError as exc:
-            click.echo(f"error: {exc}", err=True)
+            from modelport.inspect._text import clean_error
+
+            click.echo(f"error: {clean_error(exc)}", err=True)
             click.get_current_context().exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
@@ -65,7 +67,10 @@ def _short(digest: str | None) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(h) for h in headers], *[["-" if c is None or c == "" else str(c) for c in r] for r in rows]]
+    from modelport.inspect._text import clean
+
+    # tags, descriptions and digests come from bundles: shown, never obeyed by the terminal
+    cells = [[str(h) for h in headers], *[["-" if c is None or c == "" else clean(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -254,7 +259,7 @@ def tag(uri: str, pairs: tuple[str, ...], remove: tuple[str, ...], registry_url:
         info = reg.set_tags(info.uri, _kv(pairs, "tag"))
     if remove:
         info = reg.remove_tags(info.uri, list(remove))
-    click.echo(f"{info.uri}: {_fmt_map(info.tags) or 'no tags'}")
+    click.echo(f"{info.uri}: {_say(_fmt_map(info.tags)) or 'no tags'}")
 
 
 @click.command("search")
@@ -313,6 +318,12 @@ def lineage(uri: str, registry_url: str | None, as_json: bool) -> None:
 def _link(entry: LineageEntry) -> str:
     v = entry.version
     if v is None:
-        return f"{entry.digest} (not in this registry)"
+        return f"{_say(entry.digest)} (not in this registry)"
     gone = " (deleted)" if v.deleted else ""
-    return f"{v.uri}{gone}  {entry.digest}  {_when(v.created)}"
+    return f"{v.uri}{gone}  {_say(entry.digest)}  {_when(v.created)}"
+
+
+def _say(text: Any) -> str:
+    from modelport.inspect._text import clean
+
+    return clean(text)

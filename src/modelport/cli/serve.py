@@ -45,6 +45,9 @@ def _optional_int(value: int) -> int | None:
 @click.option("--max-queue-delay", default=0.0, show_default=True, metavar="SECONDS",
               help="How long a batch may wait for more requests under load (never when idle).")
 @click.option("--max-queue", default=2048, show_default=True, help="Requests queued per model before shedding (503).")
+@click.option("--max-concurrency", default=1, show_default=True, type=click.IntRange(min=1),
+              help="ONNX Runtime calls one model version may run at once; more requests queue and batch, "
+              "so a slow model cannot starve the others.")
 @click.option("--threads", "intra_op_threads", default=1, show_default=True,
               help="ONNX Runtime threads per scoring call (0: one per core).")
 @click.option("--unknown-categories", type=click.Choice(["native", "missing", "error"]), default=None,
@@ -53,9 +56,9 @@ def _optional_int(value: int) -> int | None:
 @click.option("--max-body-size", default="64MB", show_default=True, help="Largest request body (413 above it).")
 @click.option("--max-rows", default=1_000_000, show_default=True, help="Most rows per request (413 above it; 0: no limit).")
 @click.option("--request-timeout", default=30.0, show_default=True, metavar="SECONDS",
-              help="Answer 503 when a request is not done in time (0: no timeout).")
+              help="Answer 504 when a request is not done in time, and stop its model call (0: no timeout).")
 @click.option("--drain-timeout", default=30.0, show_default=True, metavar="SECONDS",
-              help="On SIGTERM, how long in-flight requests may take to finish.")
+              help="On SIGTERM, how long in-flight requests may take to finish; then they are stopped.")
 @click.option("--auth-token-env", "token_env", default=None, metavar="VAR",
               help="Require a bearer token; tokens (comma-separated) are in this environment variable.")
 @click.option("--auth-token-file", "token_file", default=None, type=click.Path(dir_okay=False),

@@ -166,11 +166,14 @@ def _finish(ctx: click.Context, result: dict[str, Any], as_json: bool, *, exit_c
 
 def _render(result: dict[str, Any]) -> None:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(highlight=False, soft_wrap=True)  # messages stay on one line for grep
+    from modelport.inspect._text import clean_data
+    from modelport.inspect._text import console as literal_console
+
+    result = clean_data(result)  # bundle text is shown, never obeyed (a fake PASS cannot be printed)
+    console = literal_console(soft_wrap=True)  # messages stay on one line for grep
     head = Text(result.get("name") or result["bundle"], style="bold")
     if result.get("version"):
         head.append(f"  version {result['version']}", style="cyan")

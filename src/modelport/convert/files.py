@@ -12,6 +12,9 @@ torch ExportedProgram  zip with ``archive_format`` = pt2     torch.export.Export
 ONNX                   ``.onnx`` / an ONNX protobuf         :class:`~.passthrough.OnnxModel`
 Spark ML directory     ``metadata/part-*`` (a directory)    :class:`~._spark_read.PipelineModel`
 pickle / joblib        pickle opcodes, ``.pkl`` ``.joblib``  whatever the pickle holds
+MLflow model           a directory holding ``MLmodel``      its onnx flavor, or (trusted) its
+                                                            sklearn / xgboost / lightgbm flavor
+                                                            (:mod:`~.mlflow`)
 =====================  ===================================  ======================================
 
 A Spark ML directory is JSON metadata and Parquet data; it is read without a JVM and runs no code.
@@ -35,7 +38,7 @@ from modelport._deps import require
 from modelport.errors import ConversionError, InputError, UnsupportedModelError
 
 FORMATS = ("xgboost-json", "xgboost-ubj", "lightgbm", "catboost", "torch-export", "torch-pickle", "onnx", "spark",
-           "pickle")
+           "pickle", "mlflow")
 _PICKLE_EXTENSIONS = (".pkl", ".pickle", ".joblib", ".jl", ".sav")
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"x\x01", b"x\x5e", b"x\x9c", b"x\xda", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18")
 
@@ -47,13 +50,16 @@ def detect(path: str | os.PathLike[str]) -> str:
         raise InputError(f"{p}: no such model file.")
     if p.is_dir():
         from modelport.convert._spark_read import looks_like_spark_model
+        from modelport.convert.mlflow import is_mlflow_model
 
+        if is_mlflow_model(p):
+            return "mlflow"
         if looks_like_spark_model(p):
             return "spark"
         raise InputError(
-            f"{p} is a directory but not a saved Spark ML model (it has no metadata/part-* file); pass a model "
-            "file (XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, torch .pt2, .onnx, or a pickle with "
-            "--trust-pickle) or a Spark PipelineModel directory."
+            f"{p} is a directory without an MLmodel file and not a saved Spark ML model (it has no metadata/part-* "
+            "file); pass a model file (XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, torch .pt2, .onnx, or a "
+            "pickle with --trust-pickle), an MLflow model directory or a Spark PipelineModel directory."
         )
     size = p.stat().st_size
     if size == 0:
@@ -119,6 +125,10 @@ def load_model_file(path: str | os.PathLike[str], *, trust_pickle: bool = False)
         from modelport.convert._spark_read import read_pipeline
 
         return read_pipeline(p)
+    if fmt == "mlflow":
+        from modelport.convert.mlflow import read
+
+        return read(p, trust_pickle=trust_pickle).model
     if not trust_pickle:
         raise ConversionError(
             f"{p} is a pickle ({'a torch.save file' if fmt == 'torch-pickle' else 'pickle/joblib'}); "

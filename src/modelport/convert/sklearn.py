@@ -575,11 +575,9 @@ def _estimator_graph(final: Any, n_features: int, dtype: int, plan: _Plan, notes
 
 def _load_check(onx: onnx.ModelProto) -> None:
     """Refuse a graph ONNX Runtime cannot build kernels for (so that float32 can be tried instead)."""
-    import onnxruntime as ort
+    from modelport.runtime.sandbox import create_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    ort.InferenceSession(onx.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    create_session(onx.SerializeToString(), origin="the converted graph", model=onx, error=ConversionError, hint=None)
 
 
 def _finish_estimator(onx: onnx.ModelProto, final: Any, plan: _Plan, notes: list[str]) -> onnx.ModelProto:

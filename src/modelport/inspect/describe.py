@@ -52,6 +52,7 @@ def describe(bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
                 "dtype": c.dtype,
                 "nullable": c.nullable,
                 "categories": None if c.categories is None else list(c.categories),
+                "unknown": c.unknown_treatment,
                 "input": c.input,
                 "index": c.index,
                 "training": _training_summary(stats.get(c.name)),
@@ -145,10 +146,13 @@ def _sizes(b: Bundle) -> dict[str, Any]:
 
 
 def graph_text(bundle: Bundle | str | os.PathLike[str]) -> str:
-    """The bundle's ONNX graph in ONNX's textual syntax (``onnx.printer``)."""
+    """The bundle's ONNX graph in ONNX's textual syntax (``onnx.printer``), terminal controls in its names
+    shown as escapes."""
     import onnx.printer
 
-    return str(onnx.printer.to_text(_as_bundle(bundle).onnx_model))
+    from modelport.inspect._text import clean
+
+    return clean(onnx.printer.to_text(_as_bundle(bundle).onnx_model), multiline=True)
 
 
 # --------------------------------------------------------------------------------------- rendering
@@ -177,11 +181,12 @@ def _num(x: Any) -> str:
     return str(x)
 
 
-def _categories(cats: list[Any] | None, limit: int = 8) -> str:
+def _categories(cats: list[Any] | None, limit: int = 8, unknown: str | None = None) -> str:
     if cats is None:
         return ""
     shown = ", ".join(map(str, cats[:limit]))
-    return shown + (f", ... ({len(cats)} in all)" if len(cats) > limit else "")
+    shown += f", ... ({len(cats)} in all)" if len(cats) > limit else ""
+    return shown + (f"; unknown values: {unknown}" if unknown else "")
 
 
 def _training_text(t: dict[str, Any] | None) -> str:
@@ -201,11 +206,19 @@ def _training_text(t: dict[str, Any] | None) -> str:
 
 
 def render(info: dict[str, Any]) -> RenderableType:
-    """A rich renderable (a group of tables) for the output of :func:`describe`."""
+    """A rich renderable (a group of tables) for the output of :func:`describe`.
+
+    Every string of ``info`` is cleaned of terminal controls first (``inspect._text``): a manifest's
+    text is shown, never obeyed. Print it with ``inspect._text.console()`` (no markup).
+    """
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
+
+    from modelport.inspect._text import clean_data
+
+    info = clean_data(info)
 
     parts: list[Any] = []
     title = Text(info["name"], style="bold")
@@ -254,7 +267,8 @@ def render(info: dict[str, Any]) -> RenderableType:
         for i, c in enumerate(sig["columns"]):
             where = c["input"] if c["index"] is None else f"{c['input']}[:, {c['index']}]"
             cols.add_row(str(i), c["name"], c["dtype"], "yes" if c["nullable"] else "no",
-                         _categories(c.get("categories")), _training_text(c.get("training")), where)
+                         _categories(c.get("categories"), unknown=c.get("unknown")),
+                         _training_text(c.get("training")), where)
         parts.append(cols)
     tensors = Table(title="Graph inputs and outputs", title_justify="left", title_style="bold",
                     box=box.SIMPLE_HEAD)
@@ -360,7 +374,7 @@ def _integrity_table(info: dict[str, Any], kv_table: Any) -> Any:
 
 
 def print_description(info: dict[str, Any], console: Console | None = None) -> None:
-    """Print :func:`render` of ``info`` to ``console`` (stdout by default)."""
-    from rich.console import Console
+    """Print :func:`render` of ``info`` to ``console`` (stdout by default; markup never interpreted)."""
+    from modelport.inspect._text import console as literal_console
 
-    (console or Console()).print(render(info))
+    (console or literal_console()).print(render(info))

@@ -322,7 +322,7 @@ def _column_changes(ca: Sequence[Any], cb: Sequence[Any]) -> list[Change]:
             out.append(Change("signature", f"columns.{name}.categories", "changed", old_c, new_c, bool(gone),
                               f"categories no longer known: {gone}" if gone else "categories added"))
         if old.categories is not None and new.categories is not None:
-            before, after = _unknown_treatment(old), _unknown_treatment(new)
+            before, after = old.unknown_treatment, new.unknown_treatment
             if before != after:
                 out.append(Change("signature", f"columns.{name}.unknown", "changed", before, after, after == "error",
                                   "values outside the categories are now refused" if after == "error"
@@ -333,14 +333,6 @@ def _column_changes(ca: Sequence[Any], cb: Sequence[Any]) -> list[Change]:
         out.append(Change("signature", "columns", "reordered", common_a, common_b, True,
                           "column order changed; unnamed array input is read by position"))
     return out
-
-
-def _unknown_treatment(c: Any) -> str:
-    """What a column does with a value outside its categories: missing, error or encoder."""
-    policy = c.unknown_policy
-    if policy != "native":
-        return str(policy)
-    return str(c.native or ("missing" if c.dtype == "category" else "encoder"))
 
 
 def _shape_relaxed(old: Sequence[Any], new: Sequence[Any]) -> bool:
@@ -729,14 +721,20 @@ def _short(x: Any, limit: int = 48) -> str:
 
 
 def render(report: DiffReport) -> RenderableType:
-    """A rich renderable of ``report``: who is compared, the verdict, the changes, the behaviour."""
+    """A rich renderable of ``report``: who is compared, the verdict, the changes, the behaviour.
+
+    Text from the bundles is cleaned of terminal controls (``inspect._text``); print it with
+    ``inspect._text.console()`` (no markup).
+    """
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    from modelport.inspect._text import clean, clean_data
+
     parts: list[Any] = []
-    for label, ident in (("A", report.a), ("B", report.b)):
+    for label, ident in (("A", clean_data(report.a)), ("B", clean_data(report.b))):
         line = Text(f"{label}: ", style="bold")
         line.append(f"{ident['name']}")
         if ident.get("version"):
@@ -757,11 +755,11 @@ def render(report: DiffReport) -> RenderableType:
         t.add_column("note", overflow="fold", min_width=12, ratio=3)
         order = {"signature": 0, "metadata": 1, "files": 2, "graph": 3}
         for c in sorted(report.changes, key=lambda c: (not c.breaking, order.get(c.section, 9))):
-            t.add_row(Text("BREAK", style="bold red") if c.breaking else "", c.section, c.path, c.kind,
-                      _short(c.old), _short(c.new), c.reason)
+            t.add_row(Text("BREAK", style="bold red") if c.breaking else "", c.section, clean(c.path), c.kind,
+                      clean(_short(c.old)), clean(_short(c.new)), clean(c.reason))
         parts.append(t)
 
-    beh = report.behaviour
+    beh = clean_data(report.behaviour)
     if beh is not None:
         t = Table(title=f"Behaviour on {beh['rows']} reference rows ({beh['rows_from_a']} from A, "
                         f"{beh['rows_from_b']} from B)", title_justify="left", title_style="bold",

@@ -215,12 +215,18 @@ class SQLRegistry:
                 signature_policy.check(b)
             except SignatureError as exc:
                 raise SignatureError(f"refusing to push {exc.message}", hint=exc.hint) from exc
+        # the same verdict as `modelport verify`: digests (checked by loading) and reference parity here
         report = check(b)
-        if not report.passed:
-            summary = report.parity.summary() if report.parity is not None else "digest mismatch"
+        if not report.verified:
+            if report.parity is None:
+                raise VerificationError(
+                    f"refusing to push {b.origin}: it stores no reference data, so nothing shows that it gives "
+                    "the answers it was packed with (`modelport verify` fails on it too).",
+                    hint="re-pack the model with modelport pack, which stores reference inputs and outputs",
+                )
             raise VerificationError(
                 f"refusing to push {b.origin}: it does not reproduce its own reference answers on this "
-                f"machine ({summary}).",
+                f"machine ({report.parity.summary()}).",
                 hint="run `modelport verify` on it for details; re-pack the model if the bundle is damaged",
             )
         # the canonical archive, not the file as given: zip fields that no digest covers are
@@ -757,9 +763,14 @@ def _check_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
                 "digits, '_', '.', ':' and '-'.",
                 hint="re-pack with metrics named like auc, f1, rmse",
             )
-        if val is None or isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val):
+        if val is None or isinstance(val, bool) or not isinstance(val, (int, float)):
             continue  # manifests write NaN/inf as null; there is nothing to compare against
-        out[k] = float(val)
+        try:
+            number = float(val)
+        except OverflowError:  # an integer too large for a float (the manifest check refuses those)
+            continue
+        if math.isfinite(number):
+            out[k] = number
     return out
 
 

@@ -889,7 +889,7 @@ def _mismatch(what: str, missing: list[str], unexpected: list[str], expected: Se
 
 def _show_name(name: Any) -> str:
     text = str(name)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 80 else text[:77] + f"... ({len(text)} characters)"
 
 
 def _list(items: Sequence[Any], limit: int = 20) -> str:

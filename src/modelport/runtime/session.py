@@ -12,6 +12,7 @@ import onnxruntime as ort
 
 from modelport.errors import InputError, ModelportError
 from modelport.runtime.coerce import Built, Checked, FeedBuilder
+from modelport.runtime.sandbox import create_session
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,23 +46,11 @@ class Runtime:
         #: unknown categories scored so far by this runtime, per column (see ``feeds``)
         self.unknown_categories: dict[str, int] = {}
         self._count_lock = threading.Lock()
-        options = ort.SessionOptions()
-        if intra_op_threads is not None:
-            options.intra_op_num_threads = intra_op_threads
-        if inter_op_threads is not None:
-            options.inter_op_num_threads = inter_op_threads
-        for key, value in (session_config or {}).items():
-            options.add_session_config_entry(key, value)
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                bundle.model_bytes, options, providers=providers or ["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own pybind exception types
-            raise ModelportError(
-                f"{bundle.origin}: ONNX Runtime {ort.__version__} cannot load this graph: {_first_line(exc)}",
-                hint="the bundle may need a newer onnxruntime: pip install -U onnxruntime",
-            ) from exc
+        # the one session factory: no external data reachable, ONNX format only (runtime/sandbox.py)
+        self.session = create_session(
+            bundle.model_bytes, origin=bundle.origin, model=bundle.onnx_model, providers=providers,
+            intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads, session_config=session_config,
+        )
         self.output_names = self.signature.output_names
         self._output_set = frozenset(self.output_names)
         self._classes = bundle.classes
@@ -70,7 +59,7 @@ class Runtime:
         # the session's own run() re-validates on every call; the bound C++ method is the same
         # computation without that overhead (falls back to the public API if it ever moves)
         self._run = getattr(getattr(self.session, "_sess", None), "run", None) or (
-            lambda names, feeds, _opts: self.session.run(names, feeds)
+            lambda names, feeds, options: self.session.run(names, feeds, options)
         )
 
     def feeds(self, data: Any) -> dict[str, np.ndarray]:
@@ -135,8 +124,13 @@ class Runtime:
         parts.sort(key=lambda p: p[0])
         return {k: np.concatenate([p[2][k] for p in parts], axis=0) for k in names}, ok, reasons
 
-    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Run prepared feeds; ``outputs`` selects outputs by name (default: all in the signature)."""
+    def run(
+        self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None, *, run_options: Any = None
+    ) -> dict[str, np.ndarray]:
+        """Run prepared feeds; ``outputs`` selects outputs by name (default: all in the signature).
+
+        ``run_options``: an ``onnxruntime.RunOptions`` for this call; setting its ``terminate`` to
+        True from another thread stops the call (it then raises ModelportError)."""
         names = self.output_names if outputs is None else list(outputs)
         if outputs is not None and not self._output_set.issuperset(names):
             unknown = [n for n in names if n not in self._output_set]
@@ -148,7 +142,7 @@ class Runtime:
                 return self._empty(names)
             break
         try:
-            results = self._run(names, feeds, None)
+            results = self._run(names, feeds, run_options)
         except Exception as exc:  # InvalidArgument, Fail, RuntimeException from onnxruntime
             kind = type(exc).__name__
             if kind in ("InvalidArgument", "InvalidGraph"):

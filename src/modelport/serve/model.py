@@ -45,8 +45,6 @@ class BatchingConfig:
     max_batch_size: int = 8
     max_queue_delay: float = 0.0
     max_queue: int = 2048
-    inline_rows: int = 256
-    inline_seconds: float = 0.002
 
 
 class ServedModel:
@@ -110,8 +108,6 @@ class ServedModel:
                 max_batch_size=b.max_batch_size if self.batchable else 1,
                 max_queue_delay=b.max_queue_delay,
                 max_queue=b.max_queue,
-                inline_rows=b.inline_rows,
-                inline_seconds=b.inline_seconds,
                 executor=self._executor,
                 on_batch=(lambda stats: hook(self, stats)) if hook is not None else None,
             )

@@ -32,6 +32,8 @@ install_packages() {
   # tests/export/test_container.py builds and runs an image (podman with runc) on a debootstrap base
   command -v podman >/dev/null 2>&1 || need+=(podman runc uidmap)
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+  # tests/monitor/test_dashboard.py drives Debian's headless chromium with Playwright (no browser download)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} (Debian packages)" >&2
     $SUDO apt-get update -qq >&2

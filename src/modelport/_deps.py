@@ -36,6 +36,7 @@ _HINTS: dict[str, tuple[str, str]] = {
     "OpenSSL": ("pyopenssl", "sign"),
     "cryptography": ("cryptography", "sign"),
     "yaml": ("pyyaml", "deploy"),
+    "scipy": ("scipy", "monitor"),
 }
 
 

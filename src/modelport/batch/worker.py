@@ -63,7 +63,7 @@ class ChunkWorker:
     """One process's scorer: its bundle, ONNX Runtime session, work directory and (for Parquet) input."""
 
     def __init__(self, bundle_bytes: bytes, schema_ipc: bytes, *, keep: list[str], on_error: str, prefix: str,
-                 threads: int | None, workdir: str, parquet: Any = None) -> None:
+                 threads: int | None, workdir: str, parquet: Any = None, log: Any = None) -> None:
         from modelport.batch.resume import WorkDir
         from modelport.batch.score import BATCH_SESSION_CONFIG, ArrowChunkScorer
         from modelport.bundle.core import Bundle
@@ -76,6 +76,10 @@ class ChunkWorker:
         runtime = Runtime(bundle, intra_op_threads=threads, inter_op_threads=1, session_config=BATCH_SESSION_CONFIG)
         self.scorer = ArrowChunkScorer(bundle, schema, keep=keep, on_error=on_error, prefix=prefix,  # type: ignore[arg-type]
                                        runtime=runtime)
+        if log is not None:  # score --log: this process writes its own log files
+            from modelport.monitor.log import ScoredChunks
+
+            self.scorer.log = ScoredChunks(log, bundle)
         self.workdir = WorkDir(Path(workdir))
         self.source: tuple[Any, list[str], int] | None = None
         if parquet is not None:
@@ -83,6 +87,11 @@ class ChunkWorker:
 
             files, columns, chunk_rows = parquet
             self.source = (open_source(list(files), format="parquet"), list(columns), int(chunk_rows))
+
+    def close(self) -> None:
+        """Flush this process's prediction log (``score --log``)."""
+        if self.scorer.log is not None:
+            self.scorer.log.close()
 
     def score_chunk(self, chunk: tuple[int, int, Any]) -> tuple[int, int, int, int]:
         """Score chunk ``index`` (``batch``: a record batch or Arrow IPC bytes) and commit its part."""
@@ -125,6 +134,8 @@ def main() -> int:
         try:
             header, payload = read_message(inp)
         except EOFError:
+            if worker is not None:
+                worker.close()
             return 0
         try:
             if header["op"] == "init":
@@ -132,7 +143,7 @@ def main() -> int:
                 worker = ChunkWorker(
                     payload[:n], payload[n:], keep=header["keep"], on_error=header["on_error"],
                     prefix=header["prefix"], threads=header["threads"], workdir=header["workdir"],
-                    parquet=header["parquet"],
+                    parquet=header["parquet"], log=header.get("log"),
                 )
                 write_message(out, {"op": "ready"})
             elif header["op"] == "score" and worker is not None:

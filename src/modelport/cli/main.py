@@ -40,6 +40,11 @@ COMMANDS: dict[str, str] = {
     "search": "modelport.cli.registry:search",
     "delete": "modelport.cli.registry:delete",
     "lineage": "modelport.cli.registry:lineage",
+    "drift": "modelport.cli.drift:drift",
+    "perf": "modelport.cli.perf:perf",
+    "replay": "modelport.cli.replay:replay",
+    "monitor": "modelport.cli.monitor:monitor",
+    "ui": "modelport.cli.ui:ui",
 }
 
 HELP = {
@@ -64,6 +69,11 @@ HELP = {
     "search": "Search registry versions by name, tag and metric.",
     "delete": "Soft-delete a registry version.",
     "lineage": "Show the chain of parent bundles of a version.",
+    "drift": "Drift of logged predictions against the training reference (exit 10 on drift).",
+    "perf": "Realised and estimated performance of logged predictions, per version and window.",
+    "replay": "Re-score a logged window with any version and diff against what was answered.",
+    "monitor": "Evaluate a monitoring policy: rules -> webhook, registry tag, exit code.",
+    "ui": "The monitoring dashboard (registry, traffic, drift, performance).",
 }
 
 

@@ -52,6 +52,13 @@ import click
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of /metrics (0.0.0.0 for all).")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
               help="On SIGTERM, how long the batches in flight may take to finish and commit.")
+@click.option("--log", "log", default=None, metavar="DIR|URL",
+              help="Prediction log: every scored record (sampled) as Parquet under this directory or fsspec URL, "
+                   "as modelport serve --log writes it; ids are the message ids (docs/monitoring.md).")
+@click.option("--log-sample", default=1.0, show_default=True, type=click.FloatRange(0, 1), metavar="RATE",
+              help="Share of messages logged (by message id).")
+@click.option("--log-rotate", default=300.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="Close each log file after this long (what a killed consumer may lose; SIGTERM loses nothing).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "text"]),

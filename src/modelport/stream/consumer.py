@@ -91,6 +91,10 @@ class StreamConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     report_lag: bool = True
+    #: the prediction log (docs/monitoring.md): a directory or fsspec URL, or a PredictionLog of your own
+    log: Any = None
+    log_sample: float = 1.0
+    log_rotate: float = 300.0
 
     def check(self) -> None:
         def positive(name: str, value: float, *, zero: bool = False) -> None:
@@ -107,6 +111,11 @@ class StreamConfig:
             positive("max_message_bytes", self.max_message_bytes)
         if self.poll is not None:
             positive("poll", self.poll, zero=True)
+        positive("log_rotate", self.log_rotate)
+        if isinstance(self.log_sample, bool) or not isinstance(self.log_sample, (int, float)) \
+                or not 0.0 <= self.log_sample <= 1.0:
+            raise InputError(f"log_sample must be a number from 0 to 1; got {self.log_sample!r}.",
+                             hint="--log-sample 0.2 logs one message in five")
 
 
 @dataclass
@@ -170,6 +179,7 @@ class StreamConsumer:
         self.sink: Sink | None = None
         self.dead_sink: Sink | None = None
         self.models: ModelSource | None = None
+        self.prediction_log: Any = None  # monitor.log.ScoredMessages with --log
         self._base_name = config.name or f"{socket.gethostname()}-{os.getpid()}"
         self.consumer_name = self._new_name()
 
@@ -189,6 +199,10 @@ class StreamConsumer:
                 self.dead_sink = open_sink(cfg.dead_letter, role="dead-letter")
             else:
                 self.dead_sink = cfg.dead_letter
+            if cfg.log is not None:
+                from modelport.monitor.log import ScoredMessages
+
+                self.prediction_log = ScoredMessages(cfg.log, sample=cfg.log_sample, rotate_seconds=cfg.log_rotate)
             if cfg.metrics_port is not None:
                 from modelport.stream.metrics import MetricsServer
 
@@ -266,6 +280,9 @@ class StreamConsumer:
             self._server = None
         if self.models is not None:
             self.models.close()
+        if self.prediction_log is not None:
+            self.prediction_log.close()  # every logged row in complete files
+            self.prediction_log = None
 
     def _new_name(self) -> str:
         return f"{self._base_name}-{uuid.uuid4().hex[:6]}"
@@ -466,7 +483,15 @@ class StreamConsumer:
         n = len(all_records)
         batch.rows += n
         cols = {c: [r[c] for r in all_records] for c in model.columns}
-        preds, scored, rejects = model.scorer.score_columns(cols, n)
+        plog = self.prediction_log
+        if plog is None:
+            preds, scored, rejects = model.scorer.score_columns(cols, n)
+        else:
+            t0 = time.perf_counter()
+            prepared = model.scorer.prepare(cols, n)
+            preds, scored, rejects = model.scorer.run(prepared)
+            took = time.perf_counter() - t0
+            logged: list[tuple[str, int, int]] = []
         starts = np.cumsum([0, *counts])
         bad_msgs: dict[int, list[str]] = {}
         if len(rejects):
@@ -501,6 +526,8 @@ class StreamConsumer:
                 # the common case: one record with the model's columns and nothing else to pass through
                 row = rows[start] if rank is None else rows[rank[start]]
                 outputs.append(OutMessage(f"{prefix}:{m.id}", dumps({"id": m.id, **row, **envelope})))
+                if plog is not None:
+                    logged.append((m.id, start, 1))
                 continue
             out_rows = []
             clash: list[str] = []
@@ -524,6 +551,11 @@ class StreamConsumer:
             else:
                 doc = {"id": m.id, "predictions": out_rows, **envelope}
             outputs.append(OutMessage(f"{prefix}:{m.id}", dumps(doc)))
+            if plog is not None:
+                logged.append((m.id, start, len(recs)))
+        if plog is not None and logged:
+            plog.write(model.bundle, model.name, model.version, model.digest, logged, prepared, preds, scored,
+                       cols, model.scorer.builder.has_categories, took)
 
     def _kept(self, rec: dict[str, Any], mode: Any, column_set: frozenset[str]) -> dict[str, Any] | None:
         if mode == "rest" or mode is None:
@@ -550,7 +582,10 @@ class StreamConsumer:
         n = table.num_rows
         batch.rows += n
         cols = {c: table.column(c) for c in model.columns}
-        preds, _, rejects = model.scorer.score_columns(cols, n)
+        t0 = time.perf_counter()
+        prepared = model.scorer.prepare(cols, n)
+        preds, scored, rejects = model.scorer.run(prepared)
+        took = time.perf_counter() - t0
         if len(rejects):
             shown = "; ".join(f"row {r}: {why}" for r, why in zip(rejects.rows[:5], rejects.reasons[:5]))
             batch.dead.append(self._dead(m, mm.INPUT, f"{len(rejects)} of {n} rows cannot be scored: {shown}", model))
@@ -565,6 +600,9 @@ class StreamConsumer:
                 f"the message's column(s) {', '.join(clash)} would be overwritten by the prediction columns; "
                 "pass --prefix pred_ or --keep NAMES."), model))
             return
+        if self.prediction_log is not None:
+            self.prediction_log.write(model.bundle, model.name, model.version, model.digest, [(m.id, 0, n)], prepared,
+                                      preds, scored, cols, model.scorer.builder.has_categories, took)
         envelope = {"model_name": model.name, "model_version": model.version,
                     "model_digest": model.digest, "timestamp": mm.now_iso()}
         key = f"{self.source.key_prefix if self.source else ''}:{m.id}"

@@ -65,6 +65,11 @@ class Supervisor:
             raise InputError("several consumer processes need the model as a path or URI, not a Bundle object.")
         if not all(isinstance(u, (str, type(None))) for u in (config.source, config.sink, config.dead_letter)):
             raise InputError("several consumer processes need the source, sink and dead letters as URLs.")
+        if config.log is not None and not isinstance(config.log, (str, os.PathLike)):
+            raise InputError("several consumer processes need the prediction log as a directory or URL, "
+                             "not a PredictionLog object.", hint="pass log='predictions/'; each process writes its own files")
+        if isinstance(config.log, os.PathLike):
+            config = dataclasses.replace(config, log=os.fspath(config.log))
         assert isinstance(config.source, str)
         scheme = StreamURL.parse(config.source).scheme
         if SCHEMES.get(scheme) == "modelport.stream.jsonl":

@@ -80,6 +80,10 @@ def pack(
             f"unknown_categories must be one of {', '.join(UNKNOWN_POLICIES)}; got {unknown_categories!r}."
         )
     tol = tolerance or Tolerance()
+    # a converter may read the model into its own form once, for the sample's schema (Spark)
+    prepare_model = getattr(conv, "prepare_model", None)
+    if prepare_model is not None:
+        model = prepare_model(model, sample)
     # a sample read from a file (CSV: text columns) is given the model file's own categories
     prepare = getattr(conv, "prepare_sample", None)
     if prepare is not None:

@@ -84,10 +84,11 @@ def pack(
     \b
     MODEL_FILE: XGBoost .json/.ubj, LightGBM text (.txt), CatBoost .cbm, a torch
                 ExportedProgram (.pt2, torch.export.save), a Keras 3 .keras file, a
-                TensorFlow SavedModel directory, an .onnx file, a PMML 3.2 - 4.4 file
-                (.pmml), a pickle/joblib file (only with --trust-pickle: loading a
-                pickle runs code), or an MLflow model directory (its onnx flavor;
-                sklearn / xgboost / lightgbm flavors only with --trust-pickle).
+                TensorFlow SavedModel directory, a saved Spark ML PipelineModel
+                directory, an .onnx file, a PMML 3.2 - 4.4 file (.pmml), a
+                pickle/joblib file (only with --trust-pickle: loading a pickle runs
+                code), or an MLflow model directory (its onnx flavor; sklearn /
+                xgboost / lightgbm flavors only with --trust-pickle).
     SAMPLE_FILE: rows like the training data (CSV, Parquet, JSON lines); for torch,
                  Keras and TensorFlow, also an example input as .npy (one input) or
                  .npz (one array per input). Optional for an MLflow model logged with

@@ -242,11 +242,11 @@ def _label_tensor(classes: Sequence[Any]) -> tuple[np.ndarray, int]:
     return np.array([str(c) for c in values], dtype=object), TensorProto.STRING
 
 
-def _derive(g: _GraphBuilder, kind: str, cols: str) -> str:
-    zero = g.const("zero", np.array(0.0, dtype=np.float32))
+def _derive(g: _GraphBuilder, kind: str, cols: str, ftype: type = np.float32) -> str:
+    zero = g.const("zero", np.array(0.0, dtype=ftype))
     if kind == "zero_missing":
-        band = g.op("LessOrEqual", [g.op("Abs", [cols]), g.const("zero_band", np.array(ZERO_BAND, dtype=np.float32))])
-        return g.op("Where", [band, g.const("nan", np.array(np.nan, dtype=np.float32)), cols])
+        band = g.op("LessOrEqual", [g.op("Abs", [cols]), g.const("zero_band", np.array(ZERO_BAND, dtype=ftype))])
+        return g.op("Where", [band, g.const("nan", np.array(np.nan, dtype=ftype)), cols])
     if kind == "trunc":  # C's cast to int: toward zero; NaN stays NaN
         return g.op("Where", [g.op("Less", [cols, zero]), g.op("Ceil", [cols]), g.op("Floor", [cols])])
     if kind == "floor":
@@ -262,17 +262,24 @@ def build_model(
     classes: Sequence[Any] | None = None,
     producer_version: str = "",
     doc: str = "",
+    input_dtype: str = "float32",
 ) -> onnx.ModelProto:
     """The ONNX model: X -> (derived columns) -> tree margins -> link -> modelport outputs.
 
     ``link`` is one of ``identity``, ``exp``, ``logistic`` (regression or binary classification with
     one margin), ``softmax`` or ``logistic_ova`` (multiclass: independent sigmoids, not normalised).
+    ``input_dtype="float64"`` (libraries that compare in double, Spark ML) makes ``X`` double and
+    keeps every split value exact as ``nodes_values_as_tensor``; the margins stay float32.
     """
+    if input_dtype not in ("float32", "float64"):
+        raise ValueError(f"input_dtype must be float32 or float64; got {input_dtype!r}")
+    double = input_dtype == "float64"
+    ftype: type = np.float64 if double else np.float32
     g = _GraphBuilder()
     x = "X"
     if ensemble.missing_value is not None and not math.isnan(ensemble.missing_value):
-        nan = g.const("nan", np.array(np.nan, dtype=np.float32))
-        is_missing = g.op("Equal", [x, g.const("missing", np.array(ensemble.missing_value, dtype=np.float32))])
+        nan = g.const("nan", np.array(np.nan, dtype=ftype))
+        is_missing = g.op("Equal", [x, g.const("missing", np.array(ensemble.missing_value, dtype=ftype))])
         x = g.op("Where", [is_missing, nan, x], "X_missing_as_nan")
     tree_input = x
     if ensemble.derived:
@@ -280,13 +287,16 @@ def build_model(
         source = g.op("Gather", [x, g.const("slots", np.array([f for _, f in ensemble.derived], dtype=np.int64))], axis=1)
         cols = source
         for kind in sorted(set(kinds)):
-            done = _derive(g, kind, source)
+            done = _derive(g, kind, source, ftype)
             if len(set(kinds)) == 1:
                 cols = done
             else:
                 cols = g.op("Where", [g.const(f"is_{kind}", np.array([k == kind for k in kinds])), done, cols])
         tree_input = g.op("Concat", [x, cols], "X_trees", axis=1)
-    attrs = _tree_attributes(ensemble)
+    attrs: dict[str, Any] = _tree_attributes(ensemble)
+    if double:
+        values = attrs.pop("nodes_values")
+        attrs["nodes_values_as_tensor"] = helper.make_tensor("nodes_values", TensorProto.DOUBLE, [len(values)], values)
     margin = g.op(
         "TreeEnsembleRegressor", [tree_input], "margin", domain="ai.onnx.ml",
         n_targets=ensemble.n_targets, aggregate_function="SUM", post_transform="NONE",
@@ -334,7 +344,7 @@ def build_model(
         outputs.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_classes]))
     graph = helper.make_graph(
         g.nodes, "modelport_trees",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, ensemble.n_features])],
+        [helper.make_tensor_value_info("X", TensorProto.DOUBLE if double else TensorProto.FLOAT, [None, ensemble.n_features])],
         outputs, initializer=g.initializers,
     )
     model = helper.make_model(

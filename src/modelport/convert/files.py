@@ -14,11 +14,14 @@ TensorFlow SavedModel  a directory with ``saved_model.pb``  :class:`~.tensorflow
 ONNX                   ``.onnx`` / an ONNX protobuf         :class:`~.passthrough.OnnxModel`
 PMML 3.2 - 4.4         ``<PMML`` root / ``.pmml``           :class:`~.pmml.PMMLDocument` (no JVM;
                                                             read with :mod:`~.pmml.reader`'s bounds)
+Spark ML directory     ``metadata/part-*`` (a directory)    :class:`~._spark_read.PipelineModel`
 pickle / joblib        pickle opcodes, ``.pkl`` ``.joblib``  whatever the pickle holds
 MLflow model           a directory holding ``MLmodel``      its onnx flavor, or (trusted) its
                                                             sklearn / xgboost / lightgbm flavor
                                                             (:mod:`~.mlflow`)
 =====================  ===================================  ======================================
+
+A Spark ML directory is JSON metadata and Parquet data; it is read without a JVM and runs no code.
 
 Pickles (and torch ``.pt`` files, which are pickles in a zip) run code while they load, so they
 are loaded only with ``trust_pickle=True``. A ``.pt2`` archive may carry pickled weights or
@@ -39,8 +42,8 @@ from typing import Any
 from modelport._deps import require
 from modelport.errors import ConversionError, InputError, UnsupportedModelError
 
-FORMATS = ("xgboost-json", "xgboost-ubj", "lightgbm", "catboost", "torch-export", "torch-pickle", "onnx", "pickle",
-           "keras", "tf-saved-model", "mlflow", "pmml")
+FORMATS = ("xgboost-json", "xgboost-ubj", "lightgbm", "catboost", "torch-export", "torch-pickle", "onnx", "spark",
+           "pickle", "keras", "tf-saved-model", "mlflow", "pmml")
 _PICKLE_EXTENSIONS = (".pkl", ".pickle", ".joblib", ".jl", ".sav")
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"x\x01", b"x\x5e", b"x\x9c", b"x\xda", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18")
 
@@ -53,14 +56,18 @@ def detect(path: str | os.PathLike[str]) -> str:
     if p.is_dir() and any((p / f).is_file() for f in ("saved_model.pb", "saved_model.pbtxt")):
         return "tf-saved-model"
     if p.is_dir():
+        from modelport.convert._spark_read import looks_like_spark_model
         from modelport.convert.mlflow import is_mlflow_model
 
         if is_mlflow_model(p):
             return "mlflow"
+        if looks_like_spark_model(p):
+            return "spark"
         raise InputError(
-            f"{p} is a directory without an MLmodel file or a saved_model.pb; pass a model file (XGBoost "
-            ".json/.ubj, LightGBM .txt, CatBoost .cbm, torch .pt2, Keras .keras, .onnx, or a pickle with "
-            "--trust-pickle), a TensorFlow SavedModel directory or an MLflow model directory."
+            f"{p} is a directory without an MLmodel file or a saved_model.pb, and not a saved Spark ML model (it "
+            "has no metadata/part-* file); pass a model file (XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, "
+            "torch .pt2, Keras .keras, .onnx, PMML .pmml, or a pickle with --trust-pickle), a TensorFlow SavedModel "
+            "directory, an MLflow model directory or a Spark PipelineModel directory."
         )
     size = p.stat().st_size
     if size == 0:
@@ -144,6 +151,10 @@ def load_model_file(path: str | os.PathLike[str], *, trust_pickle: bool = False,
         from modelport.convert.passthrough import OnnxModel
 
         return OnnxModel.read(p)
+    if fmt == "spark":
+        from modelport.convert._spark_read import read_pipeline
+
+        return read_pipeline(p)
     if fmt == "mlflow":
         from modelport.convert.mlflow import read
 

@@ -19,6 +19,7 @@ _BUILTIN: dict[str, str] = {
     "tensorflow": "modelport.convert.tensorflow:TensorFlowConverter",
     "onnx": "modelport.convert.passthrough:OnnxConverter",
     "pmml": "modelport.convert.pmml.converter:PMMLConverter",
+    "spark": "modelport.convert.spark:SparkConverter",
 }
 #: module prefixes per converter, so matching needs no import of the converter module
 _PREFIXES: dict[str, tuple[str, ...]] = {
@@ -31,6 +32,7 @@ _PREFIXES: dict[str, tuple[str, ...]] = {
     "tensorflow": ("tensorflow", "modelport.convert.tensorflow"),
     "onnx": ("modelport.convert.passthrough", "onnx"),
     "pmml": ("modelport.convert.pmml",),
+    "spark": ("pyspark", "modelport.convert._spark_read"),
 }
 _instances: dict[str, Converter] = {}
 _extra: dict[str, Converter] = {}

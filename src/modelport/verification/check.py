@@ -19,6 +19,9 @@ def verify(bundle: Bundle, model: Any, data: Any, *, tolerance: Tolerance | None
     from modelport.convert._sample import to_columns
 
     conv = find(model)
+    prepare_model = getattr(conv, "prepare_model", None)
+    if prepare_model is not None:  # as in pack (Spark: the pipeline read once, for the data's schema)
+        model = prepare_model(model, data)
     # rows read from a file (CSV: text) get the categories the model file stores, as in pack
     prepare_sample = getattr(conv, "prepare_sample", None)
     if prepare_sample is not None:

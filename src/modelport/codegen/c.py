@@ -287,9 +287,14 @@ def _walk_layout(ens: Ensemble, fe: FlatEnsemble) -> _Walk | None:
     return _Walk(thr, slot, off, list(sf.roots), dmin, dmax, targets, leaf_values, wide)
 
 
+def _acc_type(ens: Ensemble, sums: str) -> str:
+    """The accumulator's C type: the ensemble's own precision, or double for sums if asked."""
+    return "double" if ens.double or (sums == "double" and ens.aggregate in ("SUM", "AVERAGE")) else "float"
+
+
 def _flat_arrays(p: str, ens: Ensemble, w: _Walk) -> list[str]:
     i = ens.index
-    acc_t = "double" if ens.double else "float"
+    leaf_t = "double" if ens.double else "float"
     slot_t, off_t = ("uint32_t", "int32_t") if w.wide else ("uint16_t", "int16_t")
     nodes = ",".join(f"{{{flit(t)},{s},{o}}}" for t, s, o in zip(w.thr, w.slot, w.off))
 
@@ -314,14 +319,14 @@ def _flat_arrays(p: str, ens: Ensemble, w: _Walk) -> list[str]:
     if w.leaf_values:
         leaves = ",".join((dlit(v) if ens.double else flit(v)) for v in w.leaf_values)
         out += [
-            f"static const {acc_t} {p}_e{i}_leaves[{len(w.leaf_values)}] = {{",
+            f"static const {leaf_t} {p}_e{i}_leaves[{len(w.leaf_values)}] = {{",
             *textwrap.wrap(leaves, 2000, break_long_words=False, break_on_hyphens=False),
             "};",
         ]
     return out
 
 
-def _flat_eval(p: str, ens: Ensemble, w: _Walk, block: int) -> list[str]:
+def _flat_eval(p: str, ens: Ensemble, w: _Walk, block: int, acc_t: str) -> list[str]:
     """The walk over a block of rows. Eight rows or more: tree by tree (the tree stays in
     cache), eight rows at a time; the rows left over (and single-row calls): row by row, eight
     trees at a time. Eight independent walks keep the CPU busy while nodes load; each walk
@@ -329,7 +334,6 @@ def _flat_eval(p: str, ens: Ensemble, w: _Walk, block: int) -> list[str]:
     its trees' leaves in tree order, so results do not depend on how a call was split."""
     i, k = ens.index, ens.n_targets
     n = len(ens.inputs)
-    acc_t = "double" if ens.double else "float"
     agg = ens.aggregate
     init = {"MIN": "INFINITY", "MAX": "-INFINITY"}.get(agg, "0")
     E = f"{p.upper()}_E{i}"
@@ -423,10 +427,9 @@ def _flat_eval(p: str, ens: Ensemble, w: _Walk, block: int) -> list[str]:
     ]
 
 
-def _branchy_eval(p: str, ens: Ensemble) -> list[str]:
+def _branchy_eval(p: str, ens: Ensemble, acc_t: str) -> list[str]:
     """Ensembles with EQ / NEQ / MEMBER splits: nested ifs, one row at a time."""
     i, k = ens.index, ens.n_targets
-    acc_t = "double" if ens.double else "float"
     agg = ens.aggregate
     init = {"MIN": "INFINITY", "MAX": "-INFINITY"}.get(agg, "0")
     lines = [
@@ -498,8 +501,14 @@ def _runtime(p: str, program: Program) -> list[str]:
     return "".join(parts).replace("PREFIX_", f"{p}_").rstrip("\n").splitlines()
 
 
-def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
-    """(source, header) for ``program``."""
+def to_c(program: Program, *, prefix: str = "model", sums: str = "float") -> tuple[str, str]:
+    """(source, header) for ``program``.
+
+    ``sums="double"`` accumulates float32 tree ensembles (sums and averages) in double and
+    rounds once: closer to the original library (LightGBM and XGBoost sum in double) than
+    ONNX Runtime's float32 sums, which the default ``"float"`` reproduces bit for bit."""
+    if sums not in ("float", "double"):
+        raise CodegenError(f"sums must be 'float' or 'double'; got {sums!r} instead.")
     p = prefix
     P = p.upper()
     nf, no = program.n_features, program.n_outputs
@@ -546,9 +555,9 @@ def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
         walk = _walk_layout(ens, fe) if fe is not None else None
         if walk is not None:
             src.extend(_flat_arrays(p, ens, walk))
-            src.extend(_flat_eval(p, ens, walk, block))
+            src.extend(_flat_eval(p, ens, walk, block, _acc_type(ens, sums)))
         else:
-            src.extend(_branchy_eval(p, ens))
+            src.extend(_branchy_eval(p, ens, _acc_type(ens, sums)))
         src.append("")
     src += [
         f"long {p}_n_features(void) {{ return {nf}; }}",
@@ -561,7 +570,7 @@ def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
         f"        const float *xb = x + b0 * {nf};",
     ]
     for ens in ens_list:
-        acc_t = "double" if ens.double else "float"
+        acc_t = _acc_type(ens, sums)
         i = ens.index
         src.append(f"        {acc_t} acc{i}[{P}_BLOCK * {ens.n_targets}];")
         if direct[ens.index]:

@@ -3,9 +3,12 @@
 ``<prefix>_predict(const float *x, long n_rows, float *out)`` scores a row-major float32
 matrix. Rows are processed in blocks: tree ensembles whose splits can all be written as
 ``x <= t`` (after swapping branches and moving thresholds to the float32 grid, which covers
-LEQ, LT, GTE and GT) are stored as node arrays and walked branch-free, level by level, for all
-rows of a block at once, which keeps the CPU busy while nodes load. Ensembles with EQ, NEQ or
-MEMBER splits are written as nested ``if``s. Everything else is straight-line code per row.
+LEQ, LT, GTE and GT) are stored as 8-byte node records and walked branch-free, one comparison
+a step (missing values folded into the comparison, see :func:`_walk_layout`), eight walks at
+a time (eight rows of a block per tree, or eight trees of one row), each group stopping once
+all eight reached a leaf; sums are float32 like ONNX Runtime's, bit for bit, or double
+(``sums="double"``). Ensembles with EQ, NEQ or MEMBER splits are written as nested ``if``s.
+Everything else is straight-line code per row.
 """
 
 from __future__ import annotations

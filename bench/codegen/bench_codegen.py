@@ -111,6 +111,8 @@ def main() -> None:
     ap.add_argument("--sql-rows", type=int, default=1_000_000)
     ap.add_argument("--sql-repeat", type=int, default=2)
     ap.add_argument("--sql-engines", default="duckdb,postgresql")
+    ap.add_argument("--sql-parallel", type=int, default=2,
+                    help="also one run with this many DuckDB threads / PostgreSQL workers (0: single-threaded only)")
     ap.add_argument("--train-rows", type=int, default=20_000)
     ap.add_argument("--postgres", default=os.environ.get("MODELPORT_TEST_POSTGRES_URL"))
     args = ap.parse_args()
@@ -130,7 +132,7 @@ def main() -> None:
     rng = np.random.default_rng(1)
     batch = np.ascontiguousarray(X[rng.integers(0, len(X), args.rows)])
     print(f"onnxruntime {ort.__version__}, batch {args.rows:,} rows x 20 float32 features, ORT with 1 thread; "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
     for name, model in ms.items():
         b = mp.pack(model, X[:2000], name=name, probe_rows=200)
         prog = lower(b)
@@ -164,7 +166,7 @@ def main() -> None:
         c_and_ort(args.repeat)
         ref = rt.session.run(["probabilities"], feeds)[0]
         print(f"\n{name}: C source {len(out.files['m.c']) / 1e6:.1f} MB, generate {t_gen:.2f} s + gcc -O2 {t_cc:.2f} s; "
-              f"C vs ORT max abs diff {float(np.abs(ref - res).max()):.2g}")
+              f"C vs ORT max abs diff {float(np.abs(ref - res).max()):.2g}", flush=True)
         others: list[tuple[str, Timings, str]] = []
         rows_file = work / "rows.bin"
         write_rows(rows_file, batch)
@@ -193,7 +195,7 @@ def main() -> None:
         print(line("C (gcc -O2, ctypes)", c, None, o))
         for label, t, note in others:
             print(line(label, t, c, o) + f"\n  {'':<22} {note}")
-        print(line("ONNX Runtime", o, c, o))
+        print(line("ONNX Runtime", o, c, o), flush=True)
         if "sql" in parts:
             sql_bench(b, prog, X, args, rt)
         shutil.rmtree(work, ignore_errors=True)
@@ -225,7 +227,13 @@ def sql_bench(b, prog, X, args, rt) -> None:
         rt.session.run(["probabilities"], {"X": ort_batch})
         o.add(time.perf_counter() - w0, time.process_time() - c0)
 
-    results: list[tuple[str, Timings, str]] = []
+    print(f"  SQL on {n:,} rows (ORT reference on {len(ort_batch):,} rows, measured around each SQL run; "
+          f"load average {os.getloadavg()[0]:.1f}):", flush=True)
+
+    def report(label: str, t: Timings, note: str) -> None:
+        print(line(label, t, None, o) + f"\n  {'':<22} {note}", flush=True)
+
+    par = [args.sql_parallel] if args.sql_parallel > 1 else []
     if "duckdb" in engines:
         import duckdb
         import pyarrow as pa
@@ -234,7 +242,7 @@ def sql_bench(b, prog, X, args, rt) -> None:
         con = duckdb.connect()
         tbl = pa.table({c: data[:, i] for i, c in enumerate(names)})  # noqa: F841 (read by DuckDB)
         con.execute("CREATE TABLE t AS SELECT * FROM tbl")
-        for threads in (1, 2):
+        for threads in (1, *par):
             con.execute(f"SET threads TO {threads}")
             t = Timings(n)
             for _ in range(args.sql_repeat if threads == 1 else 1):
@@ -244,8 +252,7 @@ def sql_bench(b, prog, X, args, rt) -> None:
                 con.execute(f"CREATE TABLE r AS {script.query}")
                 t.add(time.perf_counter() - w0, time.process_time() - c0)
                 ort_once()
-            results.append((f"DuckDB ({threads} thread{'s' if threads > 1 else ''})", t,
-                            f"SQL {len(script.text()) / 1e6:.2f} MB"))
+            report(f"DuckDB ({threads} thread{'s' if threads > 1 else ''})", t, f"SQL {len(script.text()) / 1e6:.2f} MB")
         con.close()
     if "postgresql" in engines and args.postgres:
         import psycopg
@@ -264,7 +271,7 @@ def sql_bench(b, prog, X, args, rt) -> None:
             con.execute("ANALYZE t")
             t_load = time.perf_counter() - t0
             pid = con.execute("SELECT pg_backend_pid()").fetchone()[0]
-            for workers, reps in ((0, args.sql_repeat), (2, 1)):
+            for workers, reps in ((0, args.sql_repeat), *((w, 1) for w in par)):
                 con.execute(f"SET max_parallel_workers_per_gather = {workers}")
                 t = Timings(n)
                 for _ in range(reps):
@@ -276,15 +283,12 @@ def sql_bench(b, prog, X, args, rt) -> None:
                     # with workers, the backend's CPU time misses theirs: count wall time
                     t.add(wall, (_pg_cpu(pid) - c0) if workers == 0 and _pg_cpu(pid) else wall)
                     ort_once()
-                label = "PostgreSQL (1 process)" if workers == 0 else "PostgreSQL (2 workers)"
-                results.append((label, t, f"SQL {len(script.text()) / 1e6:.2f} MB, {'; '.join(script.setup) or 'jit as set'}; "
-                                          f"COPY of {n:,} rows {t_load:.1f} s"))
+                label = "PostgreSQL (1 process)" if workers == 0 else f"PostgreSQL ({workers} workers)"
+                report(label, t, f"SQL {len(script.text()) / 1e6:.2f} MB, {'; '.join(script.setup) or 'jit as set'}; "
+                                 f"COPY of {n:,} rows {t_load:.1f} s")
     elif "postgresql" in engines:
         print("  PostgreSQL skipped: no --postgres URL")
-    print(f"  SQL on {n:,} rows (ORT reference on {len(ort_batch):,} rows, measured around each SQL run):")
-    for label, t, note in results:
-        print(line(label, t, None, o) + f"\n  {'':<22} {note}")
-    print(line("ONNX Runtime", o, None, o))
+    print(line("ONNX Runtime", o, None, o), flush=True)
 
 
 if __name__ == "__main__":

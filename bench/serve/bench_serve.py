@@ -9,11 +9,17 @@ single-row V2 JSON requests, one server worker pinned to CPU 0 and the load gene
 Parts: ``throughput`` (concurrency 8 and 32: throughput ratio and p99 ratio vs bare),
 ``overload`` (concurrency 256 against modelport: status codes, p99 vs the timeout),
 ``binary`` (one 10,000-row request, binary tensor extension vs JSON, end to end), and on request
-``soak`` (concurrency 64 for --soak-seconds, default 5 minutes: statuses and server memory), and
+``soak`` (concurrency 64 for --soak-seconds, default 5 minutes: statuses and server memory),
+``memory`` (peak server memory of one large request per kind, as a multiple of its body),
+``versus-tree`` (this tree's modelport against another source tree's, ``--base-src``: interleaved
+rounds at concurrency 1 (single-row latency), 8 and 32; best-of, median and spread per side),
 ``mlserver`` (MLServer 1.7 + mlserver-sklearn on the same forest from joblib, adaptive batching on,
 against modelport; needs --mlserver-bin from a separate venv) and ``mlflow`` (``mlflow models
 serve`` on the same forest, one worker; needs --mlflow-bin from a separate venv).
-Needs ``wrk`` (Debian: apt-get install wrk) for the first two.
+Needs ``wrk`` (Debian: apt-get install wrk) for throughput, overload and versus-tree.
+
+    git archive a7aff65 src | tar -x -C /tmp/base    # the tree to compare with
+    python bench/serve/bench_serve.py --parts versus-tree --base-src /tmp/base/src --duration 4 --rounds 6
 """
 
 from __future__ import annotations
@@ -110,10 +116,14 @@ def start_bare(onnx_path: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, env=env, cwd=ROOT)
 
 
-def start_modelport(mpk: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+def start_modelport(mpk: Path, port: int, *extra: str, src: Path | None = None) -> subprocess.Popen[bytes]:
+    """``modelport serve`` pinned to CPU 0; ``src``: run the modelport package of that source tree."""
     cmd = ["taskset", "-c", "0", sys.executable, "-m", "modelport", "serve", str(mpk), "--port", str(port),
            "--log-level", "warning", *extra]
-    return subprocess.Popen(cmd, cwd=ROOT)
+    env = None
+    if src is not None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env)
 
 
 def wrk(port: int, body: Path, conns: int, duration: float, *, counts: bool = False,
@@ -173,6 +183,59 @@ def part_throughput(mpk: Path, onnx_path: Path, X: np.ndarray, duration: float, 
         for p in (bare, ours):
             p.terminate()
             p.wait(10)
+
+
+def part_versus_tree(mpk: Path, X: np.ndarray, duration: float, base_src: Path, rounds: int) -> None:
+    """This tree's modelport against another source tree's (``--base-src``, e.g. an older commit
+    unpacked with ``git archive``), same model, same machine, same run: single-row latency at
+    concurrency 1, throughput at 8 and 32. Both servers are up at once
+    (pinned to the same CPU, loaded one at a time), runs interleaved and the order alternated per
+    round, so that a neighbour's load hits both alike. Prints best-of and median per side and
+    their ratios (this tree / base)."""
+    body = single_row_body(X)
+    ours_port, base_port = free_port(), free_port()
+    ours = start_modelport(mpk, ours_port, src=ROOT / "src")
+    base = start_modelport(mpk, base_port, src=base_src)
+    try:
+        wait_up(ours_port), wait_up(base_port)
+        for port in (ours_port, base_port):  # warm both
+            wrk(port, body, 8, 2)
+        for conns in (1, 8, 32):
+            got: dict[str, list[float]] = {"ours": [], "base": []}
+            p50: dict[str, list[float]] = {"ours": [], "base": []}
+            cpu: dict[str, list[float]] = {"ours": [], "base": []}
+            failed = {"ours": 0, "base": 0}
+            procs = {"ours": ours, "base": base}
+            for r in range(rounds):
+                order = [("ours", ours_port), ("base", base_port)]
+                for side, port in order if r % 2 == 0 else order[::-1]:
+                    cpu0 = _cpu_seconds(procs[side].pid)
+                    result = wrk(port, body, conns, duration)
+                    cpu[side].append((_cpu_seconds(procs[side].pid) - cpu0) / max(result["rps"] * duration, 1) * 1e6)
+                    got[side].append(result["rps"])
+                    p50[side].append(result["p50_ms"])
+                    failed[side] += int(result["non2xx"])
+            o, b = got["ours"], got["base"]
+            co, cb = statistics.median(cpu["ours"]), statistics.median(cpu["base"])
+            # server CPU time per request does not depend on how much of the core a busy
+            # neighbour leaves: on a shared machine it is the steadier figure
+            print(f"concurrency {conns:>3}: server CPU per request, median of rounds: this tree {co:.0f} us, "
+                  f"base {cb:.0f} us, ratio {co / cb:.3f} (lower is better)")
+            if conns == 1:  # one request at a time: the single-row latency
+                lo, lb = min(p50["ours"]), min(p50["base"])
+                print(f"concurrency   1, {rounds} rounds of {duration:g} s: single-row latency p50, best of rounds: "
+                      f"this tree {lo * 1000:.0f} us, base {lb * 1000:.0f} us, ratio {lo / lb:.3f}; "
+                      f"req/s best {max(o):.0f} vs {max(b):.0f}; non-2xx {failed['ours']} / {failed['base']}")
+                continue
+            print(
+                f"concurrency {conns:>3}, {rounds} rounds of {duration:g} s: "
+                f"this tree best {max(o):.0f} median {statistics.median(o):.0f} (spread {min(o):.0f}-{max(o):.0f}) | "
+                f"base best {max(b):.0f} median {statistics.median(b):.0f} (spread {min(b):.0f}-{max(b):.0f}) req/s | "
+                f"ratio best {max(o) / max(b):.3f}, median {statistics.median(o) / statistics.median(b):.3f} "
+                f"(target >= 0.95); non-2xx {failed['ours']} / {failed['base']}"
+            )
+    finally:
+        _stop(ours, base)
 
 
 def part_overload(mpk: Path, onnx_path: Path, X: np.ndarray, duration: float, timeout: float) -> None:
@@ -250,9 +313,108 @@ def part_soak(mpk: Path, X: np.ndarray, duration: float) -> None:
         ours.wait(10)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def build_text_model() -> Path:
+    """A small pipeline with a text column (one-hot 'plan' + two numbers), for the memory part."""
+    path = WORK / "churn.mpk"
+    if not path.exists():
+        import pandas as pd
+        from sklearn.compose import make_column_transformer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import OneHotEncoder
+
+        import modelport as mp
+
+        rng = np.random.default_rng(3)
+        df = pd.DataFrame({"age": rng.integers(18, 80, 300), "plan": rng.choice(["basic", "pro", "max"], 300),
+                           "spend": rng.normal(50, 10, 300)})
+        y = ((df.spend > 50) ^ (df.plan == "max")).astype(int)
+        model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+                                                      remainder="passthrough"), LogisticRegression(max_iter=500))
+        mp.pack(model.fit(df, y), df, name="churn", version="1").save(path)
+    return path
+
+
+def part_memory(mpk: Path, megabytes: float) -> None:
+    """Peak server memory of one request, as a multiple of its body, per kind of request: a fresh
+    server per kind, warmed, then one request of about ``megabytes`` MB; the figure is the growth
+    of the server's VmHWM (peak resident set) over the body size. docs/security-serving.md."""
+    import json
+
+    import httpx
+
+    churn = build_text_model()
+    size = int(megabytes * (1 << 20))
+    rows = size // 200  # about 200 bytes of JSON per 20-feature row
+    row = ", ".join(["0.123456"] * 20)
+    kinds: list[tuple[str, str, bytes, dict[str, str]]] = []
+    data = ", ".join([row] * rows)
+    kinds.append(("JSON FP32 matrix", "/v2/models/rf/infer",
+                  f'{{"inputs": [{{"name": "X", "shape": [{rows}, 20], "datatype": "FP32", "data": [{data}]}}]}}'.encode(),
+                  {}))
+    k = size // 30
+    kinds.append(("JSON column form with text", "/v2/models/churn/infer", json.dumps({"inputs": [
+        {"name": "age", "shape": [k], "datatype": "INT64", "data": [40] * k},
+        {"name": "plan", "shape": [k], "datatype": "BYTES", "data": ["pro"] * k},
+        {"name": "spend", "shape": [k], "datatype": "FP64", "data": [52.5] * k}]}).encode(), {}))
+    raw = np.full((size // 80, 20), 0.5, dtype="<f4").tobytes()
+    head = json.dumps({"inputs": [{"name": "X", "shape": [size // 80, 20], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    kinds.append(("binary FP32 matrix", "/v2/models/rf/infer", head + raw,
+                  {"inference-header-content-length": str(len(head))}))
+    m = size // 23
+    ages, spends = np.full(m, 40, "<i8").tobytes(), np.full(m, 52.5, "<f8").tobytes()
+    plans = (b"\x03\x00\x00\x00" + b"pro") * m
+    head = json.dumps({"inputs": [
+        {"name": "age", "shape": [m], "datatype": "INT64", "parameters": {"binary_data_size": len(ages)}},
+        {"name": "plan", "shape": [m], "datatype": "BYTES", "parameters": {"binary_data_size": len(plans)}},
+        {"name": "spend", "shape": [m], "datatype": "FP64", "parameters": {"binary_data_size": len(spends)}}]}).encode()
+    kinds.append(("binary column form with text", "/v2/models/churn/infer", head + ages + plans + spends,
+                  {"inference-header-content-length": str(len(head))}))
+    record = "{" + ", ".join(f'"f{j}": 0.5' for j in range(20)) + "}"
+    records = ", ".join([record] * (size // len(record)))
+    kinds.append(("records", "/v2/models/rf/records", f'{{"records": [{records}]}}'.encode(), {}))
+    for name, path, body, headers in kinds:
+        port = free_port()
+        proc = start_modelport(mpk, port, str(churn), "--max-body-size", "none", "--max-rows", "0",
+                               "--request-timeout", "0")
+        try:
+            wait_up(port)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as c:
+                for _ in range(5):
+                    c.post("/v2/models/rf/infer", content=single_row_body_bytes(), headers={"content-type": "application/json"})
+                before = _hwm_mb(proc.pid)
+                t = time.perf_counter()
+                r = c.post(path, content=body, headers={"content-type": "application/json", **headers})
+                took = time.perf_counter() - t
+            grew = _hwm_mb(proc.pid) - before
+            mb = len(body) / (1 << 20)
+            print(f"{name}: body {mb:.1f} MB, status {r.status_code}, {took:.2f} s end to end, "
+                  f"server peak RSS +{grew:.0f} MB = {grew / mb:.1f}x the body")
+        finally:
+            _stop(proc)
+
+
+def single_row_body_bytes() -> bytes:
+    return (WORK / "one_row.json").read_bytes()
+
+
+def _hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -410,6 +572,11 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=0.5, help="request timeout for the overload part (s)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--modelport-args", default="", help="extra `modelport serve` options for the throughput part")
+    ap.add_argument("--base-src", type=Path, default=None,
+                    help="another tree's src/ directory (git archive COMMIT src | tar -x -C DIR); enables the "
+                    "`versus-tree` part: this tree's single-row throughput against that one's")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the versus-tree part")
+    ap.add_argument("--memory-mb", type=float, default=16, help="body size of the memory part's requests (MB)")
     ap.add_argument("--mlserver-bin", default=None,
                     help="the `mlserver` executable of a separate venv (pip install 'mlserver==1.7.*' "
                     "'mlserver-sklearn==1.7.*'); enables the `mlserver` part")
@@ -418,12 +585,19 @@ def main() -> None:
                     "enables the `mlflow` part")
     args = ap.parse_args()
     parts = args.parts.split(",")
-    if {"throughput", "overload"} & set(parts) and shutil.which("wrk") is None:
+    if {"throughput", "overload", "versus-tree"} & set(parts) and shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
     mpk, onnx_path, X = build_model()
     print(f"model: 100 trees, depth 10, 20 features ({mpk.stat().st_size / 1e6:.1f} MB bundle); {os.cpu_count()} CPUs")
     if "throughput" in parts:
         part_throughput(mpk, onnx_path, X, args.duration, args.modelport_args.split())
+    if "memory" in parts:
+        single_row_body(X)
+        part_memory(mpk, args.memory_mb)
+    if "versus-tree" in parts:
+        if args.base_src is None:
+            sys.exit("the versus-tree part needs --base-src DIR (the src/ directory of the tree to compare with)")
+        part_versus_tree(mpk, X, args.duration, args.base_src, args.rounds)
     if "overload" in parts:
         part_overload(mpk, onnx_path, X, args.duration, args.timeout)
     if "binary" in parts:

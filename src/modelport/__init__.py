@@ -21,6 +21,7 @@ from modelport.errors import (
     BundleError,
     CodegenError,
     ConversionError,
+    ExportError,
     FormatVersionError,
     InputError,
     IntegrityError,
@@ -29,12 +30,18 @@ from modelport.errors import (
     ModelportError,
     RegistryError,
     ServingError,
+    SignatureError,
+    StreamError,
     UnsupportedModelError,
     VerificationError,
 )
 
 if _TYPE_CHECKING:
+    import os as _os
+    from collections.abc import Iterable as _Iterable
+
     from modelport.bundle.core import Bundle
+    from modelport.signing import SignaturePolicy, SignatureReport
     from modelport.verification import CheckReport, ParityReport, Tolerance
 
 __all__ = [
@@ -43,6 +50,7 @@ __all__ = [
     "CheckReport",
     "CodegenError",
     "ConversionError",
+    "ExportError",
     "FormatVersionError",
     "InputError",
     "IntegrityError",
@@ -52,6 +60,10 @@ __all__ = [
     "ParityReport",
     "RegistryError",
     "ServingError",
+    "SignatureError",
+    "SignaturePolicy",
+    "SignatureReport",
+    "StreamError",
     "Tolerance",
     "UnsupportedModelError",
     "VerificationError",
@@ -59,7 +71,9 @@ __all__ = [
     "check",
     "load",
     "pack",
+    "sign",
     "verify",
+    "verify_signature",
 ]
 
 
@@ -91,12 +105,47 @@ def check(bundle: Bundle, **kwargs: _Any) -> CheckReport:
     return _check(bundle, **kwargs)
 
 
+def sign(
+    bundle: Bundle | str | _os.PathLike[str],
+    *,
+    key: str | _os.PathLike[str],
+    certificate: str | _os.PathLike[str] | None = None,
+    certificate_chain: _Iterable[str | _os.PathLike[str]] = (),
+    password: str | bytes | None = None,
+    output: str | _os.PathLike[str] | None = None,
+) -> Bundle:
+    """Sign ``bundle`` with an EC key (and optionally its certificate chain); see :func:`modelport.signing.sign`."""
+    from modelport.signing import sign as _sign
+
+    return _sign(bundle, key=key, certificate=certificate, certificate_chain=certificate_chain, password=password,
+                 output=output)
+
+
+def verify_signature(
+    bundle: Bundle | str | _os.PathLike[str],
+    *,
+    public_keys: _Iterable[str | _os.PathLike[str] | bytes] = (),
+    cas: _Iterable[str | _os.PathLike[str] | bytes] = (),
+    certificates: _Iterable[str | _os.PathLike[str] | bytes] = (),
+    policy: SignaturePolicy | None = None,
+) -> SignatureReport:
+    """Who signed ``bundle`` and what the signature covers, or SignatureError; see
+    :func:`modelport.signing.verify_signature`."""
+    from modelport.signing import verify_signature as _verify_signature
+
+    return _verify_signature(bundle, public_keys=public_keys, cas=cas, certificates=certificates, policy=policy)
+
+
 def __getattr__(name: str) -> _Any:
     # numpy, onnx and onnxruntime load on first use, so `import modelport` stays cheap
     if name == "Bundle":
         from modelport.bundle.core import Bundle
 
         return Bundle
+    if name in ("SignaturePolicy", "SignatureReport"):
+        import importlib
+
+        return getattr(importlib.import_module("modelport.signing"), name)
     if name in ("ParityReport", "Tolerance", "CheckReport"):
         import importlib
 

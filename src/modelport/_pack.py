@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,13 +15,14 @@ from modelport.bundle import npz
 from modelport.bundle.core import MODEL_FILE, REFERENCE_INPUTS, REFERENCE_OUTPUTS, Bundle
 from modelport.bundle.graph import opsets
 from modelport.bundle.reference import encode_columns, missing_mask, statistics
-from modelport.bundle.signature import Column, Signature, TensorSpec
+from modelport.bundle.signature import UNKNOWN_POLICIES, Column, Signature, TensorSpec
 from modelport.convert import registry
 from modelport.convert._sample import concat_columns, head, like, n_rows, to_columns
 from modelport.convert.base import Converted, Converter
 from modelport.errors import InputError, ModelportError, VerificationError
+from modelport.runtime.coerce import FeedBuilder
 from modelport.verification.parity import ParityReport, Tolerance, compare
-from modelport.verification.probes import UNSEEN, make_probes, tree_thresholds
+from modelport.verification.probes import UNSEEN_LAST, make_probes, tree_thresholds
 
 _ONNX_DTYPES: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64", onnx.TensorProto.FLOAT16: "float16",
@@ -48,6 +50,7 @@ def pack(
     probe_rows: int = 2000,
     converter: str | None = None,
     options: Mapping[str, Any] | None = None,
+    unknown_categories: str | None = None,
 ) -> Bundle:
     """Convert ``model`` into a verified bundle.
 
@@ -56,11 +59,25 @@ def pack(
     bundle is checked against the original on the sample and on edge-case probes; outside
     ``tolerance`` packing fails with VerificationError unless ``accept_mismatch=True``, which is
     recorded in the manifest. Same model and sample give a byte-identical bundle.
+
+    ``unknown_categories`` says what the bundle does with a value outside a column's categories:
+    ``"native"`` (the default) what the original library does (LightGBM scores it as missing,
+    XGBoost refuses it, a scikit-learn encoder encodes it as it was told to: all zeros for
+    ``handle_unknown="ignore"``), ``"missing"`` scores it as a missing value, ``"error"`` refuses
+    it. Values that are scored are counted when serving and in batch summaries.
     """
     conv = registry.get(converter) if converter else registry.find(model)
     if sample is None:
         raise InputError("pack needs sample data (rows like the training data, or an example input for torch).")
+    if unknown_categories is not None and unknown_categories not in UNKNOWN_POLICIES:
+        raise InputError(
+            f"unknown_categories must be one of {', '.join(UNKNOWN_POLICIES)}; got {unknown_categories!r}."
+        )
     tol = tolerance or Tolerance()
+    # a sample read from a file (CSV: text columns) is given the model file's own categories
+    prepare = getattr(conv, "prepare_sample", None)
+    if prepare is not None:
+        sample = prepare(model, sample)
     converted = conv.convert(model, sample, options or {})
     signature = _signature(converted)
     meta = {
@@ -78,7 +95,8 @@ def pack(
 
     if signature.columns is not None:
         report, ref_in, ref_out, stats, notes, signature = _verify_tabular(
-            conv, model, sample, converted, signature, provisional, tol, reference_rows, probe_rows
+            conv, model, sample, converted, signature, provisional, tol, reference_rows, probe_rows,
+            unknown_categories or "native",
         )
         if notes:
             provisional = _assemble(meta, converted, signature, {MODEL_FILE: model_bytes}, parity=None, reference=None)
@@ -165,7 +183,10 @@ def _assemble(
 
 def _try(conv: Converter, model: Any, data: Any) -> dict[str, np.ndarray] | None:
     try:
-        return conv.reference(model, data)
+        with warnings.catch_warnings():
+            # a warning is not a refusal (scikit-learn warns as it encodes an unknown category as zeros)
+            warnings.simplefilter("ignore")
+            return conv.reference(model, data)
     except Exception:  # the original refusing a value is the answer we are asking for
         return None
 
@@ -180,6 +201,7 @@ def _verify_tabular(
     tol: Tolerance,
     reference_rows: int,
     probe_rows: int,
+    policy: str = "native",
 ) -> tuple[ParityReport, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any], list[str], Signature]:
     assert signature.columns is not None
     if n_rows(sample) == 0:
@@ -189,6 +211,7 @@ def _verify_tabular(
     columns = list(signature.columns)
     first = {k: v[:1] for k, v in cols.items()}
     notes: list[str] = []
+    framework = getattr(conv, "framework", "the original model")
 
     def with_value(col: str, value: Any) -> dict[str, np.ndarray]:
         r = {k: v.copy() for k, v in first.items()}
@@ -209,42 +232,87 @@ def _verify_tabular(
             else:
                 nullable[c.name] = _try(conv, model, like(sample, with_value(c.name, None if c.dtype == "category" else np.nan))) is not None
         if c.dtype in ("str", "category"):
-            unseen_ok[c.name] = _try(conv, model, like(sample, with_value(c.name, UNSEEN))) is not None
+            unseen_ok[c.name] = _try(conv, model, like(sample, with_value(c.name, UNSEEN_LAST))) is not None
+    # values outside the categories: what the library does (native), what the bundle will do (policy)
+    native: dict[str, str] = {}
+    verify_unseen: dict[str, bool] = {}
+    for c in columns:
+        if c.categories is None:
+            verify_unseen[c.name] = unseen_ok.get(c.name, False)
+            continue
+        native[c.name] = ("missing" if c.dtype == "category" else "encoder") if unseen_ok.get(c.name) else "error"
+        if c.dtype == "str" and policy == "missing":
+            raise InputError(
+                f"unknown_categories='missing' is not possible for column {c.name!r}: it holds strings for "
+                "the model's encoder, which has no missing value.",
+                hint="use 'native' (what the original model does) or 'error'",
+            )
+        effective = native[c.name] if policy == "native" else policy
+        # unseen values are compared with the original only where the bundle treats them its way
+        verify_unseen[c.name] = native[c.name] != "error" and effective == native[c.name]
+        if c.dtype == "str" and native[c.name] == "encoder" and effective == "encoder":
+            # the encoder sees None as one more unknown value: score it so, where the original does
+            nullable[c.name] = _try(conv, model, like(sample, with_value(c.name, None))) is not None
+        if effective != native[c.name]:
+            notes.append(
+                f"column {c.name!r}: values outside its categories are {_UNKNOWN_WORDS[effective]} "
+                f"(unknown_categories={policy!r}); {framework} {_NATIVE_WORDS[native[c.name]]}, so they are not "
+                "compared with it."
+            )
+
+    def finish(cols_: list[Column]) -> Signature:
+        return Signature(signature.inputs, signature.outputs, tuple(
+            Column(c.name, c.dtype, c.input, c.index, c.categories, nullable=bool(nullable.get(c.name, False)),
+                   unknown=policy if c.categories is not None else None, native=native.get(c.name))
+            for c in cols_
+        ))
+
     thresholds = {**tree_thresholds(converted.onnx_model, columns), **converted.thresholds}
-    probes = make_probes(cols, columns, thresholds=thresholds, nullable=nullable, unseen_ok=unseen_ok, max_rows=probe_rows)
+    probes = make_probes(cols, columns, thresholds=thresholds, nullable=nullable, unseen_ok=verify_unseen,
+                         max_rows=probe_rows)
     # NaN probes the bundle cannot reproduce make the column non-nullable instead of failing the pack
+    trial = FeedBuilder(finish(columns))
     nan_rows = {c.name: np.flatnonzero(missing_mask(probes[c.name])) for c in columns if nullable.get(c.name)}
+    nan_notes = []
     for cname, idx in nan_rows.items():
         if idx.size == 0:
             continue
         sub = {k: v[idx] for k, v in probes.items()}
         exp = _try(conv, model, like(sample, sub))
-        got = bundle.runtime.run(bundle.runtime.feeds(sub)) if exp is not None else None
+        got = bundle.runtime.run(trial(sub)) if exp is not None else None
         if exp is None or got is None or not compare(exp, {k: got[k] for k in exp}, task=converted.task, tolerance=tol).passed:
             nullable[cname] = False
-            notes.append(
+            nan_notes.append(
                 f"column {cname!r}: the bundle cannot reproduce the original's handling of missing values; "
                 "it refuses NaN in this column."
             )
-    if notes:
+    if nan_notes:
+        notes.extend(nan_notes)
         keep = np.ones(len(next(iter(probes.values()))), dtype=bool)
         for cname, idx in nan_rows.items():
             if not nullable[cname]:
                 keep[idx] = False
         probes = {k: v[keep] for k, v in probes.items()}
-    columns = [
-        Column(c.name, c.dtype, c.input, c.index, c.categories, nullable=bool(nullable.get(c.name, False)))
-        for c in columns
-    ]
-    signature = Signature(signature.inputs, signature.outputs, tuple(columns))
+    signature = finish(columns)
     evaluation = concat_columns([cols, probes])
-    expected = conv.reference(model, like(sample, evaluation))
-    actual = bundle.runtime.run(bundle.runtime.feeds(evaluation))
+    with warnings.catch_warnings():
+        if any(verify_unseen.values()):  # scikit-learn warns as it encodes the unseen probes
+            warnings.filterwarnings("ignore", message="Found unknown categories", category=UserWarning)
+        expected = conv.reference(model, like(sample, evaluation))
+    actual = bundle.runtime.run(FeedBuilder(signature)(evaluation))
     report = compare(expected, {k: actual[k] for k in expected if k in actual}, task=converted.task, tolerance=tol)
     stats = statistics(all_cols)
     stats["probes"] = len(next(iter(probes.values())))
     stats["stored_rows"] = len(next(iter(evaluation.values())))
     return report, encode_columns(evaluation), actual, stats, notes, signature
+
+
+_UNKNOWN_WORDS = {"missing": "scored as missing values", "error": "refused", "encoder": "handed to the encoder"}
+_NATIVE_WORDS = {
+    "missing": "scores them as missing values",
+    "error": "refuses them",
+    "encoder": "encodes them as its encoder was told to (handle_unknown)",
+}
 
 
 def _verify_tensor(

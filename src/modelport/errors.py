@@ -6,13 +6,16 @@
     │   └── UnsupportedModelError    no converter knows this model type (or it is unfitted)
     ├── BundleError                  a bundle on disk is unusable
     │   ├── IntegrityError           digest mismatch, unsafe path, zip bomb, bad ONNX graph
+    │   │   └── SignatureError       manifest.sig malformed, untrusted, for other files, or missing when required
     │   └── FormatVersionError       written by a newer modelport
     ├── VerificationError            the bundle does not reproduce the original within tolerance
     ├── InputError                   data given to predict/score does not fit the signature
     ├── RegistryError                the model registry refused an operation
     │   └── ModelNotFoundError       unknown model, version or alias
     ├── ServingError                 the server could not do what was asked
-    └── CodegenError                 a bundle cannot be compiled to the requested target
+    ├── CodegenError                 a bundle cannot be compiled to the requested target
+    ├── StreamError                  a message broker (Redis, NATS, a file) refused or failed a stream
+    └── ExportError                  a bundle cannot be exported to a deployment target (too large, ...)
 
 Third-party exceptions (onnxruntime, torch, database drivers ...) are translated where they
 enter modelport with ``raise ... from exc``. Every error carries ``exit_code`` so that the CLI
@@ -25,6 +28,7 @@ __all__ = [
     "BundleError",
     "CodegenError",
     "ConversionError",
+    "ExportError",
     "FormatVersionError",
     "InputError",
     "IntegrityError",
@@ -33,6 +37,8 @@ __all__ = [
     "ModelportError",
     "RegistryError",
     "ServingError",
+    "SignatureError",
+    "StreamError",
     "UnsupportedModelError",
     "VerificationError",
 ]
@@ -69,6 +75,11 @@ class IntegrityError(BundleError):
     pass
 
 
+class SignatureError(IntegrityError):
+    """A bundle's signature (``manifest.sig``) is malformed, made by a signer nobody trusts, does
+    not cover the bundle's files as they are, or is missing where a policy requires one."""
+
+
 class FormatVersionError(BundleError):
     pass
 
@@ -95,3 +106,14 @@ class ServingError(ModelportError):
 
 class CodegenError(ModelportError):
     exit_code = 9
+
+
+class StreamError(ModelportError):
+    exit_code = 10
+
+
+class ExportError(ModelportError):
+    """A deployment artifact cannot be made: the bundle does not fit the platform's limits, its
+    dependencies do not fit the platform's runtime, or an image build failed."""
+
+    exit_code = 12

@@ -105,7 +105,7 @@ def test_bad_values_in_a_late_csv_block_are_rejected_by_row(clf_path, frame, tmp
     assert (result.rows_in, result.rows_out, result.rejected) == (5_000, 4_998, 2)
     rejects = pd.read_csv(result.rejects_path)
     assert rejects["row"].tolist() == [17, 4321]
-    assert "'a' is missing" in rejects["reason"][0] and "'oops'" in rejects["reason"][1]
+    assert "'a' has missing values" in rejects["reason"][0] and "'oops'" in rejects["reason"][1]
     got = pd.read_csv(out)
     assert not got["id"].isin(frame["id"][[17, 4321]]).any()
     with pytest.raises(InputError, match="row 17 cannot be scored"):
@@ -140,7 +140,7 @@ def test_output_exists_is_refused_without_overwrite(clf_path, parquet_file, tmp_
 def test_missing_columns_in_file(clf_path, frame, tmp_path):
     src = tmp_path / "in.parquet"
     frame.rename(columns={"b": "B"}).to_parquet(src, index=False)
-    with pytest.raises(InputError, match=r"lacks the model's input column\(s\) 'b'.*'B'"):
+    with pytest.raises(InputError, match=r"missing column\(s\): b .*'B'"):
         mb.score_file(clf_path, src, tmp_path / "o.parquet")
 
 

@@ -65,7 +65,7 @@ def test_skip_leaves_rows_out_and_reports_global_row_numbers(clf_bundle, chunk_r
     out, rejects = mb.score(clf_bundle, df, on_error="skip", chunk_rows=chunk_rows, return_rejects=True)
     assert rejects["row"].tolist() == [3, 250]
     assert "'b' must be numeric" in rejects["reason"][0] and "not a number" in rejects["reason"][0]
-    assert "'c' is missing" in rejects["reason"][1]
+    assert "'c' has missing values" in rejects["reason"][1]
     assert len(out) == 398
     assert 3 not in out.index and 250 not in out.index
     clean = mb.score(clf_bundle, df.drop(index=[3, 250]).astype({"b": float}))
@@ -92,7 +92,7 @@ def test_missing_columns_lists_missing_and_unexpected(clf_bundle):
     with pytest.raises(InputError) as info:
         mb.score(clf_bundle, df)
     msg = str(info.value)
-    assert "'a', 'e'" in msg and "'A'" in msg and "'E'" in msg and "expects" in msg
+    assert "missing column(s): a, e" in msg and "'A'" in msg and "'E'" in msg and "expects" in msg
 
 
 def test_prediction_names_must_not_overwrite_input(clf_bundle):
@@ -109,26 +109,52 @@ def test_keep_unknown_column_is_refused(clf_bundle):
         mb.score(clf_bundle, make_frame(5, 1), keep=["id", "nope"])
 
 
-def test_missing_string_rejected_and_rest_scored(text_bundle):
+def test_missing_and_numeric_strings_are_unknown_cities_as_for_the_encoder(text_bundle):
+    # OneHotEncoder(handle_unknown="ignore") encodes None and a number in a string column as all zeros
     bundle, pipe, train = text_bundle
-    df = train.head(50).copy()
+    df = train.head(50).copy().astype({"city": object})
     df.loc[[4, 9], "city"] = None
+    df.loc[12, "city"] = 7
     out, rejects = mb.score(bundle, df, on_error="skip", return_rejects=True)
-    assert rejects["row"].tolist() == [4, 9]
-    assert "'city' is missing" in rejects["reason"][0]
-    ok = df.drop(index=[4, 9])
-    np.testing.assert_allclose(out["proba_1"].to_numpy(), pipe.predict_proba(ok)[:, 1], atol=1e-5)
+    assert len(rejects) == 0 and rejects.attrs["unknown_categories"] == {"city": 3}
+    np.testing.assert_allclose(out["proba_1"].to_numpy(), pipe.predict_proba(df)[:, 1], atol=1e-5)
 
 
-def test_runtime_refusals_are_narrowed_to_rows(text_bundle):
-    # numbers where the graph takes strings fail inside the feed builder for the whole chunk;
-    # bisection still attributes the failure to each row
-    bundle, _, _ = text_bundle
-    table = pa.table({"city": np.arange(6), "x": np.zeros(6)})
-    out, rejects = mb.score(bundle, table, on_error="skip", return_rejects=True)
-    assert out.num_rows == 0
-    assert rejects.column("row").to_pylist() == list(range(6))
-    assert all("must hold strings" in r for r in rejects.column("reason").to_pylist())
+def test_runtime_refusals_are_narrowed_to_rows(text_bundle, tmp_path):
+    # a bundle from before categories were recorded, whose encoder fails on an unknown value inside
+    # ONNX Runtime: the rules let the rows through, and bisection attributes the failure to each row
+    import json
+
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    import modelport as mp
+    from modelport.bundle import manifest as mf
+    from modelport.bundle.core import Bundle
+
+    _, _, train = text_bundle
+    strict = Pipeline([
+        ("ct", ColumnTransformer([("oh", OneHotEncoder(handle_unknown="error"), ["city"])], remainder="passthrough")),
+        ("lr", LogisticRegression()),
+    ]).fit(train, (train["x"] > 0).astype(int))
+    fresh = mp.pack(strict, train, name="strict")
+    manifest = json.loads(fresh.files["manifest.json"])
+    for c in manifest["signature"]["columns"]:
+        for key in ("categories", "unknown", "native"):
+            c.pop(key, None)
+        c["nullable"] = False
+    old = Bundle({**fresh.files, "manifest.json": mf.dumps(manifest)}, origin="<old>")
+    table = pa.table({"city": ["oslo", "paris", "rome", "lyon", "lima", "oslo"], "x": np.zeros(6)})
+    out, rejects = mb.score(old, table, on_error="skip", return_rejects=True)
+    assert out.num_rows == 4
+    assert rejects.column("row").to_pylist() == [1, 3]
+    assert all("ONNX Runtime" in r for r in rejects.column("reason").to_pylist())
+    # the bundle packed today refuses the same rows by its rules, naming the value
+    _, rejects = mb.score(fresh, table, on_error="skip", return_rejects=True)
+    assert rejects.column("row").to_pylist() == [1, 3]
+    assert "column 'city' has values outside its categories; got 'paris'" in rejects.column("reason")[0].as_py()
 
 
 def test_empty_frame(clf_bundle):

@@ -91,12 +91,12 @@ def test_map_in_pandas_with_error_column(spark, clf_bundle, frame):
     out = msp.predict(clf_bundle, sdf, on_error="null", error_column="why").toPandas().sort_values("id")
     bad = out[out["why"].notna()]
     assert (bad["id"] - 1000).tolist() == [7, 2500]
-    assert "'b' is missing" in bad["why"].iloc[0]
+    assert "'b' has missing values" in bad["why"].iloc[0]
     assert bad["label"].isna().all() and out["label"].notna().sum() == 4998
     assert msp.predict(clf_bundle, sdf, on_error="skip").count() == 4998
     with pytest.raises(Exception, match="cannot be scored"):
         msp.predict(clf_bundle, sdf).count()
-    with pytest.raises(InputError, match="lacks the model's input column"):
+    with pytest.raises(InputError, match=r"missing column\(s\)"):
         msp.predict(clf_bundle, sdf.drop("a"))
     with pytest.raises(InputError, match="skip"):
         msp.predict_udf(clf_bundle, on_error="skip")

@@ -144,8 +144,28 @@ def test_entry_larger_than_its_header_says_is_refused(tmp_path, iris_files, make
             if buf[pos + name_off: pos + name_off + len(name)] == name:
                 buf[pos + size_off: pos + size_off + 4] = fake
             start = pos + 4
-    with pytest.raises(IntegrityError, match=r"entry 'model.onnx' is (corrupt or truncated|not the size its header)"):
+    with pytest.raises(IntegrityError, match=r"entry 'model.onnx' is stored uncompressed but declares \d+ bytes in"):
         archive.read_mpk_bytes(bytes(buf), origin="lying.mpk")
+
+
+def test_deflated_entry_is_read_no_further_than_its_header_says(tmp_path, iris_files, make_zip):
+    # a deflated entry whose headers claim fewer bytes than it inflates to: reading stops at the declared
+    # size, and the short file then disagrees with the manifest, before anything else reads it
+    data = make_zip(dict(iris_files))
+    name = b"model.onnx"
+    real = len(iris_files["model.onnx"])
+    buf = bytearray(data)
+    for sig, size_off, name_off in ((b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)):
+        start = 0
+        while (pos := buf.find(sig, start)) != -1:
+            if buf[pos + name_off: pos + name_off + len(name)] == name:
+                buf[pos + size_off: pos + size_off + 4] = (real - 10).to_bytes(4, "little")
+            start = pos + 4
+    with pytest.raises(IntegrityError, match=rf"model.onnx has {real - 10} bytes but the manifest records {real}"):
+        archive.read_mpk_bytes(bytes(buf), origin="lying.mpk")
+    # without the table check (file-by-file reports) the cut-short read is still refused by its CRC
+    with pytest.raises(IntegrityError, match=r"entry 'model.onnx' is (corrupt or truncated|not the size)"):
+        archive.read_mpk_bytes(bytes(buf), origin="lying.mpk", check_table=False)
 
 
 # ------------------------------------------------------------------------------ damaged bundles

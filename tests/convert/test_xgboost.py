@@ -175,12 +175,20 @@ def test_categorical_feature_with_unseen_and_missing_values():
     bundle = mp.pack(model, df)
     column = bundle.signature.column("color")
     assert column.dtype == "category" and column.categories == ("black", "blue", "green", "red")
+    assert (column.unknown, column.native) == ("native", "error")  # XGBoost refuses unseen categories
     # fresh rows: missing and unseen categories, and categories listed in another order
     colors = np.array(["green", "red", None, "purple", "blue", "black"] * 10, dtype=object)
     fresh = pd.DataFrame({"a": rng.normal(size=len(colors)),
                           "color": pd.Categorical(colors, categories=["red", "purple", "green", "blue", "black"])})
+    with pytest.raises(mp.InputError, match=r"column 'color' has values outside its categories .*'purple'"):
+        bundle.predict(fresh)
+    # scored as missing when asked to: the answer XGBoost gives for a missing value, counted
+    as_missing = mp.pack(model, df, unknown_categories="missing")
     expected = model.predict_proba(fresh.assign(color=fresh["color"].cat.set_categories(["black", "blue", "green", "red"])))
-    np.testing.assert_allclose(bundle.predict(fresh)["probabilities"], expected, atol=1e-5)
+    np.testing.assert_allclose(as_missing.predict(fresh)["probabilities"], expected, atol=1e-5)
+    assert as_missing.runtime.unknown_categories == {"color": 10}
+    known = fresh[fresh["color"] != "purple"]
+    np.testing.assert_allclose(bundle.predict(known)["probabilities"], model.predict_proba(known), atol=1e-5)
     records = [{"a": 0.1, "color": "green"}, {"a": 0.1, "color": None}]
     np.testing.assert_allclose(
         bundle.predict(records)["probabilities"],

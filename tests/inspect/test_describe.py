@@ -176,6 +176,7 @@ def test_tensor_bundle_without_columns(tensor_bundle):
 def test_string_columns_show_the_values_seen_in_training(pipeline_bundle):
     b, _, df = pipeline_bundle({"age": "num", "city": "str"})
     city = next(c for c in describe(b)["signature"]["columns"] if c["name"] == "city")
-    assert city["dtype"] == "str" and city["categories"] is None
+    # the values its OneHotEncoder knows (modelport reads them from the fitted encoder)
+    assert city["dtype"] == "str" and city["categories"] == sorted(df["city"].unique())
     assert city["training"]["distinct"] == df["city"].nunique()
     assert set(city["training"]["top"]) == set(df["city"].unique())

@@ -86,6 +86,62 @@ def bundles(tmp_path_factory, iris) -> Bundles:
     return b
 
 
+def spin_model():
+    """An ONNX graph whose cost the request chooses: a Loop runs ``max(X)`` times (about a
+    microsecond each), so X = 1 is instant, 3e6 takes seconds and 1e18 never ends. Built with
+    onnx.helper: Y = X, computed after the loop."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    body = h.make_graph(
+        [h.make_node("Identity", ["cond_in"], ["cond_out"]), h.make_node("Add", ["v_in", "one"], ["v_out"])],
+        "spin_body",
+        [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("cond_in", T.BOOL, []),
+         h.make_tensor_value_info("v_in", T.FLOAT, [1])],
+        [h.make_tensor_value_info("cond_out", T.BOOL, []), h.make_tensor_value_info("v_out", T.FLOAT, [1])],
+        [h.make_tensor("one", T.FLOAT, [1], [1.0])],
+    )
+    graph = h.make_graph(
+        [
+            h.make_node("ReduceMax", ["X"], ["xmax"], keepdims=0),
+            h.make_node("Cast", ["xmax"], ["trips"], to=T.INT64),
+            h.make_node("Loop", ["trips", "always", "zero"], ["v_final"], body=body),
+            h.make_node("Mul", ["v_final", "zero"], ["nothing"]),
+            h.make_node("Add", ["X", "nothing"], ["Y"]),
+        ],
+        "spin",
+        [h.make_tensor_value_info("X", T.FLOAT, [None, 1])],
+        [h.make_tensor_value_info("Y", T.FLOAT, [None, 1])],
+        [h.make_tensor("always", T.BOOL, [], [True]), h.make_tensor("zero", T.FLOAT, [1], [0.0])],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.fixture(scope="session")
+def spin_bundle(tmp_path_factory) -> Path:
+    """``spin.mpk``: the bundle of :func:`spin_model` (its reference data is small: packing is quick)."""
+    path = tmp_path_factory.mktemp("spin") / "spin.mpk"
+    mp.pack(spin_model(), np.array([[1.0], [2.0], [3.0]], dtype=np.float32), name="spin", version="1").save(path)
+    return path
+
+
+def spin_body(x: float) -> dict:
+    """A V2 request for the spin model: ``x`` loop iterations."""
+    return {"inputs": [{"name": "X", "shape": [1, 1], "datatype": "FP32", "data": [x]}]}
+
+
+def rss_kb(pid: int, field: str = "VmHWM") -> int:
+    """A process's memory from /proc (VmHWM: the peak resident set so far; VmRSS: now), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
 @contextlib.contextmanager
 def thread_server(config) -> Iterator[str]:
     """Run a modelport server (HTTP) in a thread; yields its base URL."""

@@ -72,7 +72,8 @@ def test_help_lists_the_options():
     result = CliRunner().invoke(cli, ["serve", "--help"])
     assert result.exit_code == 0
     for option in ("--grpc-port", "--workers", "--version-policy", "--max-batch-size", "--auth-token-env",
-                   "--tls-certfile", "--cors-origin", "--poll", "--max-body-size", "--request-timeout"):
+                   "--tls-certfile", "--cors-origin", "--poll", "--max-body-size", "--request-timeout",
+                   "--max-concurrency", "--drain-timeout"):
         assert option in result.output
 
 
@@ -82,6 +83,8 @@ def test_bad_option_values(bundles):
     assert result.exit_code == 8 and "unknown version policy" in _text(result)
     result = runner.invoke(cli, ["serve", str(bundles.iris_v1), "--default-version", "iris"])
     assert result.exit_code == 2 and "NAME=VERSION" in _text(result)
+    result = runner.invoke(cli, ["serve", str(bundles.iris_v1), "--max-concurrency", "0"])
+    assert result.exit_code == 2 and "--max-concurrency" in _text(result)
 
 
 def _text(result) -> str:

@@ -201,13 +201,13 @@ def test_unknown_model_or_version_is_404_listing_what_is_served(client):
 @pytest.mark.parametrize(
     ("inputs", "needle"),
     [
-        ([{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], "input 'X' has shape [1, 3]"),
-        ([{"name": "X", "shape": [1, 4], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}], "must be FP32"),
+        ([{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], "input 'X' must have shape [N, 4] (columns f0, f1, f2, f3); got shape [1, 3]"),
+        ([{"name": "X", "shape": [1, 4], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}], "column 'f0' must be numeric (float64)"),
         ([{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3]}], "needs 4 elements"),
         ([{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": ["a", 1, 2, 3]}], "FP32"),
         ([{"name": "X", "shape": [1, 4], "datatype": "FP99", "data": [1, 2, 3, 4]}], "unknown datatype"),
-        ([{"name": "Y", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "missing input(s) 'X'"),
-        ([{"name": "f0", "shape": [1], "datatype": "FP32", "data": [1]}], "missing column(s) 'f1', 'f2', 'f3'"),
+        ([{"name": "Y", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "missing input(s): X"),
+        ([{"name": "f0", "shape": [1], "datatype": "FP32", "data": [1]}], "missing column(s): f1, f2, f3"),
         ([{"name": "X", "shape": [1, -4], "datatype": "FP32", "data": [1]}], "shape must be a list of non-negative"),
     ],
 )
@@ -421,9 +421,21 @@ def test_broken_bundle_on_repository_load_is_not_a_5xx(bundles, tmp_path):
         r = httpx.post(url + "/v2/repository/models/lin/load")
         assert 400 <= r.status_code < 500, r.text
         assert "lin.mpk" in r.json()["error"]
+        # the client learns which bundle, not where the server keeps it
+        assert str(tmp_path) not in r.text and str(tmp_path.resolve()) not in r.text, r.text
         # the loaded version keeps serving
         body = {"inputs": [{"name": "X", "shape": [1, 5], "datatype": "FP64", "data": [0, 0, 0, 0, 0]}]}
         assert httpx.post(url + "/v2/models/lin/infer", json=body).status_code == 200
+
+
+def test_metadata_does_not_show_server_paths(client, bundles):
+    for path in ("/v2/models/iris/versions/1", "/v2/models/churn", "/v2/models/lin"):
+        meta = client.get(path)
+        assert meta.status_code == 200
+        assert str(bundles.repo) not in meta.text and str(bundles.repo.resolve()) not in meta.text, meta.text
+    params = client.get("/v2/models/iris/versions/1").json()["parameters"]
+    assert params["source"] == "iris/1.mpk"  # relative to the source directory it was found in
+    assert client.get("/v2/models/churn").json()["parameters"]["source"] == "churn.mpk"
 
 
 def test_string_labels_are_bytes(client, bundles):

@@ -84,8 +84,9 @@ def test_directory_polling_swaps_under_load(bundles, tmp_path):
     repo.mkdir()
     target = repo / "iris.mpk"
     shutil.copyfile(bundles.iris_v1, target)
-    # inline_seconds=0: every call goes through the batch queue, so swaps meet queued requests
-    config = ServeConfig(sources=[str(repo)], poll_interval=0.1, inline_seconds=0.0)
+    # every call goes through the batch queue (models never run on the event loop), so swaps meet
+    # queued requests
+    config = ServeConfig(sources=[str(repo)], poll_interval=0.1)
     with thread_server(config) as url, Load(url) as load:
         load.wait_for_version("1")
         for version, src in (("2", bundles.iris_v2), ("1", bundles.iris_v1), ("2", bundles.iris_v2)):
@@ -101,7 +102,7 @@ def test_repository_reload_and_new_version_under_load(bundles, tmp_path):
     repo = tmp_path / "models"
     (repo / "iris").mkdir(parents=True)
     shutil.copyfile(bundles.iris_v1, repo / "iris" / "1.mpk")
-    with thread_server(ServeConfig(sources=[str(repo)], inline_seconds=0.0)) as url, Load(url) as load:
+    with thread_server(ServeConfig(sources=[str(repo)])) as url, Load(url) as load:
         load.wait_for_version("1")
         shutil.copyfile(bundles.iris_v2, repo / "iris" / "2.mpk")
         for _ in range(3):
@@ -121,8 +122,7 @@ def test_registry_alias_is_followed_under_load(bundles, tmp_path):
     reg.set_alias("iris", "production", v1.version)
     os.environ["MODELPORT_ARTIFACTS"] = str(tmp_path / "artifacts")
     try:
-        config = ServeConfig(sources=["models:/iris@production"], registry_url=url, poll_interval=0.1,
-                             inline_seconds=0.0)
+        config = ServeConfig(sources=["models:/iris@production"], registry_url=url, poll_interval=0.1)
         with thread_server(config) as server, Load(server) as load:
             load.wait_for_version(str(v1.version))
             reg.set_alias("iris", "production", v2.version)

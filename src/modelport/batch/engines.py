@@ -14,7 +14,7 @@ from typing import Any
 
 from modelport._deps import require
 from modelport.batch.resume import WorkDir, split_errors, write_atomic, write_rejects
-from modelport.batch.score import ERROR_COLUMN, ArrowChunkScorer
+from modelport.batch.score import ERROR_COLUMN, UNKNOWN_COLUMN, ArrowChunkScorer, add_counts
 from modelport.bundle.core import Bundle
 from modelport.errors import InputError, ModelportError
 
@@ -37,8 +37,10 @@ def run_engine(
     address: str | None,
     rejects_path: Path | None,
     progress: bool,
+    unknown: dict[str, int] | None = None,
 ) -> tuple[int, int, int]:
-    """Score with ``engine``; returns (rows in, rows written, rejects)."""
+    """Score with ``engine``; returns (rows in, rows written, rejects). Scored unknown categories
+    are added to ``unknown`` (column -> count)."""
     parts_dir = work.path / "engine"
     columns = list(dict.fromkeys([*scorer.core.columns, *kept]))
     # skip/null: the engine marks bad rows and assembly numbers them; fail: the engine stops at once
@@ -49,7 +51,8 @@ def run_engine(
     else:
         _spark(bundle, source, columns, kept, engine_on_error, prefix, address, parts_dir)
         files = sorted(parts_dir.glob("part-*.parquet"))
-    return _assemble(files, output, out_fmt, scorer, on_error, rejects_path, source)
+    return _assemble(files, output, out_fmt, scorer, on_error, rejects_path, source,
+                     {} if unknown is None else unknown)
 
 
 def _part_number(p: Path) -> tuple[int, str]:
@@ -59,7 +62,7 @@ def _part_number(p: Path) -> tuple[int, str]:
 
 def _assemble(
     files: list[Path], output: Path, fmt: str, scorer: ArrowChunkScorer, on_error: str,
-    rejects_path: Path | None, source: Any,
+    rejects_path: Path | None, source: Any, unknown: dict[str, int],
 ) -> tuple[int, int, int]:
     pq = require("pyarrow.parquet", purpose="batch scoring")
     pa = require("pyarrow", purpose="batch scoring")
@@ -71,6 +74,15 @@ def _assemble(
         for f in files:
             for b in pq.ParquetFile(f).iter_batches(batch_size=65_536):
                 counter["rows"] += b.num_rows
+                if UNKNOWN_COLUMN in b.schema.names:  # which rows held unknown categories: count, then drop
+                    marks = b.column(UNKNOWN_COLUMN)
+                    if marks.null_count < len(marks):
+                        counts: dict[str, int] = {}
+                        for m in marks.drop_null().to_pylist():
+                            for name in str(m).split(","):
+                                counts[name] = counts.get(name, 0) + 1
+                        add_counts(unknown, counts)
+                    b = b.drop_columns([UNKNOWN_COLUMN])
                 yield b
 
     def conformed() -> Iterator[Any]:

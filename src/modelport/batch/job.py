@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ from modelport.batch.score import (
     check_columns,
     input_columns,
     resolve_keep,
+    with_unknown_policy,
 )
 from modelport.bundle.core import Bundle
 from modelport.errors import InputError
@@ -53,6 +54,8 @@ class ScoreResult:
     rejects_path: Path | None
     seconds: float
     resumed_chunks: int = 0
+    #: per column, how many scored rows held a value outside the column's categories
+    unknown_categories: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float:
@@ -78,6 +81,7 @@ def score_file(
     input_format: str | None = None,
     output_format: str | None = None,
     progress: bool = False,
+    unknown_categories: str | None = None,
 ) -> ScoreResult:
     """Score ``input`` (Parquet file / directory / glob, CSV, JSON lines) into ``output``.
 
@@ -88,7 +92,9 @@ def score_file(
     score in parallel, each with ``threads`` ONNX Runtime threads (default: cores / workers).
     ``resume`` continues an interrupted job; an existing output is replaced only with ``overwrite``.
     ``engine``: ``local``, ``dask`` (``address`` of a scheduler, default a LocalCluster) or ``spark``
-    (``address`` is the master URL, default ``local[*]``).
+    (``address`` is the master URL, default ``local[*]``). ``unknown_categories`` (``native``,
+    ``missing``, ``error``) overrides the bundle's policy for values outside a column's categories;
+    those scored are counted in :attr:`ScoreResult.unknown_categories`, with ``error`` they are rejects.
     """
     from modelport._uri import load
 
@@ -104,7 +110,7 @@ def score_file(
             f"--resume and --workers apply to local scoring; the {engine} engine schedules and retries its own tasks.",
             hint=f"drop --resume/--workers with --engine {engine}",
         )
-    b = load(bundle)
+    b = with_unknown_policy(load(bundle), unknown_categories)
     out = Path(output)
     out_fmt = format_of(out, output_format, what="output")
     rej_path = None if on_error == "fail" else Path(rejects) if rejects else out.with_name(out.name + ".rejects.csv")
@@ -132,6 +138,7 @@ def score_file(
         "on_error": on_error,
         "prefix": prefix,
         "output_format": out_fmt,
+        "unknown_categories": unknown_categories,
     }
     resuming = False
     if work.exists:
@@ -168,13 +175,15 @@ def score_file(
         from modelport.batch.engines import run_engine
 
         try:
+            unknown: dict[str, int] = {}
             rows_in, rows_out, n_rej = run_engine(
                 engine, b, source, out, out_fmt, scorer, work, kept=kept, on_error=on_error, prefix=prefix,
-                address=address, rejects_path=rej_path, progress=progress,
+                address=address, rejects_path=rej_path, progress=progress, unknown=unknown,
             )
         finally:  # engine jobs are not resumable: never leave a work directory that asks for --resume
             work.remove()
-        return ScoreResult(out, rows_in, rows_out, n_rej, rej_path, time.perf_counter() - started)
+        return ScoreResult(out, rows_in, rows_out, n_rej, rej_path, time.perf_counter() - started,
+                           unknown_categories=unknown)
 
     done = work.done() if resuming else set()
     end = work.end() if resuming else None
@@ -243,7 +252,7 @@ def score_file(
             assembler.abort()
     work.remove()
     return ScoreResult(out, rows_in, rows_out, n_rej, rej_path, time.perf_counter() - started,
-                       resumed_chunks=len(done))
+                       resumed_chunks=len(done), unknown_categories=dict(assembler.unknown))
 
 
 _STOP = object()

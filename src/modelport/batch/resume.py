@@ -8,7 +8,8 @@ A job works in a hidden sibling of its output, ``.<output name>.modelport-partia
   back memory-mapped). Each is written to a temporary name, flushed to disk and renamed, so a
   part either exists complete or not at all; its existence is the journal entry "chunk done".
   ``parts/<chunk>.rejects.arrow`` (row, reason) is written *before* its part, so a present part
-  always has its rejects beside it.
+  always has its rejects beside it; so is ``parts/<chunk>.unknown.json``, the chunk's count of
+  scored values outside a column's categories, per column (when there were any).
 * ``end.json``: written once the input has been read to its end (number of chunks and rows).
 
 While chunks complete, :class:`Assembler` appends the parts, in chunk order, to a temporary output
@@ -30,7 +31,7 @@ from typing import Any
 from modelport._deps import require
 from modelport._fs import fsync_path, temp_sibling
 from modelport.batch.io import Writer
-from modelport.batch.score import ERROR_COLUMN, Rejects
+from modelport.batch.score import ERROR_COLUMN, Rejects, add_counts
 from modelport.errors import InputError
 
 JOB_FILE = "job.json"
@@ -96,6 +97,19 @@ class WorkDir:
     def rejects_path(self, index: int) -> Path:
         return self.parts / f"{index:09d}.rejects.arrow"
 
+    def unknown_path(self, index: int) -> Path:
+        return self.parts / f"{index:09d}.unknown.json"
+
+    def unknown(self, index: int) -> dict[str, int]:
+        """Chunk ``index``'s count of scored unknown categories per column ({} when none)."""
+        try:
+            data = json.loads(self.unknown_path(index).read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.unknown_path(index)}: unreadable ({exc}).", hint="start over with --overwrite") from exc
+        return {str(k): int(v) for k, v in data.items()}
+
     def done(self) -> set[int]:
         out = set()
         for p in self.parts.glob("*.arrow"):
@@ -113,6 +127,11 @@ class WorkDir:
             self._write_batch(pa, rej, rp)
         elif rp.exists():
             rp.unlink()
+        up = self.unknown_path(index)
+        if rejects.unknown:
+            _atomic_write_bytes(up, json.dumps(rejects.unknown, sort_keys=True).encode())
+        elif up.exists():
+            up.unlink()
         self._write_batch(pa, batch, self.part_path(index))
 
     def _write_batch(self, pa: Any, batch: Any, path: Path) -> None:
@@ -155,6 +174,8 @@ class Assembler:
         self.ready: set[int] = set()
         self.rejects: list[Any] = []
         self.rows = 0
+        #: scored values outside a column's categories, per column, over the chunks appended so far
+        self.unknown: dict[str, int] = {}
 
     def done(self, index: int) -> None:
         """Chunk ``index`` has its part on disk: append it and any that were waiting for it."""
@@ -166,6 +187,7 @@ class Assembler:
             rp = self.work.rejects_path(self.next)
             if self.rejects_path is not None and rp.exists():
                 self.rejects.extend(self.work.read(rp))
+            add_counts(self.unknown, self.work.unknown(self.next))
             self.next += 1
 
     def finish(self, chunks: int) -> tuple[int, int]:

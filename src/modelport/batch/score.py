@@ -3,26 +3,27 @@
 Every engine (local chunks, worker processes, Dask partitions, Spark pandas UDFs) scores through
 :class:`ChunkScorer`, so all of them give the same columns, the same values and the same errors.
 
-Feeds are built by :mod:`modelport.runtime.coerce` (the same validation and messages as
-``bundle.predict``). Rows that cannot be scored are found without giving up the vectorised path:
-the common per-row faults (a missing value where the model takes none, a non-numeric text in a
-numeric column) are found with array operations first; anything else the runtime refuses is
-narrowed down to single rows by bisection. Depending on ``on_error`` such rows stop the job
-(``fail``), are left out (``skip``) or get null predictions (``null``); both of the latter report
-them as rejects (global row number and reason).
+This module only decodes a chunk's columns (pyarrow or pandas) to numpy arrays. Whether a row can
+be scored is decided by :meth:`modelport.runtime.coerce.FeedBuilder.check`, the same rules and
+words as ``bundle.predict`` and the server, vectorised per column: it returns the feeds of the
+rows that pass and a reason for each row that does not. Should ONNX Runtime still refuse rows,
+:meth:`~modelport.runtime.session.Runtime.run_rows` narrows that down to single rows. Depending on
+``on_error`` such rows stop the job (``fail``), are left out (``skip``) or get null predictions
+(``null``); both of the latter report them as rejects (global row number and reason). Values
+outside a column's categories that are scored anyway are counted (:attr:`Rejects.unknown`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from modelport._deps import require
-from modelport.bundle.reference import missing_mask
-from modelport.errors import InputError, ModelportError
+from modelport.errors import InputError
+from modelport.runtime.coerce import FeedBuilder
 from modelport.runtime.session import output_columns
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ OnError = Literal["fail", "skip", "null"]
 ON_ERROR = ("fail", "skip", "null")
 #: hidden columns engines carry so that assembly can restore global row numbers and rejects
 ERROR_COLUMN = "__modelport_error"
+#: ... and count the unknown categories that were scored (the names of the columns, per row)
+UNKNOWN_COLUMN = "__modelport_unknown"
 #: For runs with several ONNX Runtime threads (``--threads``): by default a run's rows are split
 #: into one block per thread, so a thread that the reading and writing threads delay holds up the
 #: whole run; smaller blocks handed out as threads become free keep the cores busy (measured with
@@ -45,10 +48,14 @@ BATCH_SESSION_CONFIG = {"session.dynamic_block_base": "4"}
 
 @dataclass
 class Rejects:
-    """Rows that could not be scored: global row numbers (0-based, in input order) and reasons."""
+    """Rows that could not be scored: global row numbers (0-based, in input order) and reasons;
+    and, per column, how many scored rows held a value outside the column's categories."""
 
     rows: list[int] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    unknown: dict[str, int] = field(default_factory=dict)
+    #: for one chunk: per column, which of its rows held an unknown category (not merged by extend)
+    unknown_rows: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def add(self, row: int, reason: str) -> None:
         self.rows.append(int(row))
@@ -57,9 +64,48 @@ class Rejects:
     def extend(self, other: Rejects) -> None:
         self.rows.extend(other.rows)
         self.reasons.extend(other.reasons)
+        add_counts(self.unknown, other.unknown)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+def add_counts(into: dict[str, int], more: Mapping[str, int]) -> None:
+    """Add per-column counts ``more`` to ``into``."""
+    for k, v in more.items():
+        into[k] = into.get(k, 0) + int(v)
+
+
+def unknown_summary(counts: Mapping[str, int]) -> str | None:
+    """One line for a job's summary about the unknown categories it scored, or None."""
+    if not counts:
+        return None
+    total = sum(counts.values())
+    shown = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10])
+    return f"{total:,} value(s) outside their column's categories were scored (not refused): {shown}"
+
+
+def with_unknown_policy(bundle: Bundle, unknown_categories: str | None) -> Bundle:
+    """``bundle`` with every categorical column's unknown-category policy set to ``unknown_categories``
+    (None: ``bundle`` itself). The policy then travels with the bundle to every worker and engine;
+    its digest changes with it, so a resumed job cannot mix policies."""
+    if unknown_categories is None:
+        return bundle
+    FeedBuilder(bundle.signature, unknown_categories=unknown_categories)  # refuses what a column cannot do
+    from modelport.bundle import manifest as mf
+    from modelport.bundle.core import Bundle as _Bundle
+
+    manifest = dict(bundle.manifest)
+    signature = dict(manifest["signature"])
+    columns = signature.get("columns")
+    if not columns or not any(c.get("categories") is not None for c in columns):
+        return bundle
+    signature["columns"] = [
+        {**c, "unknown": unknown_categories} if c.get("categories") is not None else c for c in columns
+    ]
+    manifest["signature"] = signature
+    files = {**bundle.files, "manifest.json": mf.dumps(manifest)}
+    return _Bundle(files, origin=f"{bundle.origin} (unknown categories: {unknown_categories})")
 
 
 def input_columns(bundle: Bundle) -> list[str]:
@@ -71,14 +117,17 @@ def input_columns(bundle: Bundle) -> list[str]:
 def check_columns(bundle: Bundle, available: Sequence[str], *, where: str = "the input") -> None:
     """Refuse an input that lacks model columns, naming the missing ones and the unexpected ones."""
     need = input_columns(bundle)
-    have = list(available)
+    have = set(available)
     missing = [c for c in need if c not in have]
     if missing:
-        unexpected = [c for c in have if c not in need]
-        extra = f"; columns the model does not use: {_list(unexpected)}" if unexpected else ""
+        wanted = set(need)
+        unexpected = [c for c in available if c not in wanted]
+        # the words of the runtime's own refusal; columns the model does not use are copied, not refused
+        what = "column" if bundle.signature.columns is not None else "input"
+        extra = f" (it also has {_list(unexpected)}, which the model does not use)" if unexpected else ""
         raise InputError(
-            f"{where} lacks the model's input column(s) {_list(missing)}{extra}. "
-            f"The model expects: {_list(need)}.",
+            f"{where}: missing {what}(s): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}{extra}. "
+            f"The model expects {what}s: {', '.join(need[:20])}{' ...' if len(need) > 20 else ''}.",
             hint="rename the columns to the names the bundle was packed with (see `modelport inspect`)",
         )
 
@@ -109,19 +158,24 @@ def resolve_keep(bundle: Bundle, available: Sequence[str], keep: str | Sequence[
 
 @dataclass
 class Prepared:
-    """One chunk after :meth:`ChunkScorer.prepare`: converted columns, the rows already known bad
-    (and why), and the runtime feeds when every row is fine."""
+    """One chunk after :meth:`ChunkScorer.prepare`: the runtime feeds of the rows that can be
+    scored, the rows that cannot (and why), and the unknown categories among the scored rows."""
 
     n_rows: int
     first_row: int
-    arrays: dict[str, np.ndarray]
     bad: np.ndarray
     reasons: dict[int, str]
-    feeds: dict[str, np.ndarray] | None
+    feeds: dict[str, np.ndarray]
+    unknown: dict[str, int] = field(default_factory=dict)
+    unknown_rows: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class ChunkScorer:
-    """Scores column chunks with one bundle; shared by every engine."""
+    """Scores column chunks with one bundle; shared by every engine.
+
+    ``unknown_categories`` overrides the bundle's policy for values outside a column's
+    categories (``native``, ``missing`` or ``error``).
+    """
 
     def __init__(
         self,
@@ -130,34 +184,36 @@ class ChunkScorer:
         on_error: OnError = "fail",
         prefix: str = "",
         runtime: Runtime | None = None,
+        unknown_categories: str | None = None,
     ) -> None:
         if on_error not in ON_ERROR:
             raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}; got {on_error!r}.")
         self.bundle = bundle
         self.runtime = runtime or bundle.runtime
+        self.builder = (self.runtime.builder if unknown_categories is None
+                        else FeedBuilder(bundle.signature, unknown_categories=unknown_categories))
         self.on_error = on_error
         self.prefix = prefix
         self.columns = input_columns(bundle)
         sig = bundle.signature
-        self._specs = {}
+        self._form = "columns" if sig.columns is not None else "tensors"
         if sig.columns is not None:
-            for c in sig.columns:
-                self._specs[c.name] = (c.dtype, sig.input(c.input).dtype, c.nullable)
+            self._text = {c.name: c.dtype in ("str", "category") or sig.input(c.input).dtype == "str" for c in sig.columns}
         else:
-            for t in sig.inputs:
-                self._specs[t.name] = (t.dtype, t.dtype, True)
+            self._text = {t.name: t.dtype == "str" for t in sig.inputs}
         self.output_layout = self._layout()
 
     # ------------------------------------------------------------------ output description
     def _layout(self) -> list[tuple[str, np.dtype[Any]]]:
         """(column name, numpy dtype) of the prediction columns, in order."""
+        cols = output_columns(self._empty_outputs(), self.bundle.classes)
+        return [(self.prefix + name, arr.dtype) for name, arr in cols.items()]
+
+    def _empty_outputs(self) -> dict[str, np.ndarray]:
         ref = self.bundle.reference_outputs
         if ref and all(n in ref for n in self.runtime.output_names):
-            empty = {n: ref[n][:0] for n in self.runtime.output_names}
-        else:
-            empty = self.runtime._empty(self.runtime.output_names)
-        cols = output_columns(empty, self.bundle.classes)
-        return [(self.prefix + name, arr.dtype) for name, arr in cols.items()]
+            return {n: ref[n][:0] for n in self.runtime.output_names}
+        return self.runtime.empty_outputs()
 
     @property
     def output_names(self) -> list[str]:
@@ -180,110 +236,50 @@ class ChunkScorer:
         return self.run(self.prepare(cols, n_rows, first_row))
 
     def prepare(self, cols: dict[str, Any], n_rows: int, first_row: int = 0) -> Prepared:
-        """The numpy work of :meth:`score_columns` before ONNX Runtime runs: checks, conversion, feeds.
+        """The numpy work of :meth:`score_columns` before ONNX Runtime runs: decoding, checks, feeds.
 
         Separate so that a pipeline can prepare the next chunk while the runtime scores this one.
         """
         if n_rows == 0:
-            return Prepared(n_rows, first_row, {}, np.zeros(0, dtype=bool), {}, None)
-        arrays: dict[str, np.ndarray] = {}
-        bad = np.zeros(n_rows, dtype=bool)
-        reasons: dict[int, str] = {}
-        for name in self.columns:
-            arr, col_bad, why = self._prepare(name, cols[name])
-            arrays[name] = arr
-            if col_bad is not None and col_bad.any():
-                for i in np.flatnonzero(col_bad & ~bad).tolist():
-                    reasons[i] = why(i)
-                bad |= col_bad
-        if bad.any() and self.on_error == "fail":
+            return Prepared(n_rows, first_row, np.zeros(0, dtype=bool), {}, {})
+        arrays = {name: _to_numpy(cols[name], text=self._text[name]) for name in self.columns}
+        checked = self.builder.check(arrays, form=self._form)
+        bad = checked.bad if checked.bad is not None else np.zeros(n_rows, dtype=bool)
+        if checked.bad is not None and self.on_error == "fail":
             first = int(np.flatnonzero(bad)[0])
-            raise self._row_error(first_row + first, reasons[first])
-        feeds = None
-        if not bad.any():
-            try:  # the common case: every row is fine, the whole chunk is one run
-                feeds = self.runtime.feeds(arrays)
-            except ModelportError:
-                feeds = None  # narrowed down to rows by run()
-        return Prepared(n_rows, first_row, arrays, bad, reasons, feeds)
+            raise self._row_error(first_row + first, checked.reasons[first])
+        unknown = checked.unknown_counts
+        if unknown:
+            self.runtime.count_unknown(unknown)
+        rows = {k: v for k, v in checked.unknown.items() if k in unknown}
+        return Prepared(n_rows, first_row, bad, checked.reasons, checked.feeds, unknown, rows)
 
     def run(self, p: Prepared) -> tuple[dict[str, np.ndarray], np.ndarray, Rejects]:
         """Run a prepared chunk; see :meth:`score_columns`."""
         n_rows, first_row = p.n_rows, p.first_row
+        rejects = Rejects(unknown=dict(p.unknown), unknown_rows=p.unknown_rows)
         if n_rows == 0:
             empty = {n: np.empty(0, dtype=d) for n, d in self.output_layout}
-            return empty, np.zeros(0, dtype=bool), Rejects()
+            return empty, np.zeros(0, dtype=bool), rejects
         reasons = dict(p.reasons)
-        parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
-        result = None
-        if p.feeds is not None:
-            try:
-                result = self.runtime.run(p.feeds)
-            except ModelportError:
-                result = None
-        if result is not None:
-            parts.append((np.arange(n_rows), output_columns(result, self.bundle.classes)))
-        else:
-            ok_idx = np.flatnonzero(~p.bad)
-            if ok_idx.size:
-                self._run_or_bisect(p.arrays, ok_idx, first_row, parts, reasons)
+        ok_idx = np.flatnonzero(~p.bad)
         scored = np.zeros(n_rows, dtype=bool)
-        for idx, _ in parts:
-            scored[idx] = True
-        rejects = Rejects()
+        if ok_idx.size:
+            # rows ONNX Runtime refuses although the input rules let them through are found by bisection
+            result, ran, refused = self.runtime.run_rows(p.feeds)
+            if refused:
+                first = min(refused)
+                if self.on_error == "fail":
+                    raise self._row_error(first_row + int(ok_idx[first]), refused[first])
+                for j, why in refused.items():
+                    reasons[int(ok_idx[j])] = why
+            scored[ok_idx[ran]] = True
+        else:
+            result = self.runtime.empty_outputs()
         for i in sorted(reasons):
             rejects.add(first_row + i, reasons[i])
-        out = self._merge(parts, scored)
+        out = {self.prefix + k: v for k, v in output_columns(result, self.bundle.classes).items()}
         return out, scored, rejects
-
-    def _run_or_bisect(
-        self,
-        arrays: dict[str, np.ndarray],
-        idx: np.ndarray,
-        first_row: int,
-        parts: list[tuple[np.ndarray, dict[str, np.ndarray]]],
-        reasons: dict[int, str],
-    ) -> None:
-        whole = idx.size == next(iter(arrays.values())).shape[0] if arrays else True
-        sub = arrays if whole and np.array_equal(idx, np.arange(idx.size)) else {k: v[idx] for k, v in arrays.items()}
-        try:
-            result = self.runtime.run(self.runtime.feeds(sub))
-        except ModelportError as exc:
-            if idx.size == 1:
-                reason = exc.message if isinstance(exc, ModelportError) else str(exc)
-                if self.on_error == "fail":
-                    raise self._row_error(first_row + int(idx[0]), reason) from exc
-                reasons[int(idx[0])] = reason
-                return
-            half = idx.size // 2
-            self._run_or_bisect(arrays, idx[:half], first_row, parts, reasons)
-            self._run_or_bisect(arrays, idx[half:], first_row, parts, reasons)
-            return
-        parts.append((idx, output_columns(result, self.bundle.classes)))
-
-    def _merge(
-        self, parts: list[tuple[np.ndarray, dict[str, np.ndarray]]], scored: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        """Prediction columns for the scored rows, in row order, with our names."""
-        n_ok = int(scored.sum())
-        if len(parts) == 1:
-            cols = parts[0][1]
-            return {self.prefix + k: v for k, v in cols.items()}
-        out: dict[str, np.ndarray] = {}
-        # positions of each part's rows among the scored rows
-        rank = np.cumsum(scored) - 1
-        for (name, dtype), raw in zip(self.output_layout, output_columns(self._empty_like(), self.bundle.classes)):
-            arr = np.empty(n_ok, dtype=dtype)
-            for idx, cols in parts:
-                arr[rank[idx]] = cols[raw]
-            out[name] = arr
-        return out
-
-    def _empty_like(self) -> dict[str, np.ndarray]:
-        ref = self.bundle.reference_outputs
-        if ref and all(n in ref for n in self.runtime.output_names):
-            return {n: ref[n][:0] for n in self.runtime.output_names}
-        return self.runtime._empty(self.runtime.output_names)
 
     def _row_error(self, row: int, reason: str) -> InputError:
         return InputError(
@@ -291,38 +287,6 @@ class ChunkScorer:
             hint="fix the row, or pass --on-error skip (leave such rows out, listed in a rejects file) "
             "or --on-error null (null predictions)",
         )
-
-    # ------------------------------------------------------------------ column preparation
-    def _prepare(self, name: str, raw: Any) -> tuple[np.ndarray, np.ndarray | None, Any]:
-        """1-D numpy values for a model column, the rows that cannot be scored, and why."""
-        logical, tensor, nullable = self._specs[name]
-        arr = _to_numpy(raw, text=logical in ("str", "category") or tensor == "str")
-        if arr.ndim != 1:
-            raise InputError(f"column {name!r} must be one-dimensional; got shape {arr.shape}.")
-        if logical == "category" or tensor == "str" or logical == "str":
-            if tensor == "str":
-                missing = missing_mask(arr)
-                if missing.any():
-                    return arr, missing, lambda i: f"column {name!r} is missing; this model cannot take missing strings."
-            return arr, None, None
-        # numeric column
-        if arr.dtype.kind in "OUS":
-            values, bad = _parse_numbers(arr)
-            if bad.any():
-                shown = arr
-                return values, bad, lambda i: f"column {name!r} must be numeric ({logical}); got {shown[i]!r}."
-            arr = values
-        if arr.dtype.kind == "f" and not nullable:
-            nan = np.isnan(arr)
-            if nan.any():
-                return arr, nan, lambda i: (
-                    f"column {name!r} is missing (NaN), and this model cannot take missing values."
-                )
-        if tensor.startswith("int") and arr.dtype.kind == "f":
-            frac = np.isnan(arr) | (np.mod(arr, 1) != 0)
-            if frac.any():
-                return arr, frac, lambda i: f"column {name!r} must hold whole numbers; got {arr[i]!r}."
-        return arr, None, None
 
 
 def _to_numpy(raw: Any, *, text: bool) -> np.ndarray:
@@ -364,26 +328,6 @@ def _arrow_to_numpy(col: Any, *, text: bool) -> np.ndarray:
     if pa.types.is_null(t):
         return np.full(len(col), np.nan)
     return col.to_numpy(zero_copy_only=False)
-
-
-def _parse_numbers(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Text -> float64; missing stays NaN; returns the rows whose text is not a number."""
-    try:
-        return arr.astype(np.float64), np.zeros(arr.shape[0], dtype=bool)
-    except (TypeError, ValueError):
-        pass
-    out = np.empty(arr.shape[0], dtype=np.float64)
-    bad = np.zeros(arr.shape[0], dtype=bool)
-    for i, v in enumerate(arr.tolist()):
-        if v is None:
-            out[i] = np.nan
-            continue
-        try:
-            out[i] = float(v)
-        except (TypeError, ValueError):
-            out[i] = np.nan
-            bad[i] = True
-    return out, bad
 
 
 def _arrow_type(pa: Any, dtype: np.dtype[Any]) -> Any:
@@ -482,6 +426,7 @@ def score(
     prefix: str = "",
     chunk_rows: int = 131_072,
     return_rejects: bool = False,
+    unknown_categories: str | None = None,
 ) -> Any:
     """Score a pandas DataFrame or pyarrow Table; returns the same kind with prediction columns.
 
@@ -490,11 +435,14 @@ def score(
     (``label`` and ``proba_<class>`` for classifiers, ``prediction`` for regressors). A DataFrame
     keeps its index. ``on_error="skip"`` leaves out rows that cannot be scored and ``"null"``
     gives them null predictions; ``return_rejects=True`` also returns a DataFrame / Table of
-    ``row`` (0-based position) and ``reason``.
+    ``row`` (0-based position) and ``reason``, whose ``attrs["unknown_categories"]`` (DataFrame) or
+    schema metadata (Table) counts, per column, the values outside its categories that were
+    scored. ``unknown_categories`` (``native``, ``missing``, ``error``) overrides the bundle's
+    policy for such values; ``error`` makes them rejects.
     """
     from modelport._uri import load
 
-    b = load(bundle)
+    b = with_unknown_policy(load(bundle), unknown_categories)
     pa = require("pyarrow", purpose="batch scoring")
     is_pandas = type(data).__module__.startswith("pandas") and hasattr(data, "columns")
     if is_pandas:
@@ -522,7 +470,10 @@ def score(
         rejects.extend(rej)
     result = pa.Table.from_batches(out, schema=scorer.schema)
     if return_rejects:
-        return result, pa.table({"row": pa.array(rejects.rows, pa.int64()), "reason": pa.array(rejects.reasons, pa.string())})
+        import json
+
+        table = pa.table({"row": pa.array(rejects.rows, pa.int64()), "reason": pa.array(rejects.reasons, pa.string())})
+        return result, table.replace_schema_metadata({"unknown_categories": json.dumps(rejects.unknown)})
     return result
 
 
@@ -540,7 +491,9 @@ def _score_pandas(
         rejects.extend(rej)
     result = pd.concat(frames) if len(frames) > 1 else frames[0]
     if return_rejects:
-        return result, pd.DataFrame({"row": pd.Series(rejects.rows, dtype="int64"), "reason": pd.Series(rejects.reasons, dtype=object)})
+        frame = pd.DataFrame({"row": pd.Series(rejects.rows, dtype="int64"), "reason": pd.Series(rejects.reasons, dtype=object)})
+        frame.attrs["unknown_categories"] = dict(rejects.unknown)
+        return result, frame
     return result
 
 
@@ -584,6 +537,12 @@ def score_frame(
             for r, why in zip(rejects.rows, rejects.reasons):
                 errs[r - first_row] = why
             pred_frame[error_column] = pd.Series(errs, index=base.index, dtype="string")
+        if error_column == ERROR_COLUMN:  # an engine's part: say which rows held unknown categories
+            marks = np.full(len(part), None, dtype=object)
+            for name, rows in rejects.unknown_rows.items():
+                for i in np.flatnonzero(rows).tolist():
+                    marks[i] = name if marks[i] is None else f"{marks[i]},{name}"
+            pred_frame[UNKNOWN_COLUMN] = pd.Series(marks, index=base.index, dtype="string")
     return (pd.concat([base, pred_frame], axis=1) if kept else pred_frame), rejects
 
 

@@ -17,6 +17,8 @@ import numpy as np
 
 from modelport._deps import require
 from modelport.batch.score import (
+    ERROR_COLUMN,
+    UNKNOWN_COLUMN,
     ChunkScorer,
     OnError,
     check_clash,
@@ -179,6 +181,8 @@ def predict_map(
     fields = [schema[c] for c in kept] + prediction_fields(core)
     if error_column is not None:
         fields.append(T.StructField(error_column, T.StringType(), True))
+    if error_column == ERROR_COLUMN:  # an engine's part also says which rows held unknown categories
+        fields.append(T.StructField(UNKNOWN_COLUMN, T.StringType(), True))
     out_schema = T.StructType(fields)
     digest, bc = _broadcast(b, s)
 

@@ -53,6 +53,14 @@ def decode_columns(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if name.endswith(MASK_SUFFIX):
             continue
         mask = arrays.get(name + MASK_SUFFIX)
+        if mask is not None and (mask.dtype != bool or mask.shape != arr.shape[:1] or arr.ndim != 1):
+            from modelport.errors import IntegrityError
+
+            raise IntegrityError(
+                f"reference data: {name + MASK_SUFFIX!r} must be a boolean vector as long as column {name!r} "
+                f"({arr.shape[:1]}); got {mask.dtype} of shape {mask.shape}.",
+                hint="the bundle was modified after packing; re-pack the model",
+            )
         if arr.dtype.kind == "U":
             objs = arr.astype(object)
             if mask is not None:

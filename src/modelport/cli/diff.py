@@ -37,7 +37,7 @@ def diff(ctx: click.Context, a: str, b: str, as_json: bool, skip_behaviour: bool
     if as_json:
         click.echo(dumps(report.to_dict()))
     else:
-        from rich.console import Console
+        from modelport.inspect._text import console
 
-        Console(highlight=False, soft_wrap=True).print(render(report))
+        console(soft_wrap=True).print(render(report))
     ctx.exit(report.exit_code)

@@ -26,6 +26,6 @@ def inspect(bundle: str, as_json: bool, show_graph: bool) -> None:
             info["graph"] = graph_text(b)
         click.echo(dumps(info))
     elif show_graph:
-        click.echo(graph_text(b))
+        click.echo(graph_text(b))  # names cleaned of terminal controls
     else:
         print_description(describe(b))

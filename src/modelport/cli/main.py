@@ -21,12 +21,15 @@ from modelport.errors import ModelportError
 COMMANDS: dict[str, str] = {
     "pack": "modelport.cli.pack:pack",
     "verify": "modelport.cli.verify:verify",
+    "sign": "modelport.cli.sign:sign",
     "inspect": "modelport.cli.inspect:inspect",
     "diff": "modelport.cli.diff:diff",
     "predict": "modelport.cli.predict:predict",
     "serve": "modelport.cli.serve:serve",
     "compile": "modelport.cli.compile:compile_",
     "score": "modelport.cli.score:score",
+    "stream": "modelport.cli.stream:stream",
+    "export": "modelport.cli.export:export",
     "push": "modelport.cli.registry:push",
     "pull": "modelport.cli.registry:pull",
     "models": "modelport.cli.registry:models",
@@ -41,13 +44,16 @@ COMMANDS: dict[str, str] = {
 
 HELP = {
     "pack": "Convert a trained model file into a verified bundle.",
-    "verify": "Check a bundle's digests and re-run its reference data here.",
+    "verify": "Check a bundle's digests (and signature) and re-run its reference data here.",
+    "sign": "Sign a bundle (every file, manifest included) with an EC key or a CA certificate.",
     "inspect": "Describe a bundle: signature, source, graph, parity, metrics.",
     "diff": "Compare two bundles: metadata, signature, graph and behaviour.",
     "predict": "Score a CSV, Parquet or JSON-lines file with a bundle.",
     "serve": "Serve bundles over REST and gRPC (Open Inference Protocol).",
     "compile": "Compile a bundle into standalone C, SQL or Python.",
     "score": "Batch-score large files (chunked, resumable, Dask or Spark).",
+    "stream": "Score a message stream (Redis Streams, NATS JetStream, JSON lines).",
+    "export": "Export a bundle for Lambda, Cloud Functions, Azure, a container, KServe or MLflow.",
     "push": "Store a bundle in the registry as the next version of its model.",
     "pull": "Fetch a bundle from the registry.",
     "models": "List the models in the registry.",
@@ -85,7 +91,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ModelportError as exc:
-            _error(str(exc))
+            _error(exc)
             ctx.exit(exc.exit_code)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> Any:
         rv = cli.main(args=argv, prog_name="modelport", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
     except ModelportError as exc:
-        _error(str(exc))
+        _error(exc)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         _error("aborted.")
@@ -119,8 +125,11 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(130)
 
 
-def _error(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+def _error(message: str | BaseException) -> None:
+    from modelport.inspect._text import clean, clean_error
+
+    text = clean_error(message) if isinstance(message, BaseException) else clean(message, multiline=True)
+    click.echo(f"error: {text}", err=True)
 
 
 if __name__ == "__main__":

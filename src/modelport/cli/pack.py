@@ -16,8 +16,8 @@ _TENSOR_FORMATS = ("torch-export", "torch-pickle", "onnx")
 
 
 @click.command("pack")
-@click.argument("model_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("sample_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("model_file", type=click.Path(path_type=Path))
+@click.argument("sample_file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
               help="Where to write the bundle: NAME.mpk for a single file, any other path for a directory.")
 @click.option("--name", default=None, help="Model name (default: the model file's name without extension).")
@@ -42,11 +42,15 @@ _TENSOR_FORMATS = ("torch-export", "torch-pickle", "onnx")
               help="For torch and ONNX classifiers: the class labels, in score order.")
 @click.option("--scores", type=click.Choice(["logits", "probabilities"]), default=None,
               help="For torch classifiers: whether the module returns logits (default) or probabilities.")
+@click.option("--unknown-categories", type=click.Choice(["native", "missing", "error"]), default="native",
+              show_default=True,
+              help="Values outside a column's categories: as the model's library does (native), scored as "
+                   "missing (counted), or refused (error). Serving and scoring can override it.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def pack(
     model_file: Path,
-    sample_file: Path,
+    sample_file: Path | None,
     output: Path,
     name: str | None,
     version: str | None,
@@ -62,6 +66,7 @@ def pack(
     task: str | None,
     classes: str | None,
     scores: str | None,
+    unknown_categories: str,
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -69,10 +74,13 @@ def pack(
 
     \b
     MODEL_FILE: XGBoost .json/.ubj, LightGBM text (.txt), CatBoost .cbm, a torch
-                ExportedProgram (.pt2, torch.export.save), an .onnx file, or a
-                pickle/joblib file (only with --trust-pickle: loading a pickle runs code).
+                ExportedProgram (.pt2, torch.export.save), an .onnx file, a
+                pickle/joblib file (only with --trust-pickle: loading a pickle runs code),
+                or an MLflow model directory (its onnx flavor; sklearn / xgboost /
+                lightgbm flavors only with --trust-pickle).
     SAMPLE_FILE: rows like the training data (CSV, Parquet, JSON lines); for torch,
                  also an example input as .npy (one input) or .npz (one array per input).
+                 Optional for an MLflow model logged with an input example.
 
     Nothing is written unless packing and verification succeed.
     """
@@ -91,9 +99,14 @@ def pack(
             raise InputError(f"{flag} must be a number >= 0; got {value}.")
 
     fmt = detect(model_file)
+    mlflow_model = None
+    if fmt == "mlflow":
+        from modelport.convert.mlflow import read as read_mlflow
+
+        mlflow_model = read_mlflow(model_file, trust_pickle=trust_pickle)
     options: dict[str, Any] = {}
     if task is not None or classes is not None or scores is not None:
-        if fmt not in _TENSOR_FORMATS:
+        if fmt not in _TENSOR_FORMATS and not (mlflow_model is not None and mlflow_model.flavor == "onnx"):
             raise InputError(
                 "--task, --classes and --scores apply to torch and ONNX models; "
                 f"{model_file} is a {fmt} model, whose task modelport reads from the model itself."
@@ -107,8 +120,21 @@ def pack(
             if fmt == "onnx":
                 raise InputError("--scores applies to torch models only.")
             options["scores"] = scores
-    model = load_model_file(model_file, trust_pickle=trust_pickle)
-    sample = read_sample(sample_file)
+    if mlflow_model is not None:
+        model = mlflow_model.model
+        if sample_file is None and mlflow_model.sample is None:
+            from modelport.convert.mlflow import describe_missing_sample
+
+            raise describe_missing_sample(mlflow_model)
+        sample = read_sample(sample_file) if sample_file is not None else mlflow_model.sample
+    else:
+        if sample_file is None:
+            raise InputError(
+                f"SAMPLE_FILE is needed for {model_file}: packing checks the bundle against the model on sample rows.",
+                hint="pass a CSV / Parquet / JSON-lines file of rows like the training data",
+            )
+        model = load_model_file(model_file, trust_pickle=trust_pickle)
+        sample = read_sample(sample_file)
     defaults = Tolerance()
     tolerance = Tolerance(
         probability_abs=defaults.probability_abs if tolerance_abs is None else tolerance_abs,
@@ -117,7 +143,7 @@ def pack(
     bundle = pack_model(
         model,
         sample,
-        name=name or model_file.stem,
+        name=name or (model_file.resolve().name if mlflow_model is not None else model_file.stem),
         version=version,
         description=description,
         metrics=metric_values,
@@ -127,6 +153,7 @@ def pack(
         accept_mismatch=accept_mismatch,
         reference_rows=reference_rows,
         options=options or None,
+        unknown_categories=unknown_categories,
     )
     path = bundle.save(output, overwrite=overwrite)
     _summary(bundle, path, as_json)
@@ -210,11 +237,13 @@ def _summary(bundle: Any, path: Path, as_json: bool) -> None:
             "parity": parity,
         }, indent=2, default=str))
         return
-    from rich.console import Console
     from rich.text import Text
 
-    console = Console(highlight=False, soft_wrap=True)
-    head = Text(f"packed {bundle.name}", style="bold")
+    from modelport.inspect._text import clean
+    from modelport.inspect._text import console as literal_console
+
+    console = literal_console(soft_wrap=True)  # names and class labels come from data: never markup
+    head = Text(f"packed {clean(bundle.name)}", style="bold")
     if bundle.version:
         head.append(f" version {bundle.version}", style="cyan")
     head.append(f" -> {path}")
@@ -222,7 +251,7 @@ def _summary(bundle: Any, path: Path, as_json: bool) -> None:
     console.print(f"  digest   {bundle.digest}")
     estimator = source.get("estimator", "?")
     console.print(f"  model    {estimator} ({source.get('framework', '?')} {source.get('framework_version', '')})".rstrip())
-    task = bundle.task + (f", classes {bundle.classes}" if bundle.classes else "")
+    task = bundle.task + (f", classes {clean(bundle.classes)}" if bundle.classes else "")
     console.print(f"  task     {task}")
     console.print(f"  size     {bundle.size:,} bytes")
     verdict = "PASS" if parity.get("pass") else ("ACCEPTED MISMATCH" if parity.get("accepted_mismatch") else "FAIL")

@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from modelport.cli.sign import policy_options
 from modelport.errors import InputError, ModelportError
 
 if TYPE_CHECKING:
@@ -38,7 +40,9 @@ def _errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ModelportError as exc:
-            click.echo(f"error: {exc}", err=True)
+            from modelport.inspect._text import clean_error
+
+            click.echo(f"error: {clean_error(exc)}", err=True)
             click.get_current_context().exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
@@ -63,7 +67,10 @@ def _short(digest: str | None) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(h) for h in headers], *[["-" if c is None or c == "" else str(c) for c in r] for r in rows]]
+    from modelport.inspect._text import clean
+
+    # tags, descriptions and digests come from bundles: shown, never obeyed by the terminal
+    cells = [[str(h) for h in headers], *[["-" if c is None or c == "" else clean(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -100,18 +107,27 @@ def _version_rows(infos: Sequence[VersionInfo], *, with_name: bool) -> None:
 @click.option("--name", default=None, help="Model name to store it under (default: the bundle's name).")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the version (repeatable).")
 @click.option("--alias", "aliases", multiple=True, metavar="ALIAS", help="Point ALIAS at the version (repeatable).")
+@policy_options
 @registry_option
 @json_option
 @_errors
-def push(bundle: str, name: str | None, tags: tuple[str, ...], aliases: tuple[str, ...],
+def push(bundle: str, name: str | None, tags: tuple[str, ...], aliases: tuple[str, ...], require_signature: bool,
+         trusted_keys: tuple[Path, ...], trusted_cas: tuple[Path, ...], trusted_certificates: tuple[Path, ...],
          registry_url: str | None, as_json: bool) -> None:
     """Store BUNDLE (an .mpk file or bundle directory) as the next version of its model.
 
-    Pushing a bundle whose digest the model already holds stores nothing and prints that version.
-    A bundle that does not reproduce its own reference answers here is refused.
+    Pushing a bundle whose digest the model already holds stores nothing and prints that version
+    (a signature it brings is added to a version stored unsigned). A bundle that does not
+    reproduce its own reference answers here is refused; with --require-signature, so is one
+    that is not signed by a --trusted-key or a certificate from a --ca, or whose signature does
+    not cover it as it is (an edited metric, say).
     """
+    from modelport.signing import SignaturePolicy
+
+    policy = SignaturePolicy.from_options(require=require_signature, trusted_keys=trusted_keys, cas=trusted_cas,
+                                          certificates=trusted_certificates)
     reg = _open(registry_url)
-    info = reg.push(bundle, name=name, tags=_kv(tags, "tag"))
+    info = reg.push(bundle, name=name, tags=_kv(tags, "tag"), signature_policy=policy)
     new = info.is_new
     for alias in aliases:
         info = reg.set_alias(info.name, alias, info.version)
@@ -243,7 +259,7 @@ def tag(uri: str, pairs: tuple[str, ...], remove: tuple[str, ...], registry_url:
         info = reg.set_tags(info.uri, _kv(pairs, "tag"))
     if remove:
         info = reg.remove_tags(info.uri, list(remove))
-    click.echo(f"{info.uri}: {_fmt_map(info.tags) or 'no tags'}")
+    click.echo(f"{info.uri}: {_say(_fmt_map(info.tags)) or 'no tags'}")
 
 
 @click.command("search")
@@ -302,6 +318,12 @@ def lineage(uri: str, registry_url: str | None, as_json: bool) -> None:
 def _link(entry: LineageEntry) -> str:
     v = entry.version
     if v is None:
-        return f"{entry.digest} (not in this registry)"
+        return f"{_say(entry.digest)} (not in this registry)"
     gone = " (deleted)" if v.deleted else ""
-    return f"{v.uri}{gone}  {entry.digest}  {_when(v.created)}"
+    return f"{v.uri}{gone}  {_say(entry.digest)}  {_when(v.created)}"
+
+
+def _say(text: Any) -> str:
+    from modelport.inspect._text import clean
+
+    return clean(text)

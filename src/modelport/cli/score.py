@@ -36,6 +36,9 @@ import click
               help="Input format when the file name does not say it.")
 @click.option("--output-format", type=click.Choice(["parquet", "csv", "jsonl"]), default=None,
               help="Output format when the file name does not say it.")
+@click.option("--unknown-categories", type=click.Choice(["native", "missing", "error"]), default=None,
+              help="Values outside a column's categories: as the model's library does (native), scored as "
+                   "missing, or rejected (error); default: the bundle's own policy. Scored ones are counted.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when stderr is a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result summary as JSON.")
 def score(
@@ -56,6 +59,7 @@ def score(
     input_format: str | None,
     output_format: str | None,
     progress: bool | None,
+    unknown_categories: str | None,
     as_json: bool,
 ) -> None:
     """Score INPUT (a Parquet file, directory or glob; CSV; JSON lines) with BUNDLE into OUTPUT.
@@ -88,6 +92,7 @@ def score(
         input_format=input_format,
         output_format=output_format,
         progress=sys.stderr.isatty() if progress is None else progress,
+        unknown_categories=unknown_categories,
     )
     if as_json:
         import json
@@ -96,6 +101,7 @@ def score(
             "output": str(result.output), "rows_in": result.rows_in, "rows_out": result.rows_out,
             "rejected": result.rejected, "rejects": str(result.rejects_path) if result.rejects_path else None,
             "seconds": round(result.seconds, 3), "resumed_chunks": result.resumed_chunks,
+            "unknown_categories": result.unknown_categories,
         }))
         return
     line = f"scored {result.rows_in:,} rows -> {result.output} ({result.rows_out:,} rows, {result.seconds:.1f}s, " \
@@ -105,3 +111,8 @@ def score(
     click.echo(line)
     if result.rejects_path is not None:
         click.echo(f"{result.rejected:,} row(s) could not be scored; listed in {result.rejects_path}")
+    from modelport.batch.score import unknown_summary
+
+    unknown = unknown_summary(result.unknown_categories)
+    if unknown is not None:
+        click.echo(unknown)

@@ -6,6 +6,7 @@ import re
 
 import click
 
+from modelport.cli.sign import policy_options
 from modelport.errors import InputError
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
@@ -44,14 +45,20 @@ def _optional_int(value: int) -> int | None:
 @click.option("--max-queue-delay", default=0.0, show_default=True, metavar="SECONDS",
               help="How long a batch may wait for more requests under load (never when idle).")
 @click.option("--max-queue", default=2048, show_default=True, help="Requests queued per model before shedding (503).")
+@click.option("--max-concurrency", default=1, show_default=True, type=click.IntRange(min=1),
+              help="ONNX Runtime calls one model version may run at once; more requests queue and batch, "
+              "so a slow model cannot starve the others.")
 @click.option("--threads", "intra_op_threads", default=1, show_default=True,
               help="ONNX Runtime threads per scoring call (0: one per core).")
+@click.option("--unknown-categories", type=click.Choice(["native", "missing", "error"]), default=None,
+              help="Values outside a column's categories, for every model served: as the model's library does "
+                   "(native), scored as missing (counted), or refused with 400 (default: each bundle's own policy).")
 @click.option("--max-body-size", default="64MB", show_default=True, help="Largest request body (413 above it).")
 @click.option("--max-rows", default=1_000_000, show_default=True, help="Most rows per request (413 above it; 0: no limit).")
 @click.option("--request-timeout", default=30.0, show_default=True, metavar="SECONDS",
-              help="Answer 503 when a request is not done in time (0: no timeout).")
+              help="Answer 504 when a request is not done in time, and stop its model call (0: no timeout).")
 @click.option("--drain-timeout", default=30.0, show_default=True, metavar="SECONDS",
-              help="On SIGTERM, how long in-flight requests may take to finish.")
+              help="On SIGTERM, how long in-flight requests may take to finish; then they are stopped.")
 @click.option("--auth-token-env", "token_env", default=None, metavar="VAR",
               help="Require a bearer token; tokens (comma-separated) are in this environment variable.")
 @click.option("--auth-token-file", "token_file", default=None, type=click.Path(dir_okay=False),
@@ -64,6 +71,7 @@ def _optional_int(value: int) -> int | None:
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="One JSON line per request on stdout.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@policy_options
 def serve(sources: tuple[str, ...], **options: object) -> None:
     """Serve SOURCES: .mpk files, bundle directories, directories of bundles, models:/NAME@ALIAS
     or models:/NAME/VERSION (NAME=SOURCE serves it under another name).
@@ -92,6 +100,10 @@ def serve(sources: tuple[str, ...], **options: object) -> None:
         request_timeout=timeout if timeout > 0 else None,
         max_rows=_optional_int(int(options.pop("max_rows"))),  # type: ignore[call-overload]
         cors_origins=list(options.pop("cors_origins")),  # type: ignore[call-overload]
+        # with --require-signature every bundle, at startup and on every reload, must pass the policy
+        trusted_keys=[str(p) for p in options.pop("trusted_keys")],  # type: ignore[attr-defined]
+        trusted_cas=[str(p) for p in options.pop("trusted_cas")],  # type: ignore[attr-defined]
+        trusted_certificates=[str(p) for p in options.pop("trusted_certificates")],  # type: ignore[attr-defined]
         **options,  # type: ignore[arg-type]
     )
     run(config)

@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 
-from modelport.errors import BundleError, ModelportError, VerificationError
+from modelport.errors import BundleError, ModelportError, SignatureError, VerificationError
+
+_PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.command("verify")
@@ -19,9 +21,16 @@ from modelport.errors import BundleError, ModelportError, VerificationError
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fresh rows for --original: CSV, Parquet or JSON lines (or .npy/.npz for tensor models).")
 @click.option("--trust-pickle", is_flag=True, help="Allow --original to be a pickle/joblib file (runs its code).")
+@click.option("--public-key", "public_keys", multiple=True, type=_PEM,
+              help="Require a signature by this EC public key (PEM; repeatable: any of them).")
+@click.option("--ca", "cas", multiple=True, type=_PEM,
+              help="Require a signature by a certificate that chains to this CA root (PEM; repeatable).")
+@click.option("--certificate", "certificates", multiple=True, type=_PEM,
+              help="With --ca: the signing certificate must also be this one (PEM; repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.pass_context
 def verify(ctx: click.Context, bundle: str, original: Path | None, data_file: Path | None, trust_pickle: bool,
+           public_keys: tuple[Path, ...], cas: tuple[Path, ...], certificates: tuple[Path, ...],
            as_json: bool) -> None:
     """Check BUNDLE's file digests and re-run its stored reference data on this machine.
 
@@ -29,20 +38,35 @@ def verify(ctx: click.Context, bundle: str, original: Path | None, data_file: Pa
     With --original MODEL_FILE --data FILE the bundle is also compared with the original
     model on fresh rows.
 
+    The digest covers the files table, the format, the input/output signature, the task and the
+    classes, not descriptive fields (metrics, tags, description). A signature (manifest.sig,
+    made by `modelport sign`) covers every file, manifest.json included. With --public-key or
+    --ca the bundle must carry a signature by that signer which covers it as it is; without
+    them a signature is reported (who it names) but not trusted, and one that no longer matches
+    the files fails.
+
     \b
     Exit codes:
       0  every digest matches and the bundle reproduces its recorded answers here
-         (and, with --original, the original model's answers on --data)
-      5  the bundle is damaged: a file is missing, modified, unlisted or unsafe
+         (and, with --original, the original model's answers on --data; with --public-key
+         or --ca, a trusted signature covers every file)
+      2  bad arguments (an unreadable key or CA file)
+      5  the bundle is damaged: a file is missing, modified, unlisted or unsafe; or its
+         signature is missing (when required), malformed, untrusted or not over these files
       6  the files are intact but the answers here differ beyond the recorded tolerance
     """
     if (original is None) != (data_file is None):
         raise click.UsageError("--original and --data go together: the original model and the rows to compare on.")
     from modelport import check, load
+    from modelport.bundle.signing import SIGNATURE_FILE
     from modelport.inspect.integrity import file_report
+    from modelport.signing import SignaturePolicy, check_consistent, coverage, status
 
+    # key files are read before the bundle: a bad --public-key is the caller's error (exit 2), whatever the bundle
+    policy = (SignaturePolicy(trusted_keys=public_keys, cas=cas, certificates=certificates)
+              if public_keys or cas or certificates else None)
     result: dict[str, Any] = {"bundle": bundle, "pass": False, "digests_ok": False, "files": [], "parity": None,
-                              "rows": 0, "error": None}
+                              "rows": 0, "error": None, "digest_covers": None, "signing": None}
     try:
         b = load(bundle)
     except BundleError as exc:
@@ -60,7 +84,21 @@ def verify(ctx: click.Context, bundle: str, original: Path | None, data_file: Pa
         digests_ok=True,
         files=[{"path": p, "status": "ok", "size": e["size"], "sha256": e["sha256"]}
                for p, e in sorted(b.manifest["files"].items())],
+        digest_covers=coverage(b),
+        signing={"file": SIGNATURE_FILE, "present": SIGNATURE_FILE in b.files, "verified": False},
     )
+    # the signature before the reference data: a bundle nobody trusted should not be run at all
+    try:
+        result["signing"] = status(b)
+        if policy is not None:
+            result["signing"] = policy.check(b).to_dict()
+        else:
+            check_consistent(b)
+    except SignatureError as exc:
+        result["signing"].update(verified=False, error=exc.message)
+        result["error"] = str(exc)
+        _finish(ctx, result, as_json, exit_code=exc.exit_code)
+        return
     try:
         report = check(b)
     except ModelportError as exc:
@@ -128,11 +166,14 @@ def _finish(ctx: click.Context, result: dict[str, Any], as_json: bool, *, exit_c
 
 def _render(result: dict[str, Any]) -> None:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(highlight=False, soft_wrap=True)  # messages stay on one line for grep
+    from modelport.inspect._text import clean_data
+    from modelport.inspect._text import console as literal_console
+
+    result = clean_data(result)  # bundle text is shown, never obeyed (a fake PASS cannot be printed)
+    console = literal_console(soft_wrap=True)  # messages stay on one line for grep
     head = Text(result.get("name") or result["bundle"], style="bold")
     if result.get("version"):
         head.append(f"  version {result['version']}", style="cyan")
@@ -156,6 +197,12 @@ def _render(result: dict[str, Any]) -> None:
     else:
         which = ", ".join(f"{f['path']} ({f['status']})" for f in bad) or "see the error below"
         console.print(Text(f"digests: FAILED: {which}", style="bold red"))
+    covers = result.get("digest_covers")
+    if covers:
+        console.print(Text(f"digest covers: {covers['text']}; not: {', '.join(covers['not_covered'])}", style="dim"))
+    signing = result.get("signing")
+    if signing is not None:
+        console.print(_signing_line(signing))
 
     parity = result.get("parity")
     if parity is not None:
@@ -196,8 +243,14 @@ def _render(result: dict[str, Any]) -> None:
         console.print(Text(f"error: {result['error']}", style="red"))
     if result["pass"]:
         extra = " and the original model's answers on the given data" if against is not None else ""
-        console.print(Text("verdict: PASS: digests match and the bundle gives its recorded answers on this "
+        signed = ""
+        if signing is not None and signing.get("verified"):
+            signed = f", a trusted signature ({signing['signer']['description']}) covers every file,"
+        console.print(Text(f"verdict: PASS: digests match{signed} and the bundle gives its recorded answers on this "
                            f"machine{extra}.", style="bold green"))
+    elif signing is not None and signing.get("error"):
+        console.print(Text("verdict: FAIL: the signature does not hold (see the error above); do not use this "
+                           "bundle.", style="bold red"))
     elif against is not None and not against["parity"]["pass"] and (parity or {}).get("pass"):
         console.print(Text("verdict: FAIL: the bundle does not give the original model's answers on "
                            f"{against['data']}.", style="bold red"))
@@ -210,3 +263,20 @@ def _render(result: dict[str, Any]) -> None:
     else:
         console.print(Text("verdict: FAIL: the files are intact but the bundle does not give its recorded "
                            "answers on this machine.", style="bold red"))
+
+
+def _signing_line(signing: dict[str, Any]) -> Any:
+    from rich.text import Text
+
+    if signing.get("error"):
+        return Text(f"signature: FAILED: {signing['file']} was refused (the error below says why)", style="bold red")
+    if not signing["present"]:
+        return Text(f"signature: none ({signing['file']} absent; sign with modelport sign)", style="dim")
+    who = signing["signer"]["description"]
+    n = len(signing["files_covered"])
+    if signing["verified"]:
+        through = "a trusted key" if signing["signer"]["kind"] == "key" else f"chains to {signing['trusted_by']}"
+        return Text(f"signature: verified: {who} ({through}); covers "
+                    f"{signing['covers']} ({n} files)", style="green")
+    return Text(f"signature: present but not verified: names {who}; {signing['reason']}; covers "
+                f"{signing['covers']} ({n} files, matching them)", style="yellow")

@@ -404,9 +404,6 @@ POSTGRES_TOP_CASE_NODES = 4000
 DUCKDB_TOP_LEVELS = 2
 #: PostgreSQL keeps one column per tree in a walk; a SELECT list holds at most 1664 entries
 POSTGRES_TREES_PER_PASS = 1200
-#: PostgreSQL: each tree's node arrays as constants in its step (a subscript of a constant
-#: costs about half that of an array read from a CTE row)
-POSTGRES_INLINE_ARRAYS = True
 
 
 class _Walk:
@@ -449,20 +446,28 @@ class _Walk:
         level, or v (leaf values) of a target."""
         return quote(f"{self.prefix}c{c}{what}{'_' if what == 'v' else 'l'}{level}")
 
+    @property
+    def per_stage(self) -> int:
+        """Tree levels one subquery steps: DuckDB one; PostgreSQL two (a CASE on the first
+        comparison picks the second child's arrays, which saves function calls and a subquery)."""
+        return 1 if self.d.name == "duckdb" else 2
+
     def remaining(self, c: int) -> int:
+        """Subqueries of steps chunk ``c`` needs below its CASE top."""
         ch = self.chunks[c]
-        return ch.depth - min(self.top, ch.depth)
+        levels = ch.depth - min(self.top, ch.depth)
+        return -(-levels // self.per_stage)
 
     @property
     def n_stages(self) -> int:
-        """Subquery levels the walk needs: the start, one per remaining level, the leaf values."""
+        """Subquery levels the walk needs: the start, the steps, the leaf values."""
         return 2 + max((self.remaining(c) for c in range(len(self.chunks))), default=0)
 
     # the node lists
     def lists(self) -> list[str]:
         """Columns of the ``__mp_m`` CTE (DuckDB; PostgreSQL writes each tree's arrays inline)."""
         d, out = self.d, []
-        if d.name != "duckdb" and POSTGRES_INLINE_ARRAYS:
+        if d.name != "duckdb":
             return []
         for c, ch in enumerate(self.chunks):
             start = min(self.top, ch.depth)
@@ -506,26 +511,16 @@ class _Walk:
             return out
         for c, ch in enumerate(self.chunks):
             r = self.remaining(c)
-            if stage <= r:  # one more level
-                lv = min(self.top, ch.depth) + stage - 1
+            if stage <= r:  # one more level (two in PostgreSQL)
+                lv = min(self.top, ch.depth) + (stage - 1) * self.per_stage
                 f, t, ci = (self.table(c, w, lv) for w in "ftc")
-
-                def first(s: str, ci: str = ci, heap: bool = ch.heap) -> str:
-                    return f"2 * {s}" if heap else f"{ci}[{s}]"
-
                 if duck:
-                    step = f"{first(n)} + CAST({self.xs()}[{f}[{n}]] > {t}[{n}] AS INTEGER)"
+                    first = f"2 * {n}" if ch.heap else f"{ci}[{n}]"
+                    step = f"{first} + CAST({self.xs()}[{f}[{n}]] > {t}[{n}] AS INTEGER)"
                     out.append((self.state(c), f"list_transform({self.state(c)}, lambda {n}: {step})"))
-                elif POSTGRES_INLINE_ARRAYS:
-                    for i in range(len(ch.trees)):
-                        s = self.state(c, i)
-                        fi, ti = self._slices(c, i, lv)
-                        nxt = f"2 * {s}" if ch.heap else f"{self._slice(ch, i, lv, 'c')}[{s}]"
-                        out.append((s, f"{nxt} + ({self.xs()}[{fi}[{s}]] > {ti}[{s}])::int"))
-                else:
-                    for i in range(len(ch.trees)):
-                        s = self.state(c, i)
-                        out.append((s, f"{first(s)} + ({self.xs()}[{f}[{s}]] > {t}[{s}])::int"))
+                    continue
+                for i in range(len(ch.trees)):
+                    out.append((self.state(c, i), self._pg_step(ch, i, lv, self.state(c, i))))
             elif stage == r + 1:  # the leaves' values
                 for k in self.targets[c]:
                     v = self.table(c, "v", k)
@@ -533,10 +528,7 @@ class _Walk:
                         fn = {"MIN": "list_min", "MAX": "list_max"}.get(self.ens.aggregate, "list_sum")
                         out.append((self.partial(c, k), f"{fn}(list_select({v}, {self.state(c)}))"))
                     else:
-                        if POSTGRES_INLINE_ARRAYS:
-                            terms = [f"{self._values(ch, i, k)}[{self.state(c, i)}]" for i in range(len(ch.trees))]
-                        else:
-                            terms = [f"{v}[{self.state(c, i)}]" for i in range(len(ch.trees))]
+                        terms = [f"{self._values(ch, i, k)}[{self.state(c, i)}]" for i in range(len(ch.trees))]
                         agg = self.ens.aggregate
                         if agg == "MIN":
                             expr = d.least(terms)
@@ -547,10 +539,40 @@ class _Walk:
                         out.append((self.partial(c, k), expr))
         return out
 
-    # PostgreSQL: each tree's slice of a level as a constant array with its own lower bound
-    def _slices(self, c: int, i: int, lv: int) -> tuple[str, str]:
-        ch = self.chunks[c]
-        return self._slice(ch, i, lv, "f"), self._slice(ch, i, lv, "t")
+    # PostgreSQL: each tree's node arrays are constants (with the tree's positions as subscripts)
+    # in its own step; a subscript of a constant costs about half that of an array from a CTE row
+    def _pg_step(self, ch: Chunk, i: int, lv: int, s: str) -> str:
+        xs = self.xs()
+        fi, ti = self._slice(ch, i, lv, "f"), self._slice(ch, i, lv, "t")
+        if lv + 1 >= ch.depth:  # one level
+            first = f"2 * {s}" if ch.heap else f"{self._slice(ch, i, lv, 'c')}[{s}]"
+            return f"{first} + ({xs}[{fi}[{s}]] > {ti}[{s}])::int"
+        # two levels: the children's inputs, bounds and first grandchildren, by parent position
+        a, b = ch.spans[lv][i]
+        n_in = len(self.features)
+        nxt_len = len(ch.feature[lv + 1])
+        cols: dict[str, list[float | None]] = {w: [] for w in ("fl", "fr", "tl", "tr", "gl", "gr")}
+        for p in range(a, b):
+            for side, q in (("l", ch.child[lv][p]), ("r", ch.child[lv][p] + 1)):
+                if q < nxt_len:
+                    thru = ch.passthrough[lv + 1][q]
+                    slot = 1 if thru else self.slot[ch.feature[lv + 1][q]] + 1 + (0 if ch.missing_to_a[lv + 1][q] else n_in)
+                    cols["f" + side].append(slot)
+                    cols["t" + side].append(ch.bound[lv + 1][q])
+                    cols["g" + side].append(ch.child[lv + 1][q] + 1)
+                else:  # past the level's end: the second child of a pass-through, never taken
+                    cols["f" + side].append(1)
+                    cols["t" + side].append(math.inf)
+                    cols["g" + side].append(1)
+
+        def arr(name: str) -> str:
+            if name[0] == "t":
+                return f"({self.d.float_list(cols[name], lower=a + 1)})"
+            return f"({self.d.int_list([int(v or 0) for v in cols[name]], lower=a + 1)})"
+
+        gl, gr = (f"4 * {s}", f"4 * {s} + 2") if ch.heap else (f"{arr('gl')}[{s}]", f"{arr('gr')}[{s}]")
+        return (f"CASE WHEN {xs}[{fi}[{s}]] > {ti}[{s}] THEN {gr} + ({xs}[{arr('fr')}[{s}]] > {arr('tr')}[{s}])::int "
+                f"ELSE {gl} + ({xs}[{arr('fl')}[{s}]] > {arr('tl')}[{s}])::int END")
 
     def _slice(self, ch: Chunk, i: int, lv: int, what: str) -> str:
         a, b = ch.spans[lv][i]

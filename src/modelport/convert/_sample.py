@@ -84,11 +84,15 @@ def like(sample: Any, columns: dict[str, np.ndarray]) -> Any:
             s = sample[name]
             values = columns[str(name)]
             if str(s.dtype) == "category":
-                # a value outside the categories is missing in a Categorical; say so explicitly, since
-                # pandas >= 3 warns (and will raise) when it has to do that itself
-                known = set(s.cat.categories)
-                data[name] = pd.Categorical([v if _known(v, known) else None for v in values],
-                                            categories=s.cat.categories)
+                # a value outside the training categories stays a value (an extra category at the
+                # end, so that the known ones keep their codes): the library then meets it exactly
+                # as in a user's fresh DataFrame, and treats it its own way (LightGBM: missing,
+                # XGBoost: an error)
+                cats = list(s.cat.categories)
+                known = set(cats)
+                extra = [v for v in dict.fromkeys(_hashable(v) for v in values)
+                         if v is not None and not (isinstance(v, float) and v != v) and not _known(v, known)]
+                data[name] = pd.Categorical([_hashable(v) for v in values], categories=cats + extra)
             elif s.dtype.kind in "biuf":
                 data[name] = np.asarray(values, dtype=s.dtype) if s.dtype.kind != "b" else np.asarray(values)
             else:
@@ -99,11 +103,70 @@ def like(sample: Any, columns: dict[str, np.ndarray]) -> Any:
     return np.column_stack([np.asarray(columns[n], dtype=arr.dtype) for n in names]) if names else arr[:0]
 
 
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
 def _known(value: Any, known: set[Any]) -> bool:
     try:
         return value in known
     except TypeError:  # unhashable
         return False
+
+
+def with_categories(sample: Any, categories: dict[str, tuple[Any, ...]], *, source: str) -> Any:
+    """``sample`` with the named columns as pandas categoricals of the model's own ``categories``.
+
+    For samples read from files (a CSV has text, or numbers, where the model was trained on pandas
+    categoricals): values are matched by value, text that spells a numeric category is that
+    category, and a number read for a text category is matched by its text. A value the model does
+    not know is refused (a training-like sample should only hold known ones).
+    """
+    if not is_dataframe(sample) or not categories:
+        return sample
+    import pandas as pd
+
+    out = sample.copy()
+    for name, cats in categories.items():
+        if name not in out.columns or str(out[name].dtype) == "category":
+            continue
+        numeric = bool(cats) and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cats)
+        lookup: dict[Any, Any] = {c: c for c in cats}
+        if not numeric:
+            lookup.update({str(c): c for c in cats})
+        values: list[Any] = []
+        unknown: list[Any] = []
+        for v in out[name].tolist():
+            if v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip()):
+                values.append(None)
+                continue
+            key: Any = v
+            if numeric and isinstance(v, str):
+                try:
+                    key = float(v)
+                except ValueError:
+                    key = v
+            elif not numeric and isinstance(v, (int, float)) and not isinstance(v, bool):
+                key = str(int(v)) if float(v).is_integer() else str(v)
+            if key in lookup:
+                values.append(lookup[key])
+            else:
+                values.append(None)
+                if len(unknown) < 5 and v not in unknown:
+                    unknown.append(v)
+        if unknown:
+            shown = ", ".join(repr(c) for c in list(cats)[:20]) + (" ..." if len(cats) > 20 else "")
+            raise InputError(
+                f"the sample's column {name!r} holds values the model was not trained on: "
+                f"{', '.join(repr(u) for u in unknown)}; {source} lists its categories as {shown}.",
+                hint="pass a sample of the training data (rows the model was fitted on)",
+            )
+        out[name] = pd.Categorical(values, categories=list(cats))
+    return out
 
 
 def concat_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -11,6 +11,9 @@ CatBoost binary        ``CBM1`` magic                       CatBoostClassifier /
 torch ExportedProgram  zip with ``archive_format`` = pt2     torch.export.ExportedProgram
 ONNX                   ``.onnx`` / an ONNX protobuf         :class:`~.passthrough.OnnxModel`
 pickle / joblib        pickle opcodes, ``.pkl`` ``.joblib``  whatever the pickle holds
+MLflow model           a directory holding ``MLmodel``      its onnx flavor, or (trusted) its
+                                                            sklearn / xgboost / lightgbm flavor
+                                                            (:mod:`~.mlflow`)
 =====================  ===================================  ======================================
 
 Pickles (and torch ``.pt`` files, which are pickles in a zip) run code while they load, so they
@@ -31,7 +34,8 @@ from typing import Any
 from modelport._deps import require
 from modelport.errors import ConversionError, InputError, UnsupportedModelError
 
-FORMATS = ("xgboost-json", "xgboost-ubj", "lightgbm", "catboost", "torch-export", "torch-pickle", "onnx", "pickle")
+FORMATS = ("xgboost-json", "xgboost-ubj", "lightgbm", "catboost", "torch-export", "torch-pickle", "onnx", "pickle",
+           "mlflow")
 _PICKLE_EXTENSIONS = (".pkl", ".pickle", ".joblib", ".jl", ".sav")
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"x\x01", b"x\x5e", b"x\x9c", b"x\xda", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18")
 
@@ -42,9 +46,13 @@ def detect(path: str | os.PathLike[str]) -> str:
     if not p.exists():
         raise InputError(f"{p}: no such model file.")
     if p.is_dir():
+        from modelport.convert.mlflow import is_mlflow_model
+
+        if is_mlflow_model(p):
+            return "mlflow"
         raise InputError(
-            f"{p} is a directory; pass a model file (XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, "
-            "torch .pt2, .onnx, or a pickle with --trust-pickle)."
+            f"{p} is a directory without an MLmodel file; pass a model file (XGBoost .json/.ubj, LightGBM .txt, "
+            "CatBoost .cbm, torch .pt2, .onnx, or a pickle with --trust-pickle) or an MLflow model directory."
         )
     size = p.stat().st_size
     if size == 0:
@@ -106,6 +114,10 @@ def load_model_file(path: str | os.PathLike[str], *, trust_pickle: bool = False)
         from modelport.convert.passthrough import OnnxModel
 
         return OnnxModel.read(p)
+    if fmt == "mlflow":
+        from modelport.convert.mlflow import read
+
+        return read(p, trust_pickle=trust_pickle).model
     if not trust_pickle:
         raise ConversionError(
             f"{p} is a pickle ({'a torch.save file' if fmt == 'torch-pickle' else 'pickle/joblib'}); "

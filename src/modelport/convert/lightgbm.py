@@ -10,8 +10,9 @@ routes values the way LightGBM's own predictor does:
 * the predictor reads |x| <= 1e-35 as 0 (it drops such values like sparse zeros); split values
   near zero are moved so that the band goes where 0 goes;
 * categorical splits are set membership on the integer category code (C-style truncation of the
-  value); negative codes and NaN go right. pandas categoricals are coded as positions in the
-  training categories (``pandas_categorical``), exactly what the runtime feeds.
+  value, for category columns too: a fractional code in a numpy array is read as LightGBM reads
+  it); negative codes and NaN go right. pandas categoricals are coded as positions in the training
+  categories (``pandas_categorical``), exactly what the runtime feeds.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from modelport._deps import require
 from modelport.bundle.signature import Column, default_column_names
-from modelport.convert._sample import column_kinds, is_dataframe
+from modelport.convert._sample import column_kinds, is_dataframe, with_categories
 from modelport.convert._trees import (
     ZERO_BAND,
     Ensemble,
@@ -78,6 +79,26 @@ class LightGBMConverter(Converter):
             framework="lightgbm", framework_version=lgb.__version__,
             estimator=type(model).__name__ if wrapper is not None else f"Booster({objective})",
         )
+
+    def prepare_sample(self, model: Any, sample: Any) -> Any:
+        """A sample read from a file (text columns) gets the categories the model stores
+        (``pandas_categorical``, one list per categorical feature in column order)."""
+        if not is_dataframe(sample):
+            return sample
+        booster, _ = _booster(model)
+        pandas_categorical = booster.pandas_categorical or []
+        if not pandas_categorical:
+            return sample
+        infos = booster.dump_model(num_iteration=1).get("feature_infos") or {}
+        names = list(booster.feature_name())
+        categorical = [n for n in names if (infos.get(n) or {}).get("values")]
+        if len(categorical) != len(pandas_categorical) or len(names) != len(sample.columns):
+            return sample  # _columns() explains what does not fit
+        # LightGBM reads a DataFrame's columns by position
+        by_position = dict(zip(names, [str(c) for c in sample.columns], strict=True))
+        cats = {by_position[n]: tuple(c.item() if hasattr(c, "item") else c for c in pc)
+                for n, pc in zip(categorical, pandas_categorical, strict=True)}
+        return with_categories(sample, cats, source="the LightGBM model")
 
     def reference(self, model: Any, data: Any) -> dict[str, np.ndarray]:
         booster, wrapper = _booster(model)
@@ -170,8 +191,9 @@ def _tree(root: dict[str, Any], target: int, scale: float, ensemble: Ensemble, c
         decision = node["decision_type"]
         if decision == "==":
             values = [int(v) for v in str(node["threshold"]).split("||") if v != ""]
-            # pandas categoricals arrive as exact codes; raw numbers are cut toward zero as LightGBM's int cast does
-            slot = feature if feature in categorical_columns else ensemble.derived_index("trunc", feature)
+            # codes are cut toward zero as LightGBM's int cast does: the codes of category values are
+            # whole already, and a fractional code in a numpy array / the tensor form is read as LightGBM reads it
+            slot = ensemble.derived_index("trunc", feature)
             return member_chain(slot, values, inside=left, outside=right, missing_inside=False)
         if decision != "<=":
             raise UnsupportedModelError(f"unexpected LightGBM decision type {decision!r}.")

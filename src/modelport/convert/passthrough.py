@@ -152,15 +152,15 @@ class OnnxConverter(Converter):
         self._sessions.pop(id(model), None)
 
     def reference(self, model: Any, data: Any) -> dict[str, np.ndarray]:
-        import onnxruntime as ort
-
         from modelport.runtime.coerce import feeds
+        from modelport.runtime.sandbox import create_session
 
         key = id(model)
         if key not in self._sessions:
             converted = self._converted.get(key) or self.convert(model, data, {})
             sig = _signature(converted)
-            session = ort.InferenceSession(converted.onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+            session = create_session(converted.onnx_model.SerializeToString(), origin=str(getattr(model, "path", None) or "the ONNX model"),
+                                     model=converted.onnx_model, error=ConversionError, hint=None)
             self._sessions[key] = (session, sig, model)
         session, sig, _ = self._sessions[key]
         inputs = _tabular_columns(data, sig) if sig.columns is not None else data

@@ -135,6 +135,8 @@ class SklearnConverter(Converter):
 
         if per_column:
             _int64_inputs(onx, [c.name for c in columns if c.dtype in _INT_DTYPES])
+            columns = _with_string_categories(model, columns)
+            _onehot_unknown_as_zeros(model, onx)
         keep_outputs(onx, list(plan.outputs))
         _fix_output_shapes(onx, final, plan)
         sg.canonical_names(onx)
@@ -335,6 +337,117 @@ def _column_inputs(kinds: list[tuple[str, str, Any]]) -> tuple[list[tuple[str, A
     return types, tuple(cols)
 
 
+_ENCODERS = ("OneHotEncoder", "OrdinalEncoder")
+
+
+def _with_string_categories(model: Any, columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    """String columns that only OneHotEncoder / OrdinalEncoder read get the values those encoders
+    know as ``categories``, so that a value outside them is seen (and follows the bundle's
+    unknown-category policy) before the graph encodes it."""
+    known = _encoder_categories(model)
+    out = []
+    for c in columns:
+        cats = known.get(c.name) if c.dtype == "str" else None
+        out.append(Column(c.name, c.dtype, c.input, c.index, cats, c.nullable) if cats is not None else c)
+    return tuple(out)
+
+
+def _encoder_categories(model: Any) -> dict[str, tuple[str, ...]]:
+    """Column name -> the string categories every encoder reading it knows (columns that anything
+    else reads, or that an imputer fills first, are left out: their unknown values are not ours to see)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    cts: list[Any] = []
+    if isinstance(model, ColumnTransformer):
+        cts.append(model)
+    elif isinstance(model, Pipeline):
+        steps = _flat_steps(model)
+        if steps and isinstance(steps[0][1], ColumnTransformer):
+            cts.append(steps[0][1])
+    if len(cts) != 1:
+        return {}
+    ct = cts[0]
+    names_in = [str(n) for n in getattr(ct, "feature_names_in_", [])]
+    per_column: dict[str, list[tuple[str, ...] | None]] = {}
+    for _, trans, cols in ct.transformers_:
+        if isinstance(trans, str) and trans == "drop":
+            continue
+        names = _ct_columns(cols, names_in)
+        if names is None:
+            return {}
+        enc = trans
+        if isinstance(trans, Pipeline):
+            steps = _flat_steps(trans)
+            enc = steps[0][1] if steps else None
+        ok = type(enc).__name__ in _ENCODERS and hasattr(enc, "categories_") and len(enc.categories_) == len(names)
+        for j, n in enumerate(names):
+            cats: tuple[str, ...] | None = None
+            if ok:
+                values = [v for v in enc.categories_[j].tolist() if v is not None and v == v]
+                if values and all(isinstance(v, str) for v in values) and len(set(values)) == len(values):
+                    cats = tuple(values)
+            per_column.setdefault(n, []).append(cats)
+    out: dict[str, tuple[str, ...]] = {}
+    for n, lists in per_column.items():
+        if any(c is None for c in lists):
+            continue
+        common = set.intersection(*(set(c) for c in lists if c is not None))
+        first = next(c for c in lists if c is not None)
+        out[n] = tuple(v for v in first if v in common)
+    return out
+
+
+def _ct_columns(cols: Any, names_in: list[str]) -> list[str] | None:
+    """The column names a ColumnTransformer entry reads (None when not given by name or position)."""
+    if isinstance(cols, str):
+        return [cols]
+    if isinstance(cols, (int, np.integer)) and not isinstance(cols, bool):
+        return [names_in[int(cols)]] if 0 <= int(cols) < len(names_in) else None
+    try:
+        items = list(cols)
+    except TypeError:
+        return None
+    out = []
+    for c in items:
+        if isinstance(c, str):
+            out.append(c)
+        elif isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) and 0 <= int(c) < len(names_in):
+            out.append(names_in[int(c)])
+        else:
+            return None
+    return out
+
+
+def _onehot_unknown_as_zeros(model: Any, onx: onnx.ModelProto) -> None:
+    """skl2onnx writes ``zeros=0`` (fail on an unknown value) for OneHotEncoder(handle_unknown="warn")
+    and ("infrequent_if_exist") without infrequent categories, which scikit-learn encodes as all
+    zeros: give those graphs ``zeros=1``. Encoders with handle_unknown="error" keep failing, and the
+    bundle refuses their unknown values before the graph sees them."""
+    encoders = [e for e in _all_estimators(model) if type(e).__name__ == "OneHotEncoder"]
+    if not encoders or any(getattr(e, "handle_unknown", "error") == "error" for e in encoders):
+        return
+    for node in onx.graph.node:
+        if node.op_type == "OneHotEncoder" and node.domain == "ai.onnx.ml":
+            for a in node.attribute:
+                if a.name == "zeros":
+                    a.i = 1
+
+
+def _all_estimators(model: Any) -> list[Any]:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    if isinstance(model, Pipeline):
+        return [e for _, s in model.steps if s not in (None, "passthrough") for e in _all_estimators(s)]
+    if isinstance(model, ColumnTransformer):
+        items = [t for _, t, _ in getattr(model, "transformers_", model.transformers) if not isinstance(t, str)]
+        return [e for t in items for e in _all_estimators(t)]
+    if isinstance(model, FeatureUnion):
+        return [e for _, t in model.transformer_list for e in _all_estimators(t)]
+    return [model]
+
+
 def _tensor_type(elem: int, shape: list[int | None]) -> Any:
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
@@ -462,11 +575,9 @@ def _estimator_graph(final: Any, n_features: int, dtype: int, plan: _Plan, notes
 
 def _load_check(onx: onnx.ModelProto) -> None:
     """Refuse a graph ONNX Runtime cannot build kernels for (so that float32 can be tried instead)."""
-    import onnxruntime as ort
+    from modelport.runtime.sandbox import create_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    ort.InferenceSession(onx.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    create_session(onx.SerializeToString(), origin="the converted graph", model=onx, error=ConversionError, hint=None)
 
 
 def _finish_estimator(onx: onnx.ModelProto, final: Any, plan: _Plan, notes: list[str]) -> onnx.ModelProto:

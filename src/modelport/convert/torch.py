@@ -756,12 +756,10 @@ def _named_outputs(outputs: list[Any], config: _Config) -> dict[str, np.ndarray]
 # ---------------------------------------------------------------------- dynamic batch check
 def _check_dynamic_batch(model: Any, example: _Example, onx: onnx.ModelProto, config: _Config) -> str:
     """Run the graph on a batch of one and on a batch larger than the example, against torch."""
-    import onnxruntime as ort
+    from modelport.runtime.sandbox import create_session
 
-    try:
-        session = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ConversionError(f"ONNX Runtime cannot load the exported graph: {str(exc).splitlines()[0]}") from exc
+    session = create_session(onx.SerializeToString(), origin="the exported graph", model=onx,
+                             error=ConversionError, hint=None)
     rng = np.random.default_rng(0)
     n = example.batch
     big_rows = np.concatenate([np.arange(n), rng.integers(0, n, size=n + 3)])

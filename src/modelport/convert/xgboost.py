@@ -17,7 +17,7 @@ import numpy as np
 
 from modelport._deps import require
 from modelport.bundle.signature import Column
-from modelport.convert._sample import column_kinds, is_dataframe
+from modelport.convert._sample import column_kinds, is_dataframe, with_categories
 from modelport.convert._trees import (
     Ensemble,
     Leaf,
@@ -116,6 +116,31 @@ class XGBoostConverter(Converter):
             estimator=type(model).__name__ if wrapper is not None else f"Booster({objective})",
         )
 
+    def prepare_sample(self, model: Any, sample: Any) -> Any:
+        """A sample read from a file (text columns) gets the categories the model stores (XGBoost >= 3.1)."""
+        if not is_dataframe(sample):
+            return sample
+        booster, _ = _booster(model)
+        types = list(booster.feature_types or [])
+        if "c" not in types:
+            return sample
+        names = list(booster.feature_names or []) or [str(c) for c in sample.columns]
+        need = [names[i] for i, t in enumerate(types) if t == "c" and i < len(names)]
+        todo = [n for n in need if n in sample.columns and str(sample[n].dtype) != "category"]
+        if not todo:
+            return sample
+        doc = json.loads(bytes(booster.save_raw("json")))
+        stored = _training_categories(_trees_doc(doc), len(types))
+        missing = [names[i] for i, t in enumerate(types) if t == "c" and names[i] in todo and i not in stored]
+        if missing:
+            raise ConversionError(
+                f"the sample's column(s) {', '.join(map(repr, missing))} are not pandas categoricals, and the "
+                "XGBoost model does not store the categories it was trained on (XGBoost >= 3.1 writes them).",
+                hint="pass the sample as a DataFrame with those columns as pandas categoricals (df[col].astype('category'))",
+            )
+        cats = {names[i]: stored[i] for i, t in enumerate(types) if t == "c" and names[i] in todo}
+        return with_categories(sample, cats, source="the XGBoost model")
+
     def reference(self, model: Any, data: Any) -> dict[str, np.ndarray]:
         xgb = require("xgboost", purpose="running the original XGBoost model")
         booster, wrapper = _booster(model)
@@ -151,6 +176,13 @@ def _booster(model: Any) -> tuple[Any, Any]:
         raise UnsupportedModelError(
             f"the {type(model).__name__} is not fitted; call fit() before packing it."
         ) from exc
+
+
+def _trees_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    gbm = doc["learner"]["gradient_booster"]
+    if gbm.get("name") == "dart":
+        gbm = gbm["gbtree"]
+    return gbm.get("model", {})
 
 
 def _wrapper_task(wrapper: Any, task: str) -> str:
@@ -240,8 +272,9 @@ def _tree(tree: dict[str, Any], target: int, n_targets: int, scale: float, ensem
         yes, no = built
         f = int(feature[i])
         if int(split_type[i]) == 1:
-            # listed categories go right; codes that are not categories (negative, too large) go left
-            slot = f if f in cat_columns else ensemble.derived_index("floor", f)
+            # listed categories go right; codes that are not categories (negative, too large) go left.
+            # Codes are floored as XGBoost does (a fractional code in a numpy array: 2.7 is 2, -0.5 is -1)
+            slot = ensemble.derived_index("floor", f)
             return member_chain(slot, cats.get(i, []), inside=no, outside=yes, missing_inside=not default_left[i])
         return Split(f, "BRANCH_LT", float(np.float32(cond[i])), yes, no, missing_true=bool(default_left[i]))
 

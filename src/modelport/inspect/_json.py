@@ -28,5 +28,8 @@ def jsonable(x: Any) -> Any:
 
 
 def dumps(x: Any) -> str:
-    """``x`` as indented, strict JSON (parsable by any JSON reader)."""
-    return json.dumps(jsonable(x), indent=2, allow_nan=False, ensure_ascii=False)
+    """``x`` as indented, strict JSON (parsable by any JSON reader), safe to print: characters a terminal
+    would obey are written as ``\\uXXXX`` escapes (the same JSON value)."""
+    from modelport.inspect._text import clean_json
+
+    return clean_json(json.dumps(jsonable(x), indent=2, allow_nan=False, ensure_ascii=False))

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelport.bundle.core import Bundle
 from modelport.bundle.graph import operator_counts, parameter_count, tree_stats
+from modelport.signing import coverage
+from modelport.signing import status as signing_status
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -50,6 +52,7 @@ def describe(bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
                 "dtype": c.dtype,
                 "nullable": c.nullable,
                 "categories": None if c.categories is None else list(c.categories),
+                "unknown": c.unknown_treatment,
                 "input": c.input,
                 "index": c.index,
                 "training": _training_summary(stats.get(c.name)),
@@ -95,6 +98,8 @@ def describe(bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
         "metrics": dict(m.get("metrics") or {}),
         "tags": dict(m.get("tags") or {}),
         "lineage": dict(m.get("lineage") or {}),
+        "digest_covers": coverage(b),
+        "signing": signing_status(b),
     }
 
 
@@ -141,10 +146,13 @@ def _sizes(b: Bundle) -> dict[str, Any]:
 
 
 def graph_text(bundle: Bundle | str | os.PathLike[str]) -> str:
-    """The bundle's ONNX graph in ONNX's textual syntax (``onnx.printer``)."""
+    """The bundle's ONNX graph in ONNX's textual syntax (``onnx.printer``), terminal controls in its names
+    shown as escapes."""
     import onnx.printer
 
-    return str(onnx.printer.to_text(_as_bundle(bundle).onnx_model))
+    from modelport.inspect._text import clean
+
+    return clean(onnx.printer.to_text(_as_bundle(bundle).onnx_model), multiline=True)
 
 
 # --------------------------------------------------------------------------------------- rendering
@@ -173,11 +181,12 @@ def _num(x: Any) -> str:
     return str(x)
 
 
-def _categories(cats: list[Any] | None, limit: int = 8) -> str:
+def _categories(cats: list[Any] | None, limit: int = 8, unknown: str | None = None) -> str:
     if cats is None:
         return ""
     shown = ", ".join(map(str, cats[:limit]))
-    return shown + (f", ... ({len(cats)} in all)" if len(cats) > limit else "")
+    shown += f", ... ({len(cats)} in all)" if len(cats) > limit else ""
+    return shown + (f"; unknown values: {unknown}" if unknown else "")
 
 
 def _training_text(t: dict[str, Any] | None) -> str:
@@ -197,11 +206,19 @@ def _training_text(t: dict[str, Any] | None) -> str:
 
 
 def render(info: dict[str, Any]) -> RenderableType:
-    """A rich renderable (a group of tables) for the output of :func:`describe`."""
+    """A rich renderable (a group of tables) for the output of :func:`describe`.
+
+    Every string of ``info`` is cleaned of terminal controls first (``inspect._text``): a manifest's
+    text is shown, never obeyed. Print it with ``inspect._text.console()`` (no markup).
+    """
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
+
+    from modelport.inspect._text import clean_data
+
+    info = clean_data(info)
 
     parts: list[Any] = []
     title = Text(info["name"], style="bold")
@@ -250,7 +267,8 @@ def render(info: dict[str, Any]) -> RenderableType:
         for i, c in enumerate(sig["columns"]):
             where = c["input"] if c["index"] is None else f"{c['input']}[:, {c['index']}]"
             cols.add_row(str(i), c["name"], c["dtype"], "yes" if c["nullable"] else "no",
-                         _categories(c.get("categories")), _training_text(c.get("training")), where)
+                         _categories(c.get("categories"), unknown=c.get("unknown")),
+                         _training_text(c.get("training")), where)
         parts.append(cols)
     tensors = Table(title="Graph inputs and outputs", title_justify="left", title_style="bold",
                     box=box.SIMPLE_HEAD)
@@ -315,6 +333,8 @@ def render(info: dict[str, Any]) -> RenderableType:
                                f"statistics of {_num(ref.get('training_rows'))} training rows")
     parts.append(p)
 
+    parts.append(_integrity_table(info, kv_table))
+
     if info.get("metrics") or info.get("tags"):
         mt = kv_table("Metrics and tags")
         for k, v in sorted((info.get("metrics") or {}).items()):
@@ -325,8 +345,36 @@ def render(info: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
-def print_description(info: dict[str, Any], console: Console | None = None) -> None:
-    """Print :func:`render` of ``info`` to ``console`` (stdout by default)."""
-    from rich.console import Console
+def _integrity_table(info: dict[str, Any], kv_table: Any) -> Any:
+    """What the digest and the signature each cover, and who signed (never verified here)."""
+    from rich.text import Text
 
-    (console or Console()).print(render(info))
+    t = kv_table("Digest and signature")
+    covers = info.get("digest_covers") or {}
+    t.add_row("digest covers", str(covers.get("text", "-")))
+    t.add_row("not in digest", ", ".join(covers.get("not_covered") or []) or "-")
+    sig = info.get("signing") or {}
+    if not sig.get("present"):
+        t.add_row("signature", Text(f"none (no {sig.get('file', 'manifest.sig')}; sign with modelport sign)",
+                                    style="dim"))
+        return t
+    signer = sig["signer"]
+    t.add_row("signature", str(sig["file"]))
+    t.add_row("signed by", str(signer["description"]))
+    if signer.get("key_fingerprint") and signer["kind"] != "key":
+        t.add_row("signer key", str(signer["key_fingerprint"]))
+    t.add_row("signature covers", f"{sig['covers']} ({len(sig['files_covered'])} files)")
+    if sig.get("matches_files"):
+        t.add_row("matches files", Text("yes", style="green"))
+    else:
+        t.add_row("matches files", Text("NO: " + "; ".join(sig.get("problems") or []), style="bold red"))
+    t.add_row("verified", Text("no: inspect does not check who signed; run modelport verify BUNDLE --public-key "
+                               "KEY (or --ca ROOT)", style="yellow"))
+    return t
+
+
+def print_description(info: dict[str, Any], console: Console | None = None) -> None:
+    """Print :func:`render` of ``info`` to ``console`` (stdout by default; markup never interpreted)."""
+    from modelport.inspect._text import console as literal_console
+
+    (console or literal_console()).print(render(info))

@@ -321,6 +321,12 @@ def _column_changes(ca: Sequence[Any], cb: Sequence[Any]) -> list[Change]:
             gone = [x for x in old_c if x not in new_c]
             out.append(Change("signature", f"columns.{name}.categories", "changed", old_c, new_c, bool(gone),
                               f"categories no longer known: {gone}" if gone else "categories added"))
+        if old.categories is not None and new.categories is not None:
+            before, after = old.unknown_treatment, new.unknown_treatment
+            if before != after:
+                out.append(Change("signature", f"columns.{name}.unknown", "changed", before, after, after == "error",
+                                  "values outside the categories are now refused" if after == "error"
+                                  else f"values outside the categories are now {after}"))
     common_a = [c.name for c in ca if c.name in by_b]
     common_b = [c.name for c in cb if c.name in by_a]
     if common_a != common_b:
@@ -530,28 +536,32 @@ def _needed(b: Bundle) -> list[str]:
 
 
 def _score(b: Bundle, data: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Score what ``b`` accepts: the whole batch, bisecting only where it refuses.
+    """Score what ``b`` accepts of ``n`` rows: the runtime's input rules say which rows it refuses
+    (:meth:`Runtime.check`), and rows ONNX Runtime still refuses are found by bisection
+    (:meth:`Runtime.run_rows`).
 
     Returns the mask of accepted rows and the outputs for all ``n`` rows (rows it refused hold
-    whatever the buffer was initialised with; use the mask).
+    zeros; use the mask).
     """
     ok = np.zeros(n, dtype=bool)
     outputs: dict[str, np.ndarray] = {}
-    stack = [(0, n)] if n else []
-    while stack:
-        lo, hi = stack.pop()
-        try:
-            part = b.predict({k: v[lo:hi] for k, v in data.items()})
-        except ModelportError:
-            if hi - lo > 1:
-                mid = (lo + hi) // 2
-                stack.extend([(lo, mid), (mid, hi)])
-            continue
-        ok[lo:hi] = True
-        for name, arr in part.items():
-            if name not in outputs:
-                outputs[name] = np.zeros((n, *arr.shape[1:]), dtype=arr.dtype)
-            outputs[name][lo:hi] = arr
+    if not n:
+        return ok, outputs
+    runtime = b.runtime
+    try:
+        checked = runtime.check(dict(data))
+    except ModelportError:  # the rows as a whole do not fit this bundle (a column it lacks ...)
+        return ok, outputs
+    passed = np.flatnonzero(checked.ok)
+    if not passed.size:
+        return ok, outputs
+    result, ran, _ = runtime.run_rows(checked.feeds)
+    rows = passed[ran]
+    ok[rows] = True
+    for name, arr in result.items():
+        full = np.zeros((n, *arr.shape[1:]), dtype=arr.dtype)
+        full[rows] = arr
+        outputs[name] = full
     return ok, outputs
 
 
@@ -711,14 +721,20 @@ def _short(x: Any, limit: int = 48) -> str:
 
 
 def render(report: DiffReport) -> RenderableType:
-    """A rich renderable of ``report``: who is compared, the verdict, the changes, the behaviour."""
+    """A rich renderable of ``report``: who is compared, the verdict, the changes, the behaviour.
+
+    Text from the bundles is cleaned of terminal controls (``inspect._text``); print it with
+    ``inspect._text.console()`` (no markup).
+    """
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    from modelport.inspect._text import clean, clean_data
+
     parts: list[Any] = []
-    for label, ident in (("A", report.a), ("B", report.b)):
+    for label, ident in (("A", clean_data(report.a)), ("B", clean_data(report.b))):
         line = Text(f"{label}: ", style="bold")
         line.append(f"{ident['name']}")
         if ident.get("version"):
@@ -739,11 +755,11 @@ def render(report: DiffReport) -> RenderableType:
         t.add_column("note", overflow="fold", min_width=12, ratio=3)
         order = {"signature": 0, "metadata": 1, "files": 2, "graph": 3}
         for c in sorted(report.changes, key=lambda c: (not c.breaking, order.get(c.section, 9))):
-            t.add_row(Text("BREAK", style="bold red") if c.breaking else "", c.section, c.path, c.kind,
-                      _short(c.old), _short(c.new), c.reason)
+            t.add_row(Text("BREAK", style="bold red") if c.breaking else "", c.section, clean(c.path), c.kind,
+                      clean(_short(c.old)), clean(_short(c.new)), clean(c.reason))
         parts.append(t)
 
-    beh = report.behaviour
+    beh = clean_data(report.behaviour)
     if beh is not None:
         t = Table(title=f"Behaviour on {beh['rows']} reference rows ({beh['rows_from_a']} from A, "
                         f"{beh['rows_from_b']} from B)", title_justify="left", title_style="bold",

@@ -26,14 +26,16 @@ def file_report(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     names, links, zip bombs, truncation) or the manifest is not a JSON object with a files table:
     then there is no table to report and that error already names the entry and the reason.
     """
-    files = archive.read(path)
+    files = archive.read(path, check_table=False)
     raw = files.get(archive.MANIFEST)
     if raw is None:
         raise BundleError(f"{path}: no manifest.json; this is not a modelport bundle.")
     try:
         manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and int digit limits, are ValueErrors
         raise BundleError(f"{path}: manifest.json is not valid JSON ({exc}).") from exc
+    except RecursionError as exc:
+        raise BundleError(f"{path}: manifest.json nests too deeply to be read (not a manifest modelport writes).") from exc
     table = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(table, dict):
         raise BundleError(f"{path}: manifest.json has no 'files' table to check the files against.")

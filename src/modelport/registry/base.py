@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from modelport.bundle.core import Bundle
+    from modelport.signing import SignaturePolicy
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Registry(Protocol):
         *,
         name: str | None = None,
         tags: Mapping[str, str] | None = None,
+        signature_policy: SignaturePolicy | None = None,
     ) -> VersionInfo: ...
 
     def resolve(self, uri: str) -> VersionInfo: ...

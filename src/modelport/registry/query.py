@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from modelport.errors import InputError
 
 NUMERIC_OPS = ("<", "<=", ">", ">=", "=", "!=")
+#: versions are stored as 32-bit integers (schema.py): a larger literal cannot even be bound to a query
+MAX_VERSION = 2**31 - 1
 EQUALITY_OPS = ("=", "!=")
 
 _TOKEN = re.compile(
@@ -118,7 +120,11 @@ def _condition(text: str, field: str, op: str, kind: str, raw: str) -> Condition
         if head == "version":
             if number != int(number):
                 raise _error(text, f"version compares with a whole number, got {raw!r}")
-            return Condition("version", None, op, int(number))
+            # an integer literal exactly (a float would round 2**63 - 1 up); a 1e3 literal as its value
+            whole = int(raw) if re.fullmatch(r"[-+]?\d{1,30}", raw) else int(number)
+            if not -MAX_VERSION - 1 <= whole <= MAX_VERSION:
+                raise _error(text, f"version compares with a whole number of at most {MAX_VERSION}, got {raw!r}")
+            return Condition("version", None, op, whole)
         return Condition("metrics", key, op, number)
     if op not in EQUALITY_OPS:
         raise _error(text, f"{field} can only be tested with = or !=, got {op!r}")

@@ -36,6 +36,7 @@ from modelport.errors import (
     ModelNotFoundError,
     ModelportError,
     RegistryError,
+    SignatureError,
     VerificationError,
 )
 from modelport.registry import migrations
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from modelport.bundle.core import Bundle
+    from modelport.signing import SignaturePolicy
 
 _KEY_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 MAX_TAG_VALUE = 512
@@ -190,12 +192,17 @@ class SQLRegistry:
         *,
         name: str | None = None,
         tags: Mapping[str, str] | None = None,
+        signature_policy: SignaturePolicy | None = None,
     ) -> VersionInfo:
         """Store ``bundle`` as the next version of its model (``name`` or the bundle's name).
 
         Idempotent: a digest the model already holds returns that version (restoring it if it
-        was soft-deleted) and stores nothing new. A bundle that fails ``modelport.check`` on
-        this machine is refused with VerificationError.
+        was soft-deleted) and stores nothing new, except a signature: when the stored archive
+        differs from this one only by ``manifest.sig``, the version takes this bundle's signature
+        if it had none (or, under ``signature_policy``, the signature just verified). A bundle
+        that fails ``modelport.check`` on this machine is refused with VerificationError; with
+        ``signature_policy``, one that the policy refuses (unsigned, untrusted signer, a
+        signature over other files) is refused with SignatureError before anything is stored.
         """
         from modelport.bundle.core import Bundle
         from modelport.verification import check
@@ -203,12 +210,23 @@ class SQLRegistry:
         b = bundle if isinstance(bundle, Bundle) else Bundle.read(bundle)
         model = check_name(name if name is not None else b.name)
         extra_tags = _check_tags(tags or {})
+        if signature_policy is not None:
+            try:
+                signature_policy.check(b)
+            except SignatureError as exc:
+                raise SignatureError(f"refusing to push {exc.message}", hint=exc.hint) from exc
+        # the same verdict as `modelport verify`: digests (checked by loading) and reference parity here
         report = check(b)
-        if not report.passed:
-            summary = report.parity.summary() if report.parity is not None else "digest mismatch"
+        if not report.verified:
+            if report.parity is None:
+                raise VerificationError(
+                    f"refusing to push {b.origin}: it stores no reference data, so nothing shows that it gives "
+                    "the answers it was packed with (`modelport verify` fails on it too).",
+                    hint="re-pack the model with modelport pack, which stores reference inputs and outputs",
+                )
             raise VerificationError(
                 f"refusing to push {b.origin}: it does not reproduce its own reference answers on this "
-                f"machine ({summary}).",
+                f"machine ({report.parity.summary()}).",
                 hint="run `modelport verify` on it for details; re-pack the model if the bundle is damaged",
             )
         # the canonical archive, not the file as given: zip fields that no digest covers are
@@ -232,6 +250,9 @@ class SQLRegistry:
             if row is not None:
                 if row["blob"] == key:
                     self.store.put(key, data)  # gc may have taken it if it was missing; put it back
+                elif self._takes_signature(row["blob"], b, verified=signature_policy is not None):
+                    # the old archive is left for gc(): deleting it before this commits could lose it
+                    conn.execute(t.versions.update().where(t.versions.c.id == row["id"]).values(blob=key, size=len(data)))
                 elif wrote and not self._blob_used(conn, key):
                     # same digest, other manifest bytes: the version keeps its own archive
                     self.store.delete(key)
@@ -258,6 +279,26 @@ class SQLRegistry:
             info = self._infos(conn, [vid])[0]
         # a push that fails or dies after writing its blob leaves it unreferenced: gc() removes it
         return _replace(info, is_new=True)
+
+    def _takes_signature(self, stored_key: str, b: Bundle, *, verified: bool) -> bool:
+        """Whether a version stored as ``stored_key`` should take ``b``'s archive because ``b`` brings a
+        signature: the stored files are the same apart from ``manifest.sig``, and the stored archive
+        has no signature (or the new one was verified by the push's policy, which may replace it)."""
+        from modelport.bundle import archive
+        from modelport.bundle.signing import SIGNATURE_FILE
+
+        if SIGNATURE_FILE not in b.files:
+            return False
+        try:
+            stored = archive.read_mpk_bytes(self.store.get(stored_key), origin=f"blob {stored_key}")
+        except ModelportError:
+            return False  # a damaged or missing archive is repaired by pushing the same bytes, not by this
+        if SIGNATURE_FILE in stored and not verified:
+            return False
+        new = b.files
+        return {k for k in stored if k != SIGNATURE_FILE} == {k for k in new if k != SIGNATURE_FILE} and all(
+            stored[k] == new[k] for k in stored if k != SIGNATURE_FILE
+        )
 
     def _lock_model(self, conn: sa.Connection, name: str, *, create: bool) -> int:
         t, sa = self._t, self._sa
@@ -722,9 +763,14 @@ def _check_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
                 "digits, '_', '.', ':' and '-'.",
                 hint="re-pack with metrics named like auc, f1, rmse",
             )
-        if val is None or isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val):
+        if val is None or isinstance(val, bool) or not isinstance(val, (int, float)):
             continue  # manifests write NaN/inf as null; there is nothing to compare against
-        out[k] = float(val)
+        try:
+            number = float(val)
+        except OverflowError:  # an integer too large for a float (the manifest check refuses those)
+            continue
+        if math.isfinite(number):
+            out[k] = number
     return out
 
 

@@ -8,24 +8,28 @@ its own statuses.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport import __version__
 from modelport.bundle.core import Bundle
-from modelport.errors import InputError, ModelNotFoundError, ModelportError
-from modelport.serve.batching import BatchStats
+from modelport.errors import InputError, ModelNotFoundError, ModelportError, ServingError
+from modelport.serve.batching import BatchStats, ScoringThreads
 from modelport.serve.codec import InferOutput, InferRequest, InferResponse
-from modelport.serve.errors import NotReadyError, OverloadedError, PayloadTooLargeError
+from modelport.serve.errors import DeadlineExceededError, NotReadyError, OverloadedError, PayloadTooLargeError
 from modelport.serve.metrics import Metrics
 from modelport.serve.model import PLATFORM, BatchingConfig, ServedModel
 from modelport.serve.repository import ModelRepository, Source, VersionPolicy
 
+if TYPE_CHECKING:
+    from modelport.signing import SignaturePolicy
+
 SERVER_NAME = "modelport"
+MAX_ERROR_TEXT = 4000
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters", "records", "metrics"]
 
 
@@ -41,21 +45,33 @@ class DataPlane:
         batching: BatchingConfig = BatchingConfig(),
         max_rows: int | None = None,
         request_timeout: float | None = None,
+        max_concurrency: int = 1,
         intra_op_threads: int | None = None,
         registry_url: str | None = None,
         metrics: Metrics | None = None,
+        signature_policy: SignaturePolicy | None = None,
+        unknown_categories: str | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.unknown_categories = unknown_categories  # overrides every bundle's unknown-category policy
         self.batching = batching
         self.max_rows = max_rows
         self.request_timeout = request_timeout
         self.intra_op_threads = intra_op_threads
-        # large batches leave the event loop; one thread per core is what ONNX Runtime can use
-        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelport-score")
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ServingError(
+                f"max_concurrency must be a positive integer; got {max_concurrency!r}.",
+                hint="1 (the default) runs one call of a model version at a time; raise it where cores are free",
+            )
+        # models run in these threads, never on the event loop; each model version may use at most
+        # max_concurrency of them at once, so a slow model cannot take another model's turn
+        self.executor = ScoringThreads(per_model=max_concurrency)
         self.repository = ModelRepository(
-            sources, self._make_model, policy=policy, default_versions=default_versions, registry_url=registry_url
+            sources, self._make_model, policy=policy, default_versions=default_versions, registry_url=registry_url,
+            signature_policy=signature_policy,
         )
-        self.draining = False
+        self.draining = False  # scoring requests are refused (the last step of a shutdown)
+        self.stopping = False  # a drain has begun: readiness says no, in-flight requests finish
         self.started = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -65,8 +81,10 @@ class DataPlane:
 
     def _make_model(self, bundle: Bundle, name: str, version: str, origin: str) -> ServedModel:
         model = ServedModel(
-            bundle, name=name, version=version, source=origin, batching=self.batching,
+            # metadata shows clients where a model came from without the server's paths
+            bundle, name=name, version=version, source=self.repository.public_text(origin), batching=self.batching,
             intra_op_threads=self.intra_op_threads, executor=self.executor, on_batch=self._on_batch,
+            unknown_categories=self.unknown_categories, unknown_counter=self.metrics.unknown_categories,
         )
         m = self.metrics
         model.stats = {  # type: ignore[attr-defined]
@@ -90,12 +108,37 @@ class DataPlane:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
+    def stop(self, error: Exception) -> None:
+        """Fail every queued and running request with ``error`` and stop the running ONNX Runtime
+        calls (the end of a drain: nothing may keep the process alive)."""
+        self.draining = True
+        self.executor.stop_all(error)
+
+    def public_text(self, text: str | None) -> str | None:
+        """``text`` as a client may see it: server paths and registry URLs removed (they stay in the
+        log), and at most MAX_ERROR_TEXT characters (a message may repeat a client's megabyte-long name)."""
+        if not text:
+            return text
+        total = len(text)
+        text = self.repository.public_text(text[: 2 * MAX_ERROR_TEXT])
+        if total > MAX_ERROR_TEXT:
+            text = text[:MAX_ERROR_TEXT] + f"... ({total} characters in all)"
+        return text
+
+    def deadline(self, client_timeout: float | None = None) -> float | None:
+        """When a request arriving now must be answered (``time.monotonic()``): after
+        ``request_timeout``, or sooner if the client set a shorter deadline of its own (gRPC)."""
+        limit = self.request_timeout
+        if client_timeout is not None and (limit is None or client_timeout < limit):
+            limit = client_timeout
+        return None if limit is None else time.monotonic() + limit
+
     # ------------------------------------------------------------------ health and metadata
     def live(self) -> bool:
         return True
 
     def ready(self) -> bool:
-        return not self.draining and bool(self.repository.names())
+        return not (self.draining or self.stopping) and bool(self.repository.names())
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
@@ -105,7 +148,7 @@ class DataPlane:
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         self.repository.get(name, version)  # 404 for what is not served
-        return not self.draining
+        return not (self.draining or self.stopping)
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         model = self.repository.get(name, version)
@@ -120,33 +163,37 @@ class DataPlane:
         }
 
     # ------------------------------------------------------------------ inference
-    async def infer(self, request: InferRequest, protocol: str = "rest") -> InferResponse:
-        """Score one V2 request. Raises InputError (400), ModelNotFoundError (404), ... ."""
+    async def infer(
+        self, request: InferRequest, protocol: str = "rest", *, deadline: float | None = None, offload: bool = False
+    ) -> InferResponse:
+        """Score one V2 request. Raises InputError (400), ModelNotFoundError (404), ... .
+
+        ``deadline`` (``time.monotonic()``) bounds the whole request (:meth:`deadline`); ``offload``
+        prepares the feeds in a worker thread (large requests: the event loop stays free).
+        """
 
         def prepare(model: ServedModel) -> tuple[dict[str, np.ndarray], int, list[str]]:
             wanted = model.check_outputs([o.name for o in request.outputs] if request.outputs else None)
             feeds, rows = model.feeds_from_v2(request.inputs)
             return feeds, rows, wanted
 
-        model, result, _, wanted = await self._score(request.model, request.version, protocol, prepare)
+        model, result, _, wanted = await self._score(request.model, request.version, protocol, prepare, deadline, offload)
         outputs = [
             InferOutput(name, model.output_datatypes[name], result[name].shape, result[name]) for name in wanted
         ]
         return InferResponse(model.name, model.version, outputs, id=request.id)
 
-    async def records(self, name: str, version: str | None, records: Any, protocol: str = "records") -> dict[str, Any]:
+    async def records(
+        self, name: str, version: str | None, records: Any, protocol: str = "records", *,
+        deadline: float | None = None, offload: bool = False,
+    ) -> dict[str, Any]:
         """Score ``{"records": [...]}``: one prediction per record, with class names and probabilities."""
 
         def prepare(model: ServedModel) -> tuple[dict[str, np.ndarray], int, list[str]]:
-            if not isinstance(records, list):
-                raise InputError(
-                    "the body must be an object with a list under 'records', e.g. "
-                    '{"records": [{"f0": 1.0, ...}]}. ' + model.expected(records=True)
-                )
             feeds, rows = model.feeds_from_records(records)
             return feeds, rows, model.output_names
 
-        model, result, rows, _ = await self._score(name, version, protocol, prepare)
+        model, result, rows, _ = await self._score(name, version, protocol, prepare, deadline, offload)
         preds = _records_out(result, model.bundle.classes, rows)
         return {"model_name": model.name, "model_version": model.version, "predictions": preds}
 
@@ -156,6 +203,8 @@ class DataPlane:
         version: str | None,
         protocol: str,
         prepare: Callable[[ServedModel], tuple[dict[str, np.ndarray], int, list[str]]],
+        deadline: float | None = None,
+        offload: bool = False,
     ) -> tuple[ServedModel, dict[str, np.ndarray], int, list[str]]:
         """The bookkeeping every scoring request shares: model lookup, drain check, row limit,
         batching, and the request / in-flight / failure / success / latency metrics."""
@@ -171,9 +220,18 @@ class DataPlane:
         try:
             if self.draining:
                 raise NotReadyError("the server is shutting down; request refused.", hint="retry on another replica")
-            feeds, rows, wanted = prepare(model)
+            feeds, rows, wanted = await asyncio.to_thread(prepare, model) if offload else prepare(model)
             self._check_rows(rows)
-            result = await self._submit(model, feeds, rows, wanted)
+            timeout = None
+            if deadline is not None:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    raise DeadlineExceededError(
+                        "the request timed out before it reached the model (reading and decoding it took "
+                        "the whole request timeout).",
+                        hint="send smaller requests, or raise --request-timeout",
+                    )
+            result = await model.batcher().submit(feeds, rows, wanted, timeout=timeout)
         except ModelportError as exc:
             self.metrics.failure.labels(model.name, model.version, protocol, _reason(exc)).inc()
             raise
@@ -182,9 +240,6 @@ class DataPlane:
         ch["success"].inc()
         ch["latency"].observe(time.perf_counter() - t0)
         return model, result, rows, wanted
-
-    async def _submit(self, model: ServedModel, feeds: dict[str, np.ndarray], rows: int, wanted: list[str]) -> dict[str, np.ndarray]:
-        return await model.batcher().submit(feeds, rows, wanted, timeout=self.request_timeout)
 
     def _check_rows(self, rows: int) -> None:
         if self.max_rows is not None and rows > self.max_rows:
@@ -218,10 +273,10 @@ def _reason(exc: ModelportError) -> str:
         return "too_large"
     if isinstance(exc, OverloadedError):
         return "overloaded"
+    if isinstance(exc, DeadlineExceededError):
+        return "timeout"
     if isinstance(exc, NotReadyError):
         return "not_ready"
-    from modelport.errors import InputError
-
     if isinstance(exc, InputError):
         return "bad_input"
     return "error"

@@ -7,7 +7,8 @@ usual); the mapping to HTTP statuses and gRPC codes lives in :mod:`modelport.ser
     InputError
     └── PayloadTooLargeError     body or row count above the configured limit (HTTP 413)
     ServingError
-    ├── OverloadedError          the queue is full or the request waited too long (HTTP 503)
+    ├── OverloadedError          the model's queue is full: request shed (HTTP 503, Retry-After)
+    ├── DeadlineExceededError    not answered within the request timeout (HTTP 504, DEADLINE_EXCEEDED)
     ├── UnauthorizedError        missing or wrong bearer token (HTTP 401)
     └── NotReadyError            the server is starting or draining (HTTP 503)
 """
@@ -23,6 +24,11 @@ class PayloadTooLargeError(InputError):
 
 class OverloadedError(ServingError):
     """The server sheds this request instead of queueing it without bound."""
+
+
+class DeadlineExceededError(ServingError):
+    """The request was not answered within its timeout (``--request-timeout`` or a gRPC deadline);
+    its ONNX Runtime call, if one was running for it alone, is stopped."""
 
 
 class UnauthorizedError(ServingError):

@@ -11,8 +11,10 @@ which collides with other copies of the same protocol (tritonclient's) in one pr
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,13 @@ from modelport._deps import require
 from modelport.errors import BundleError, InputError, ModelNotFoundError, ModelportError, ServingError
 from modelport.serve import codec
 from modelport.serve.codec import InferInput, InferRequest, RequestedOutput
-from modelport.serve.errors import NotReadyError, OverloadedError, PayloadTooLargeError, UnauthorizedError
+from modelport.serve.errors import (
+    DeadlineExceededError,
+    NotReadyError,
+    OverloadedError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+)
 
 if TYPE_CHECKING:
     from modelport.serve.dataplane import DataPlane
@@ -34,7 +42,8 @@ _CONTENTS = {
     "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
     "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }
-OPEN_METHODS = frozenset({"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"})
+SERVICE = "inference.GRPCInferenceService"
+OPEN_METHODS = frozenset({f"/{SERVICE}/ServerLive", f"/{SERVICE}/ServerReady"})
 
 
 def status_code(exc: BaseException) -> Any:
@@ -48,6 +57,8 @@ def status_code(exc: BaseException) -> Any:
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, UnauthorizedError):
         return grpc.StatusCode.UNAUTHENTICATED
+    if isinstance(exc, DeadlineExceededError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
     if isinstance(exc, (OverloadedError, NotReadyError)):
         return grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, BundleError):
@@ -65,7 +76,13 @@ def _params(m: Any) -> dict[str, Any]:
 
 
 def decode_request(request: Any) -> InferRequest:
-    """An InferRequest from a ``ModelInferRequest`` message."""
+    """An InferRequest from a ``ModelInferRequest`` message.
+
+    Shapes are checked before anything of that shape is allocated (negative dimensions, a product
+    beyond int64, an element count other than the one received), and typed integer contents are
+    range-checked by the same rule as REST JSON (:func:`codec.check_integers`): INT8 1000 is
+    refused, never wrapped to -24.
+    """
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InputError(
@@ -74,29 +91,19 @@ def decode_request(request: Any) -> InferRequest:
         )
     inputs = []
     for i, t in enumerate(request.inputs):
-        shape = tuple(int(d) for d in t.shape)
-        if any(d < 0 for d in shape):
-            raise InputError(f"input {t.name!r}: shape {list(shape)} has negative dimensions.")
+        shape = codec.parse_shape(t.name, list(t.shape))
         if t.datatype not in codec.V2_TO_NUMPY:
-            raise InputError(codec._bad_datatype(t.name, t.datatype))
+            raise InputError(codec.bad_datatype(t.name, t.datatype))
+        given = [f.name for f, _ in t.contents.ListFields()] if t.HasField("contents") else []
         if raw:
+            if given:
+                raise InputError(
+                    f"input {codec.show(t.name)} has contents.{given[0]} but the request sends raw_input_contents; "
+                    "send every input one way: typed contents or raw_input_contents."
+                )
             data = codec.from_raw(t.name, t.datatype, shape, raw[i])
         else:
-            field = _CONTENTS.get(t.datatype)
-            if field is None:
-                raise InputError(f"input {t.name!r}: {t.datatype} can only be sent in raw_input_contents.")
-            values = getattr(t.contents, field)
-            count = int(np.prod(shape)) if shape else 1
-            if len(values) != count:
-                raise InputError(
-                    f"input {t.name!r}: shape {list(shape)} needs {count} elements but contents.{field} holds {len(values)}."
-                )
-            if t.datatype == "BYTES":
-                data = np.empty(count, dtype=object)
-                data[:] = list(values)
-            else:
-                data = np.asarray(values, dtype=codec.V2_TO_NUMPY[t.datatype])
-            data = data.reshape(shape)
+            data = _typed(t, shape, given)
         inputs.append(InferInput(t.name, t.datatype, shape, data, _params(t.parameters)))
     if not inputs:
         raise InputError("the request has no inputs.")
@@ -107,13 +114,78 @@ def decode_request(request: Any) -> InferRequest:
     )
 
 
-def add_service(server: Any, dataplane: DataPlane) -> None:
-    """Register the V2 service on a grpc.aio server."""
+# the numpy type that holds a typed-contents field's values exactly, before the range check narrows them
+_WIDE = {"int_contents": np.int64, "int64_contents": np.int64, "uint_contents": np.uint64, "uint64_contents": np.uint64}
+
+
+def _typed(t: Any, shape: tuple[int, ...], given: list[str]) -> np.ndarray:
+    field = _CONTENTS.get(t.datatype)
+    if field is None:
+        raise InputError(f"input {codec.show(t.name)}: {t.datatype} can only be sent in raw_input_contents.")
+    other = [g for g in given if g != field]
+    if other:
+        raise InputError(
+            f"input {codec.show(t.name)}: datatype {t.datatype} takes its values from contents.{field}, "
+            f"but the request fills contents.{other[0]}."
+        )
+    values = getattr(t.contents, field)
+    count = math.prod(shape)
+    if len(values) != count:
+        raise InputError(
+            f"input {codec.show(t.name)}: shape {list(shape)} needs {count} elements but contents.{field} holds {len(values)}."
+        )
+    if t.datatype == "BYTES":
+        data = np.empty(count, dtype=object)
+        data[:] = list(values)
+    elif field in _WIDE:
+        data = codec.check_integers(t.name, t.datatype, np.asarray(values, dtype=_WIDE[field]))
+    else:
+        data = np.asarray(values, dtype=codec.V2_TO_NUMPY[t.datatype])
+    return data.reshape(shape)
+
+
+def encode_response(resp: Any, use_raw: bool) -> Any:
+    """A ``ModelInferResponse`` for an InferResponse: raw outputs for raw requests, else typed contents."""
     from modelport.serve.proto import grpc_predict_v2_pb2 as pb
-    from modelport.serve.proto import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    out = pb.ModelInferResponse(model_name=resp.model_name, model_version=resp.model_version, id=resp.id or "")
+    for o in resp.outputs:
+        t = out.outputs.add(name=o.name, datatype=o.datatype, shape=list(o.shape))
+        if use_raw or o.datatype not in _CONTENTS:
+            out.raw_output_contents.append(codec.to_raw(o.data, o.datatype))
+        elif o.datatype == "BYTES":
+            t.contents.bytes_contents.extend(
+                v if isinstance(v, bytes) else str(v).encode() for v in o.data.ravel().tolist()
+            )
+        else:
+            getattr(t.contents, _CONTENTS[o.datatype]).extend(o.data.ravel().tolist())
+    return out
+
+
+# requests at least this large are parsed, decoded and encoded in a worker thread, so that the
+# event loop keeps answering other requests and probes meanwhile
+OFFLOAD_BYTES = 256 << 10
+
+
+def add_service(server: Any, dataplane: DataPlane) -> None:
+    """Register the V2 service on a grpc.aio server.
+
+    The handlers take the request's bytes and parse them themselves: a message protobuf cannot
+    parse (invalid UTF-8 in a string field, a truncated field) is the client's mistake and gets
+    INVALID_ARGUMENT, where grpc's own deserializer would answer INTERNAL.
+    """
+    from modelport.serve.proto import grpc_predict_v2_pb2 as pb
 
     grpc = require("grpc", purpose="the gRPC server")
     dp = dataplane
+
+    def parse(message_type: Any, data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except Exception as exc:  # google.protobuf.message.DecodeError, and upb's own variants
+            raise InputError(
+                f"the request is not a valid {message_type.DESCRIPTOR.full_name} message ({_first_line(exc)})."
+            ) from None
 
     async def guarded(context: Any, fn: Any) -> Any:
         try:
@@ -122,8 +194,8 @@ def add_service(server: Any, dataplane: DataPlane) -> None:
             code = status_code(exc)
             if code == grpc.StatusCode.INTERNAL:
                 log.error("gRPC request failed: %s", exc)
-            text = exc.message if not exc.hint else f"{exc.message} (hint: {exc.hint})"
-            await context.abort(code, text)
+            message, hint = dp.public_text(exc.message), dp.public_text(exc.hint)
+            await context.abort(code, message if not hint else f"{message} (hint: {hint})")
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
@@ -134,57 +206,83 @@ def add_service(server: Any, dataplane: DataPlane) -> None:
         return [pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
                 for t in items]
 
-    class Servicer(pb_grpc.GRPCInferenceServiceServicer):
-        async def ServerLive(self, request: Any, context: Any) -> Any:
+    async def server_live(data: bytes, context: Any) -> Any:
+        async def run() -> Any:
+            parse(pb.ServerLiveRequest, data)
             return pb.ServerLiveResponse(live=dp.live())
+        return await guarded(context, run)
 
-        async def ServerReady(self, request: Any, context: Any) -> Any:
+    async def server_ready(data: bytes, context: Any) -> Any:
+        async def run() -> Any:
+            parse(pb.ServerReadyRequest, data)
             return pb.ServerReadyResponse(ready=dp.ready())
+        return await guarded(context, run)
 
-        async def ModelReady(self, request: Any, context: Any) -> Any:
-            async def run() -> Any:
-                return pb.ModelReadyResponse(ready=dp.model_ready(request.name, request.version or None))
-            return await guarded(context, run)
+    async def model_ready(data: bytes, context: Any) -> Any:
+        async def run() -> Any:
+            request = parse(pb.ModelReadyRequest, data)
+            return pb.ModelReadyResponse(ready=dp.model_ready(request.name, request.version or None))
+        return await guarded(context, run)
 
-        async def ServerMetadata(self, request: Any, context: Any) -> Any:
+    async def server_metadata(data: bytes, context: Any) -> Any:
+        async def run() -> Any:
+            parse(pb.ServerMetadataRequest, data)
             meta = dp.server_metadata()
             return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
+        return await guarded(context, run)
 
-        async def ModelMetadata(self, request: Any, context: Any) -> Any:
-            async def run() -> Any:
-                meta = dp.model_metadata(request.name, request.version or None)
-                return pb.ModelMetadataResponse(
-                    name=meta["name"], versions=meta["versions"], platform=meta["platform"],
-                    inputs=tensor_meta(meta["inputs"]), outputs=tensor_meta(meta["outputs"]),
-                    properties={k: str(v) for k, v in meta["parameters"].items()},
-                )
-            return await guarded(context, run)
+    async def model_metadata(data: bytes, context: Any) -> Any:
+        async def run() -> Any:
+            request = parse(pb.ModelMetadataRequest, data)
+            meta = dp.model_metadata(request.name, request.version or None)
+            return pb.ModelMetadataResponse(
+                name=meta["name"], versions=meta["versions"], platform=meta["platform"],
+                inputs=tensor_meta(meta["inputs"]), outputs=tensor_meta(meta["outputs"]),
+                properties={k: str(v) for k, v in meta["parameters"].items()},
+            )
+        return await guarded(context, run)
 
-        async def ModelInfer(self, request: Any, context: Any) -> Any:
-            async def run() -> Any:
-                try:
-                    req = decode_request(request)
-                except InputError as exc:
-                    model = dp.model(request.model_name, request.model_version or None)
-                    raise InputError(f"{exc.message} {model.expected()}", hint=exc.hint) from None
-                resp = await dp.infer(req, "grpc")
-                use_raw = bool(request.raw_input_contents)
-                out = pb.ModelInferResponse(model_name=resp.model_name, model_version=resp.model_version,
-                                            id=resp.id or "")
-                for o in resp.outputs:
-                    t = out.outputs.add(name=o.name, datatype=o.datatype, shape=list(o.shape))
-                    if use_raw or o.datatype not in _CONTENTS:
-                        out.raw_output_contents.append(codec.to_raw(o.data, o.datatype))
-                    elif o.datatype == "BYTES":
-                        t.contents.bytes_contents.extend(
-                            v if isinstance(v, bytes) else str(v).encode() for v in o.data.ravel().tolist()
-                        )
-                    else:
-                        getattr(t.contents, _CONTENTS[o.datatype]).extend(o.data.ravel().tolist())
-                return out
-            return await guarded(context, run)
+    def decode(data: bytes) -> tuple[Any, InferRequest]:
+        request = parse(pb.ModelInferRequest, data)
+        try:
+            return request, decode_request(request)
+        except InputError as exc:
+            model = dp.model(request.model_name, request.model_version or None)
+            raise InputError(f"{exc.message} {model.expected()}", hint=exc.hint) from None
 
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(), server)
+    async def model_infer(data: bytes, context: Any) -> Any:
+        async def run() -> Any:
+            deadline = dp.deadline(context.time_remaining())
+            big = len(data) >= OFFLOAD_BYTES
+            request, req = await asyncio.to_thread(decode, data) if big else decode(data)
+            resp = await dp.infer(req, "grpc", deadline=deadline, offload=big)
+            use_raw = bool(request.raw_input_contents)
+            if big:
+                return await asyncio.to_thread(lambda: encode_response(resp, use_raw).SerializeToString())
+            return encode_response(resp, use_raw).SerializeToString()
+        return await guarded(context, run)
+
+    def handler(fn: Any, response: Any) -> Any:
+        return grpc.unary_unary_rpc_method_handler(
+            fn, request_deserializer=None, response_serializer=response.SerializeToString if response else None
+        )
+
+    handlers = {
+        "ServerLive": handler(server_live, pb.ServerLiveResponse),
+        "ServerReady": handler(server_ready, pb.ServerReadyResponse),
+        "ModelReady": handler(model_ready, pb.ModelReadyResponse),
+        "ServerMetadata": handler(server_metadata, pb.ServerMetadataResponse),
+        "ModelMetadata": handler(model_metadata, pb.ModelMetadataResponse),
+        "ModelInfer": handler(model_infer, None),  # serialized by the handler (in a thread when large)
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    if hasattr(server, "add_registered_method_handlers"):  # grpcio >= 1.63: the faster lookup
+        server.add_registered_method_handlers(SERVICE, handlers)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def make_auth_interceptor(tokens: Sequence[str]) -> Any:

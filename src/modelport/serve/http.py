@@ -7,8 +7,13 @@ The application is a visible stack of plain ASGI layers around a router (outermo
     Observability   Prometheus HTTP metrics and the optional JSON access log
     Auth            bearer tokens; health probes stay open
     Limits          maximum body size (413 before the body is read when Content-Length says so)
-    ErrorMapping    modelport errors -> HTTP statuses; nothing a client sends yields a 5xx
+    ErrorMapping    modelport errors -> HTTP statuses; nothing a client sends yields a 5xx; error
+                    texts lose the server's paths and registry URL (the log keeps them)
     Router          V2 + records + repository + metrics + docs, and the lifespan hooks
+
+A scoring request is bounded in time from its first byte: the body must arrive, and the answer be
+ready, within ``--request-timeout`` (504 otherwise). Large bodies (``OFFLOAD_BYTES``) are parsed
+and decoded in a worker thread, so that the event loop keeps answering probes meanwhile.
 
 The HTTP status mapping of the error tree lives here and nowhere else. Layers are plain ASGI
 callables (no per-request objects beyond what is needed) because the router is on the hot path
@@ -17,6 +22,7 @@ of every single-row request.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -35,7 +41,13 @@ from modelport.errors import (
 )
 from modelport.serve import codec
 from modelport.serve.codec import InferInput, InferRequest, InferResponse, RequestedOutput
-from modelport.serve.errors import NotReadyError, OverloadedError, PayloadTooLargeError, UnauthorizedError
+from modelport.serve.errors import (
+    DeadlineExceededError,
+    NotReadyError,
+    OverloadedError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+)
 
 if TYPE_CHECKING:
     from modelport.serve.dataplane import DataPlane
@@ -53,6 +65,8 @@ HEADER_LENGTH = b"inference-header-content-length"
 JSON_TYPE = b"application/json"
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+# bodies at least this large are parsed, decoded and answered in a worker thread
+OFFLOAD_BYTES = 256 << 10
 
 
 def status_of(exc: BaseException) -> int:
@@ -65,6 +79,8 @@ def status_of(exc: BaseException) -> int:
         return 400
     if isinstance(exc, UnauthorizedError):
         return 401
+    if isinstance(exc, DeadlineExceededError):
+        return 504
     if isinstance(exc, (OverloadedError, NotReadyError)):
         return 503
     if isinstance(exc, BundleError):
@@ -216,8 +232,9 @@ class ErrorMapping:
     Observability (always outside this layer) sets, saving a second wrapper around ``send``.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, public_text: Callable[[str | None], str | None] = lambda t: t) -> None:
         self.app = app
+        self.public_text = public_text
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -228,10 +245,13 @@ class ErrorMapping:
             if scope.get("modelport.started"):
                 raise
             status = status_of(exc)
-            if status >= 500 and not isinstance(exc, (OverloadedError, NotReadyError)):
+            if status >= 500 and not isinstance(exc, (OverloadedError, NotReadyError, DeadlineExceededError)):
                 log.error("request %s %s failed: %s", scope["method"], scope["path"], exc)
+            elif status == 422:
+                log.warning("request %s %s: %s", scope["method"], scope["path"], exc)
             headers = [(b"retry-after", b"1")] if status == 503 else []
-            await send_response(send, status, error_body(exc.message, exc.hint), headers=headers)
+            body = error_body(self.public_text(exc.message) or "", self.public_text(exc.hint))
+            await send_response(send, status, body, headers=headers)
         except Exception:
             log.exception("unexpected error in %s %s", scope["method"], scope["path"])
             if scope.get("modelport.started"):
@@ -333,7 +353,7 @@ class Router:
             scope["modelport.model"] = parts[3]
             if await self._expect(method, "POST", send):
                 return
-            await _read_body(scope, receive)  # the body (parameters) is optional and unused
+            await _read_body(scope, receive, self.dp.deadline())  # the body (parameters) is optional and unused
             if parts[4] == "load":
                 await self.dp.load_model(parts[3])
             else:
@@ -358,8 +378,23 @@ class Router:
 
     # ------------------------------------------------------------------ V2 inference
     async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
+        deadline = self.dp.deadline()
         model = self.dp.model(name, version)  # an unknown model is a 404 whatever the body holds
-        body = await _read_body(scope, receive)
+        body = await _read_body(scope, receive, deadline)
+        big = len(body) >= OFFLOAD_BYTES
+        if big:
+            request, binary_out = await asyncio.to_thread(self._decode, scope, body, model, name, version)
+        else:
+            request, binary_out = self._decode(scope, body, model, name, version)
+        scope["modelport.request_id"] = request.id
+        response = await self.dp.infer(request, "rest", deadline=deadline, offload=big)
+        if big:
+            payload, headers, ctype = await asyncio.to_thread(encode_response, response, request, binary_out)
+        else:
+            payload, headers, ctype = encode_response(response, request, binary_out)
+        await send_response(send, 200, payload, ctype, headers)
+
+    def _decode(self, scope: Scope, body: bytes, model: Any, name: str, version: str | None) -> tuple[InferRequest, bool]:
         hlen = header(scope, HEADER_LENGTH)
         binary: memoryview | None = None
         if hlen is not None:
@@ -369,33 +404,36 @@ class Router:
                 n = -1
             if n < 0 or n > len(body):
                 raise InputError(
-                    f"Inference-Header-Content-Length is {hlen.decode(errors='replace')!r} but the body has "
+                    f"Inference-Header-Content-Length is {hlen[:40].decode(errors='replace')!r} but the body has "
                     f"{len(body)} bytes; it must give the length of the JSON header at the start of the body."
                 )
             binary = memoryview(body)[n:]
             body = body[:n]
         try:
-            request, binary_out = decode_request(_json(body), name, version, binary)
+            return decode_request(_json(body), name, version, binary)
         except PayloadTooLargeError:
             raise
         except InputError as exc:  # say what the model expects, whatever was malformed
             raise InputError(f"{exc.message} {model.expected()}", hint=exc.hint) from None
-        scope["modelport.request_id"] = request.id
-        response = await self.dp.infer(request, "rest")
-        payload, headers, ctype = encode_response(response, request, binary_out)
-        await send_response(send, 200, payload, ctype, headers)
 
     async def _records(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
+        deadline = self.dp.deadline()
         self.dp.model(name, version)
-        doc = _json(await _read_body(scope, receive))
+        body = await _read_body(scope, receive, deadline)
+        big = len(body) >= OFFLOAD_BYTES
+        doc = await asyncio.to_thread(_json, body) if big else _json(body)
         if not isinstance(doc, dict) or "records" not in doc:
             model = self.dp.model(name, version)
             raise InputError(
                 "the body must be an object with a list under 'records', e.g. "
                 '{"records": [{"f0": 1.0, ...}]}. ' + model.expected(records=True)
             )
-        result = await self.dp.records(name, version, doc["records"])
-        await send_response(send, 200, orjson.dumps(result, option=_NUMPY))
+        result = await self.dp.records(name, version, doc["records"], deadline=deadline, offload=big)
+        if big:
+            payload = await asyncio.to_thread(orjson.dumps, result, option=_NUMPY)
+        else:
+            payload = orjson.dumps(result, option=_NUMPY)
+        await send_response(send, 200, payload)
 
     # ------------------------------------------------------------------ static routes
     async def _live(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -413,7 +451,7 @@ class Router:
         await send_response(send, 200, body, ctype.encode())
 
     async def _index(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(scope, receive)
+        body = await _read_body(scope, receive, self.dp.deadline())
         doc = _json(body) if body.strip() else {}
         if not isinstance(doc, dict):
             raise InputError('the repository index body must be an object such as {"ready": true}.')
@@ -478,27 +516,31 @@ def decode_request(
             raise InputError(f"input #{i} has no name.")
         datatype = t.get("datatype")
         shape = codec.parse_shape(tname, t.get("shape"))
-        tparams = codec.parameters(t.get("parameters"), f"input {tname!r}") if "parameters" in t else {}
+        tparams = codec.parameters(t.get("parameters"), f"input {codec.show(tname)}") if "parameters" in t else {}
         size = tparams.get("binary_data_size")
         if size is not None:
+            if "data" in t:
+                raise InputError(
+                    f"input {codec.show(tname)} has both data and a binary_data_size parameter; send its values one way."
+                )
             if binary is None:
                 raise InputError(
-                    f"input {tname!r} says binary_data_size but the request has no "
+                    f"input {codec.show(tname)} says binary_data_size but the request has no "
                     "Inference-Header-Content-Length header, so there is no binary part."
                 )
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
                 raise InputError(
-                    f"input {tname!r}: binary_data_size {size!r} does not fit the {len(binary) - offset} bytes "
-                    "of binary data left in the body."
+                    f"input {codec.show(tname)}: binary_data_size {size!r} does not fit the {len(binary) - offset} "
+                    "bytes of binary data left in the body."
                 )
             if not isinstance(datatype, str) or datatype not in codec.V2_TO_NUMPY:
-                raise InputError(codec._bad_datatype(tname, datatype))
+                raise InputError(codec.bad_datatype(tname, datatype))
             data = codec.from_raw(tname, datatype, shape, binary[offset:offset + size])
             offset += size
         else:
             if "data" not in t:
-                raise InputError(f"input {tname!r} has no data (and no binary_data_size parameter).")
-            data = codec.tensor_from_json(tname, datatype, list(shape), t["data"])
+                raise InputError(f"input {codec.show(tname)} has no data (and no binary_data_size parameter).")
+            data = codec.tensor_from_json(tname, datatype, shape, t["data"])
         inputs.append(InferInput(tname, str(datatype), shape, data, tparams))
     if binary is not None and offset != len(binary):
         raise InputError(
@@ -513,7 +555,7 @@ def decode_request(
         for o in raw_outputs:
             if not isinstance(o, dict) or not isinstance(o.get("name"), str):
                 raise InputError('each requested output must be an object with a "name".')
-            outputs.append(RequestedOutput(o["name"], codec.parameters(o.get("parameters"), f"output {o['name']!r}")))
+            outputs.append(RequestedOutput(o["name"], codec.parameters(o.get("parameters"), f"output {codec.show(o['name'])}")))
         if not outputs:
             outputs = None
     return (
@@ -553,8 +595,38 @@ def encode_response(
 
 
 # ============================================================================ helpers
-async def _read_body(scope: Scope, receive: Receive) -> bytes:
-    chunks = []
+async def _read_body(scope: Scope, receive: Receive, deadline: float | None = None) -> bytes:
+    """The whole body, decompressed; with ``deadline`` (``time.monotonic()``), a body still
+    arriving then is a DeadlineExceededError (a slow upload cannot hold a request open for ever)."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise InputError("the client disconnected before sending the whole body.")
+    body = message.get("body", b"")
+    if message.get("more_body", False):  # the rest is still on its way: wait for it, within the deadline
+        chunks = [body]
+        try:
+            if deadline is None:
+                await _read_rest(receive, chunks)
+            else:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await _read_rest(receive, chunks)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                "the request timed out while its body was still arriving.",
+                hint="send the body faster, or raise --request-timeout",
+            ) from None
+        body = b"".join(chunks)
+    encoding = header(scope, b"content-encoding")
+    if encoding:
+        text = encoding.decode("latin-1").strip().lower()
+        if text in ("", "identity"):
+            return body
+        # a few compressed bytes may inflate to the body limit: off the event loop
+        body = await asyncio.to_thread(_decompress, body, text, scope)
+    return body
+
+
+async def _read_rest(receive: Receive, chunks: list[bytes]) -> None:
     more = True
     while more:
         message = await receive()
@@ -562,18 +634,13 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
             raise InputError("the client disconnected before sending the whole body.")
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    encoding = header(scope, b"content-encoding")
-    if encoding:
-        body = _decompress(body, encoding.decode("latin-1").strip().lower(), scope)
-    return body
 
 
 def _decompress(body: bytes, encoding: str, scope: Scope) -> bytes:
     if encoding in ("identity", ""):
         return body
     if encoding not in ("gzip", "deflate"):
-        raise InputError(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none.")
+        raise InputError(f"Content-Encoding {encoding[:40]!r} is not supported; use gzip, deflate or none.")
     wbits = 31 if encoding == "gzip" else 15
     limit = scope.get("modelport.max_body") or 1 << 30
     try:
@@ -605,7 +672,7 @@ def build_app(
 ) -> ASGIApp:
     """The ASGI application: the middleware stack, outermost last, around the router."""
     app: ASGIApp = Router(dataplane, on_startup=on_startup, on_shutdown=on_shutdown)
-    app = ErrorMapping(app)
+    app = ErrorMapping(app, public_text=dataplane.public_text)
     app = Limits(app, max_body_bytes=max_body_bytes)
     if tokens:
         app = Auth(app, tokens)

@@ -2,7 +2,8 @@
 
 Per model and version: inference requests, successes and failures (by reason), latency
 histograms for queue wait, compute and total, the batch size (rows and requests per batch), a
-loaded gauge; an in-flight gauge per model. Per HTTP route: requests by status.
+loaded gauge; an in-flight gauge per model; per column, the unknown categories that were scored
+(``modelport_unknown_categories_total``). Per HTTP route: requests by status.
 
 Why not ``prometheus_client``'s Counter/Histogram objects directly: each update takes a lock and
 costs 3-7 µs, and a single-row request updates about ten of them, which is more than the whole
@@ -107,9 +108,15 @@ class Metrics:
         self.http_requests = Family(
             "modelport_http_requests", "HTTP requests by route and status", "counter", ["method", "route", "status"]
         )
+        # values outside a column's categories that were scored (as missing, or as the model's
+        # library treats them) rather than refused: they are never silent
+        self.unknown_categories = Family(
+            "modelport_unknown_categories", "Values outside a column's categories that were scored", "counter",
+            [*ml, "column"],
+        )
         self.families = [
             self.requests, self.success, self.failure, self.latency, self.queue, self.compute, self.batch_rows,
-            self.batch_requests, self.inflight, self.loaded, self.http_requests,
+            self.batch_requests, self.inflight, self.loaded, self.http_requests, self.unknown_categories,
         ]
         share = os.environ.get(METRICS_DIR_ENV)
         self.share_dir = Path(share) if share else None

@@ -8,11 +8,17 @@ How V2 inputs map to a bundle (documented for users in docs/serving.md):
 * **column form** (tabular bundles only): one V2 input per named column, each of shape ``[N]`` or
   ``[N, 1]``; string and category columns are BYTES. The columns are assembled into the graph's
   inputs exactly as :meth:`Bundle.predict` does with a DataFrame.
+
+What an input may hold is decided by :mod:`modelport.runtime.coerce` alone (the same rules and
+messages as ``bundle.predict`` and batch scoring); this module only routes V2 inputs to the
+tensor or the column form and adds what the model expects to the error. Unknown categories that
+are scored are counted in ``modelport_unknown_categories_total{model,version,column}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -21,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelport.errors import InputError
-from modelport.runtime.coerce import numpy_dtype
 from modelport.serve.batching import Batcher, BatchStats
 from modelport.serve.codec import COLUMN_TO_V2, SIGNATURE_TO_V2, InferInput
 
@@ -40,8 +45,6 @@ class BatchingConfig:
     max_batch_size: int = 8
     max_queue_delay: float = 0.0
     max_queue: int = 2048
-    inline_rows: int = 256
-    inline_seconds: float = 0.002
 
 
 class ServedModel:
@@ -58,7 +61,11 @@ class ServedModel:
         intra_op_threads: int | None = None,
         executor: Executor | None = None,
         on_batch: Callable[[ServedModel, BatchStats], None] | None = None,
+        unknown_categories: str | None = None,
+        unknown_counter: Any = None,
     ) -> None:
+        """``unknown_categories`` overrides the bundle's unknown-category policy; ``unknown_counter``
+        is a metric family whose ``labels(model, version, column)`` counts scored unknown categories."""
         from modelport.runtime.session import Runtime
 
         self.bundle = bundle
@@ -66,7 +73,13 @@ class ServedModel:
         self.version = version
         self.source = source
         self.digest = bundle.digest
-        self.runtime = Runtime(bundle, intra_op_threads=intra_op_threads)
+        try:
+            self.runtime = Runtime(bundle, intra_op_threads=intra_op_threads, unknown_categories=unknown_categories)
+        except InputError as exc:  # an override this bundle cannot honour
+            raise InputError(f"model {name!r} version {version}: {exc.message}", hint=exc.hint) from None
+        self._builder = self.runtime.builder
+        self._unknown_counter = unknown_counter
+        self._unknown_children: dict[str, Any] = {}
         self.signature = bundle.signature
         self.output_names = self.signature.output_names
         self._batching = batching
@@ -80,7 +93,6 @@ class ServedModel:
         self.column_names = set(self.signature.column_names)
         # rows are independent only if every tensor is batch-major with a free first dimension
         self.batchable = all(t.shape and t.shape[0] is None for t in (*self.signature.inputs, *self.signature.outputs))
-        self._nonnull = self._non_nullable_slots()
         self.output_datatypes = {t.name: SIGNATURE_TO_V2[t.dtype] for t in self.signature.outputs}
 
     # ------------------------------------------------------------------ scoring
@@ -96,8 +108,6 @@ class ServedModel:
                 max_batch_size=b.max_batch_size if self.batchable else 1,
                 max_queue_delay=b.max_queue_delay,
                 max_queue=b.max_queue,
-                inline_rows=b.inline_rows,
-                inline_seconds=b.inline_seconds,
                 executor=self._executor,
                 on_batch=(lambda stats: hook(self, stats)) if hook is not None else None,
             )
@@ -120,32 +130,63 @@ class ServedModel:
     def feeds_from_v2(self, inputs: Sequence[InferInput]) -> tuple[dict[str, np.ndarray], int]:
         """Graph feeds and row count for V2 inputs in the tensor form or the column form."""
         if len(inputs) == 1 and inputs[0].name == self._single:  # the common matrix case, fast
-            arr = self._tensor_feed(inputs[0])
-            return {self._single: arr}, arr.shape[0] if arr.ndim else 1
+            data = inputs[0].data
+            arr = self._builder.tensor(self._single, data)
+            if arr is not None:
+                return {self._single: arr}, arr.shape[0]
         names = [i.name for i in inputs]
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise InputError(f"input(s) given twice: {', '.join(dup)}. {self.expected()}")
         given = set(names)
+        if len(given) != len(names):
+            dup = sorted(n for n, k in Counter(names).items() if k > 1)
+            raise InputError(f"input(s) given twice: {', '.join(map(repr, dup[:20]))}. {self.expected()}")
         if given == self.input_names:
-            feeds = {i.name: self._tensor_feed(i) for i in inputs}
+            form = "tensors"
         elif self.signature.columns is not None and given == self.column_names:
-            feeds = self._column_feeds(inputs)
-        else:
-            raise InputError(f"{self._mismatch(given)} {self.expected()}")
-        rows = _rows(feeds)
-        return feeds, rows
+            form = "columns"
+        else:  # the form the inputs come closer to names what is missing and what is unexpected
+            by_column, by_input = len(given & self.column_names), len(given & self.input_names)
+            # (a bundle with one input per column has the same names both ways: its words are columns)
+            closer = self.signature.columns is not None and (
+                by_column > by_input or (by_column == by_input and (by_column > 0 or self.column_names == self.input_names))
+            )
+            form = "columns" if closer else "tensors"
+        try:
+            built = self._builder.build({i.name: i.data for i in inputs}, form=form)
+        except InputError as exc:
+            raise InputError(f"{exc.message} {self.expected()}", hint=exc.hint) from None
+        self._count(built.unknown)
+        return built.feeds, built.rows
 
     def feeds_from_records(self, records: list[Any]) -> tuple[dict[str, np.ndarray], int]:
-        if not records:
-            raise InputError("'records' is empty; send at least one record.")
-        if not all(isinstance(r, dict) for r in records):
-            raise InputError("every record must be an object mapping column names to values.")
+        """Graph feeds and row count for a list of records (an empty list is an empty batch)."""
+        if not isinstance(records, list):
+            raise InputError(
+                "the body must be an object with a list under 'records', e.g. "
+                '{"records": [{"f0": 1.0, ...}]}. ' + self.expected(records=True)
+            )
         try:
-            feeds = self.runtime.feeds(records)
+            if records and not isinstance(records[0], dict):
+                raise InputError(
+                    f"records must all be objects (dicts) mapping column names to values; record 0 is a "
+                    f"{type(records[0]).__name__}."
+                )
+            built = self._builder.build(records)
         except InputError as exc:
             raise InputError(f"{exc.message} {self.expected(records=True)}", hint=exc.hint) from None
-        return feeds, _rows(feeds)
+        self._count(built.unknown)
+        return built.feeds, built.rows
+
+    def _count(self, unknown: dict[str, int]) -> None:
+        if not unknown:
+            return
+        self.runtime.count_unknown(unknown)
+        if self._unknown_counter is None:
+            return
+        for column, n in unknown.items():
+            child = self._unknown_children.get(column)
+            if child is None:
+                child = self._unknown_children[column] = self._unknown_counter.labels(self.name, self.version, column)
+            child.inc(n)
 
     # ------------------------------------------------------------------ metadata
     def tensor_metadata(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -185,132 +226,3 @@ class ServedModel:
             f"Model {self.name!r} version {self.version} expects either the tensor form ({tensors}) "
             f"or one input per column ({shown}{more}), each of shape [N]."
         )
-
-    # ------------------------------------------------------------------ internals
-    def _mismatch(self, given: set[str]) -> str:
-        def diff(expected: set[str], what: str) -> str:
-            parts = []
-            missing = sorted(expected - given)
-            extra = sorted(given - expected)
-            if missing:
-                parts.append(f"missing {what}(s) {', '.join(map(repr, missing[:20]))}")
-            if extra:
-                parts.append(f"unexpected {what}(s) {', '.join(map(repr, extra[:20]))}")
-            return "; ".join(parts)
-
-        if self.signature.columns is not None and len(given & self.column_names) > len(given & self.input_names):
-            return f"The inputs do not match the model's columns: {diff(self.column_names, 'column')}."
-        return f"The inputs do not match the model's inputs: {diff(self.input_names, 'input')}."
-
-    def _tensor_feed(self, inp: InferInput) -> np.ndarray:
-        spec = self._specs[inp.name]
-        arr = _cast(inp, spec.dtype, self)
-        want = spec.shape
-        if len(want) == arr.ndim + 1 and want[-1] == 1:
-            arr = arr.reshape(*arr.shape, 1)
-        ok = len(want) == arr.ndim
-        if ok:
-            for w, g in zip(want, arr.shape):
-                if w is not None and w != g:
-                    ok = False
-        if not ok:
-            text = "[" + ", ".join("N" if d is None else str(d) for d in spec.shape) + "]"
-            raise InputError(f"input {inp.name!r} has shape {list(inp.shape)}; the model expects {text}. {self.expected()}")
-        slots = self._nonnull.get(inp.name)
-        if slots is not None and arr.dtype.kind == "f" and arr.size:
-            part = arr if slots is True else arr[:, slots]
-            if np.isnan(part).any():
-                bad_rows = np.flatnonzero(np.isnan(part.reshape(part.shape[0], -1)).any(axis=1))
-                raise InputError(
-                    f"input {inp.name!r} has missing values (NaN) in row(s) {_few(bad_rows.tolist())} "
-                    f"where the model cannot take them{self._nan_columns(inp.name, part)}. {self.expected()}",
-                    hint="impute missing values before sending, or pack a pipeline with an imputer",
-                )
-        return arr
-
-    def _nan_columns(self, input_name: str, part: np.ndarray) -> str:
-        cols = [c for c in (self.signature.columns or ()) if c.input == input_name and not c.nullable]
-        if not cols or part.ndim != 2 or part.shape[1] != len(cols):
-            return ""
-        bad = [c.name for j, c in enumerate(cols) if np.isnan(part[:, j]).any()]
-        return f" (column(s) {', '.join(bad)})"
-
-    def _column_feeds(self, inputs: Sequence[InferInput]) -> dict[str, np.ndarray]:
-        cols: dict[str, np.ndarray] = {}
-        for inp in inputs:
-            arr = inp.data
-            if arr.ndim == 2 and arr.shape[1] == 1:
-                arr = arr[:, 0]
-            if arr.ndim != 1:
-                raise InputError(
-                    f"column input {inp.name!r} has shape {list(inp.shape)}; each column must be [N] or [N, 1]. "
-                    f"{self.expected()}"
-                )
-            if arr.dtype == object:
-                arr = _text(inp.name, arr)
-            cols[inp.name] = arr
-        try:
-            return self.runtime.feeds(cols)
-        except InputError as exc:
-            raise InputError(f"{exc.message} {self.expected()}", hint=exc.hint) from None
-
-    def _non_nullable_slots(self) -> dict[str, Any]:
-        """Per graph input: True (whole input) or the matrix slots that must not hold NaN."""
-        out: dict[str, Any] = {}
-        for c in self.signature.columns or ():
-            if c.nullable or c.dtype in ("str", "category"):
-                continue
-            if c.index is None:
-                out[c.input] = True
-            elif out.get(c.input) is not True:
-                out.setdefault(c.input, []).append(c.index)
-        return {k: (v if v is True else np.asarray(sorted(v))) for k, v in out.items()}
-
-
-def _cast(inp: InferInput, dtype: str, model: ServedModel) -> np.ndarray:
-    arr = inp.data
-    if dtype == "str":
-        if arr.dtype != object:
-            raise InputError(f"input {inp.name!r} must be BYTES (strings); got {inp.datatype}. {model.expected()}")
-        text = _text(inp.name, arr)
-        if any(v is None for v in text.ravel().tolist()):
-            raise InputError(f"input {inp.name!r} holds null elements; this model needs a string in every row.")
-        return text
-    if arr.dtype == object:
-        raise InputError(
-            f"input {inp.name!r} must be {SIGNATURE_TO_V2[dtype]}; got {inp.datatype}. {model.expected()}"
-        )
-    want = numpy_dtype(dtype)
-    if arr.dtype == want:
-        return arr
-    if want.kind in "iub" and arr.dtype.kind == "f" and not np.all(np.mod(arr, 1) == 0):
-        raise InputError(
-            f"input {inp.name!r} must hold whole numbers ({SIGNATURE_TO_V2[dtype]}); got fractional or NaN values. "
-            f"{model.expected()}"
-        )
-    return arr.astype(want)
-
-
-def _text(name: str, arr: np.ndarray) -> np.ndarray:
-    flat = arr.ravel()
-    out = np.empty(flat.shape[0], dtype=object)
-    for i, v in enumerate(flat.tolist()):
-        if isinstance(v, bytes):
-            try:
-                v = v.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputError(f"input {name!r}: element {i} is not valid UTF-8 text.") from None
-        out[i] = v
-    return out.reshape(arr.shape)
-
-
-def _rows(feeds: dict[str, np.ndarray]) -> int:
-    rows = {v.shape[0] if v.ndim else 1 for v in feeds.values()}
-    if len(rows) > 1:
-        raise InputError(f"the inputs disagree on the number of rows ({sorted(rows)}); send the same N for every input.")
-    return rows.pop() if rows else 0
-
-
-def _few(items: list[Any], limit: int = 10) -> str:
-    s = ", ".join(map(str, items[:limit]))
-    return s + (f" ... ({len(items)} in all)" if len(items) > limit else "")

@@ -64,14 +64,14 @@ def document(dataplane: DataPlane | None = None) -> dict[str, Any]:
                     "application/json": {"schema": _ref("InferenceRequest")},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                 "responses": {"200": _json(_ref("InferenceResponse"), "the output tensors"),
-                              **_codes({400: _ERR, 404: _ERR, 413: _ERR, 503: _ERR})},
+                              **_codes({400: _ERR, 404: _ERR, 413: _ERR, 503: _ERR, 504: _ERR})},
             }},
             prefix + "/records": {"post": {
                 "summary": "Score records (objects of column values); returns labels and class probabilities",
                 "tags": ["inference"], "parameters": params,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("RecordsRequest")}}},
                 "responses": {"200": _json(_ref("RecordsResponse"), "one prediction per record"),
-                              **_codes({400: _ERR, 404: _ERR, 413: _ERR, 503: _ERR})},
+                              **_codes({400: _ERR, 404: _ERR, 413: _ERR, 503: _ERR, 504: _ERR})},
             }},
         }
 

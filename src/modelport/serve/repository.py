@@ -27,6 +27,7 @@ from modelport.errors import BundleError, ModelNotFoundError, ModelportError, Se
 
 if TYPE_CHECKING:
     from modelport.serve.model import ServedModel
+    from modelport.signing import SignaturePolicy
 
 log = logging.getLogger("modelport.serve")
 
@@ -132,8 +133,12 @@ class ModelRepository:
         policy: VersionPolicy = VersionPolicy(),
         default_versions: dict[str, str] | None = None,
         registry_url: str | None = None,
+        signature_policy: SignaturePolicy | None = None,
     ) -> None:
         self.sources = [s if isinstance(s, Source) else Source.parse(s) for s in sources]
+        # checked in _build, the one place every load passes (startup, reload, load API, alias moves):
+        # a refused bundle raises there, so it never replaces what is being served
+        self.signature_policy = signature_policy
         self._make = make_model
         self.policy = policy
         self.default_versions = dict(default_versions or {})
@@ -145,6 +150,7 @@ class ModelRepository:
         self._unloaded: set[str] = set()
         self._lock = asyncio.Lock()
         self.scan_errors: list[str] = []
+        self._roots: list[tuple[re.Pattern[str], str]] | None = None
 
     # ------------------------------------------------------------------ lookups (hot path)
     def get(self, name: str, version: str | None = None) -> ServedModel:
@@ -176,6 +182,20 @@ class ModelRepository:
 
     def all_models(self) -> list[ServedModel]:
         return [m for versions in list(self._models.values()) for m in versions.values()]
+
+    def public_text(self, text: str) -> str:
+        """``text`` (an error message, a model's origin) without the server's file paths and
+        registry URL, for clients: a bundle under a source directory is named relative to it
+        (``fraud/2.mpk``), any other absolute path by its last part, the registry as
+        ``<registry>``. The server log keeps the full text."""
+        roots = self._roots
+        if roots is None:
+            roots = self._roots = _roots(self.sources, self.registry_url)
+        for pattern, repl in roots:
+            text = pattern.sub(repl, text)
+        text = _USERINFO.sub(r"\1<credentials>@", text)
+        text = _FILE_URL.sub(r"\1", text)
+        return _ABSOLUTE.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1] or "/", text)
 
     def describe(self) -> str:
         if not self._models:
@@ -327,6 +347,8 @@ class ModelRepository:
             bundle = c.bundle if c.bundle is not None else c.loader() if c.loader is not None else None
             if bundle is None:
                 raise ServingError(f"{c.origin}: nothing to load.")
+            if self.signature_policy is not None:
+                self.signature_policy.check(bundle)
             out[c.version] = self._make(bundle, name, c.version, c.origin)
         return out
 
@@ -418,6 +440,30 @@ class ModelRepository:
             loader=lambda: reg.load(pinned),
             follow=src.uri if "@" in src.uri else None,
         )
+
+
+# an absolute POSIX path of two parts or more (not the path part of a URL or of models:/NAME; a
+# one-part path such as /docs is an endpoint in our own messages, not a place on the server)
+_ABSOLUTE = re.compile(r"(?<![\w.:/~-])~?(?:/[^\s/'\"`,;:()\[\]{}<>]+){2,}/?")
+_FILE_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*:///)((?:[^\s/'\"]+/)*)")
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]*@")
+
+
+def _roots(sources: Sequence[Source], registry_url: str | None) -> list[tuple[re.Pattern[str], str]]:
+    """(pattern, replacement) pairs that remove the configured source locations from a text."""
+    found: set[str] = set()
+    for src in sources:
+        if src.path is None:
+            continue
+        for p in (src.path, src.path.absolute(), src.path.resolve()):
+            root = p.parent if p.is_file() or p.suffix == ".mpk" else p
+            text = str(root)
+            if text not in ("", ".", "/"):
+                found.add(text.rstrip("/"))
+    pairs = [(re.compile(r"(?<![\w.~-])" + re.escape(r) + "/"), "") for r in sorted(found, key=len, reverse=True)]
+    urls = {u for u in (registry_url, os.environ.get("MODELPORT_REGISTRY")) if u}
+    pairs += [(re.compile(re.escape(u)), "<registry>") for u in sorted(urls, key=len, reverse=True)]
+    return pairs
 
 
 def _digest(c: Candidate) -> str:

@@ -4,8 +4,11 @@ drain), and running it under uvicorn with one or several worker processes.
     >>> from modelport.serve import ServeConfig, serve
     >>> serve(ServeConfig(sources=["churn.mpk", "fraud/"], port=8080, grpc_port=8081))
 
-SIGTERM (or Ctrl-C) drains: the listening sockets close, in-flight HTTP and gRPC requests finish
-(up to ``drain_timeout`` seconds), then the process exits 0.
+SIGTERM (or Ctrl-C) drains, and the drain always ends: readiness turns false and the listening
+sockets close at once; in-flight HTTP and gRPC requests may finish for up to ``drain_timeout``
+seconds; then whatever still runs is stopped (its clients get 503, its ONNX Runtime calls are
+terminated) and the process exits. A watchdog ends the process ``DRAIN_GRACE`` seconds after the
+drain timeout should anything (a call ONNX Runtime cannot stop) still hold it.
 """
 
 from __future__ import annotations
@@ -15,21 +18,30 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport._deps import require
 from modelport.errors import ServingError
 from modelport.serve.dataplane import DataPlane
+from modelport.serve.errors import NotReadyError
 from modelport.serve.model import BatchingConfig
 from modelport.serve.repository import VersionPolicy
+
+if TYPE_CHECKING:
+    from modelport.signing import SignaturePolicy
 
 log = logging.getLogger("modelport.serve")
 
 CONFIG_ENV = "MODELPORT_SERVE_CONFIG"
 DEFAULT_TOKEN_ENV = "MODELPORT_SERVE_TOKENS"
+# seconds past the drain timeout after which the watchdog ends a process that is still stopping
+DRAIN_GRACE = 5.0
 
 
 @dataclass
@@ -50,10 +62,11 @@ class ServeConfig:
     max_batch_size: int = 8
     max_queue_delay: float = 0.0
     max_queue: int = 2048
-    # calls of a model averaging under this run on the event loop (no thread hop); 0 sends every
-    # call to a scoring thread, so that concurrent requests always queue and batch
-    inline_seconds: float = 0.002
+    # ONNX Runtime calls one model version may run at once (requests beyond it queue and batch)
+    max_concurrency: int = 1
     intra_op_threads: int | None = 1
+    # overrides every bundle's policy for values outside a column's categories (native/missing/error)
+    unknown_categories: str | None = None
     # limits
     max_body_bytes: int | None = 64 << 20
     max_rows: int | None = 1_000_000
@@ -68,6 +81,12 @@ class ServeConfig:
     cors_origins: list[str] = field(default_factory=list)
     access_log: bool = False
     log_level: str = "info"
+    # signatures: with require_signature, a bundle is served only when signed by one of these
+    # (PEM paths; see modelport.signing.SignaturePolicy), at startup and on every reload
+    require_signature: bool = False
+    trusted_keys: list[str] = field(default_factory=list)
+    trusted_cas: list[str] = field(default_factory=list)
+    trusted_certificates: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -97,6 +116,13 @@ class ServeConfig:
             raise ServingError("authentication is on but no tokens were found.", hint="give at least one token")
         return tokens
 
+    def signature_policy(self) -> SignaturePolicy | None:
+        """The policy ``require_signature`` and the trusted keys / CAs ask for (read now), or None."""
+        from modelport.signing import SignaturePolicy
+
+        return SignaturePolicy.from_options(require=self.require_signature, trusted_keys=self.trusted_keys,
+                                            cas=self.trusted_cas, certificates=self.trusted_certificates)
+
     def tls(self) -> tuple[bytes, bytes, bytes | None] | None:
         if not (self.tls_certfile or self.tls_keyfile):
             return None
@@ -123,15 +149,21 @@ class Server:
             default_versions=config.default_versions,
             batching=BatchingConfig(
                 max_batch_size=config.max_batch_size, max_queue_delay=config.max_queue_delay,
-                max_queue=config.max_queue, inline_seconds=config.inline_seconds,
+                max_queue=config.max_queue,
             ),
             max_rows=config.max_rows,
             request_timeout=config.request_timeout,
+            max_concurrency=config.max_concurrency,
             intra_op_threads=config.intra_op_threads,
             registry_url=config.registry_url,
+            signature_policy=config.signature_policy(),
+            unknown_categories=config.unknown_categories,
         )
         self.grpc_server: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_started: float | None = None  # time.monotonic() of SIGTERM / the start of shutdown
+        self._grpc_stop: asyncio.Task[None] | None = None
         from modelport.serve.http import build_app
 
         self.app = build_app(
@@ -150,6 +182,7 @@ class Server:
             log.info("serving %s versions %s", name, ", ".join(self.dataplane.repository.versions(name)))
 
     async def startup(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if not self.dataplane.repository.names():
             await asyncio.to_thread(self.load)
         cfg = self.config
@@ -165,6 +198,53 @@ class Server:
             self._tasks.append(asyncio.create_task(self._poll(cfg.poll_interval)))
         if self.dataplane.metrics.share_dir is not None:
             self._tasks.append(asyncio.create_task(self.dataplane.metrics.share_forever()))
+        self._watch_signals()
+
+    def _watch_signals(self) -> None:
+        """Begin the drain the moment SIGTERM / SIGINT arrives, before uvicorn's own handler (which
+        only closes the HTTP side, on its next tick) runs; the handlers uvicorn installed stay in
+        charge of the rest, and are restored by uvicorn when it ends."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals are delivered to the main thread only (an embedded server drains on shutdown)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+
+            def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+                self._on_signal()
+                if callable(previous):
+                    previous(signum, frame)
+
+            signal.signal(sig, handler)
+
+    def _on_signal(self) -> None:
+        if self._drain_started is not None:
+            return
+        self._drain_started = time.monotonic()
+        limit = self.config.drain_timeout + DRAIN_GRACE
+        threading.Thread(target=_watchdog, args=(limit,), name="modelport-drain-watchdog", daemon=True).start()
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self._loop.call_soon_threadsafe(self._begin_drain)
+
+    def _begin_drain(self) -> None:
+        """Readiness false, gRPC stops accepting calls, and what still runs when the drain timeout
+        is nearly over is stopped with a 503, so that its connections close before uvicorn's
+        graceful shutdown gives up on them."""
+        if self._drain_started is None:
+            self._drain_started = time.monotonic()
+        if self.dataplane.stopping:
+            return
+        self.dataplane.stopping = True
+        log.info("draining: in-flight requests may finish for up to %g s", self.config.drain_timeout)
+        if self.grpc_server is not None and self._grpc_stop is None:
+            self._grpc_stop = asyncio.get_running_loop().create_task(self.grpc_server.stop(self.config.drain_timeout))
+        asyncio.get_running_loop().call_later(max(0.0, self.config.drain_timeout - 0.5), self._stop_requests)
+
+    def _stop_requests(self) -> None:
+        self.dataplane.stop(NotReadyError(
+            f"the server shut down before this request was answered (drain timeout {self.config.drain_timeout:g} s).",
+            hint="retry on another replica",
+        ))
 
     async def _poll(self, every: float) -> None:
         repo = self.dataplane.repository
@@ -183,12 +263,19 @@ class Server:
                 log.exception("polling the model sources failed; will retry")
 
     async def shutdown(self) -> None:
-        self.dataplane.draining = True
+        self._begin_drain()
         for t in self._tasks:
             t.cancel()
-        if self.grpc_server is not None:
-            await self.grpc_server.stop(self.config.drain_timeout)
+        if self._grpc_stop is not None:
+            await self._grpc_stop  # ends by the drain timeout: grpc cancels the calls still running then
+        self._stop_requests()
         self.dataplane.close()
+        # give stopped calls a moment to return, so that the process does not exit under them
+        deadline = time.monotonic() + 2.0
+        while self.dataplane.executor.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.dataplane.executor.busy:
+            log.error("%d scoring call(s) did not stop; exiting anyway", self.dataplane.executor.busy)
 
 
 def uvicorn_options(config: ServeConfig) -> dict[str, Any]:
@@ -220,6 +307,7 @@ def serve(config: ServeConfig) -> None:
     _setup_logging(config)
     config.tls()
     config.tokens()  # fail now, not in every worker
+    config.signature_policy()
     check_ports_free(config)
     if config.workers > 1:
         _serve_workers(config)
@@ -256,7 +344,8 @@ def _serve_workers(config: ServeConfig) -> None:
     uvicorn = require("uvicorn", purpose="the HTTP server")
     # validate the sources once in the supervisor, so a bad bundle fails before workers start
     probe = DataPlane(config.sources, policy=VersionPolicy.parse(config.version_policy),
-                      registry_url=config.registry_url)
+                      registry_url=config.registry_url, signature_policy=config.signature_policy(),
+                      unknown_categories=config.unknown_categories)
     probe.load()
     probe.close()
     del probe  # the supervisor does not serve: do not keep its sessions in memory
@@ -279,6 +368,14 @@ def worker_app() -> Any:
     server = Server(config)
     server.load()
     return server.app
+
+
+def _watchdog(seconds: float) -> None:
+    """End the process if it is still alive ``seconds`` after a drain began."""
+    time.sleep(seconds)
+    log.error("the drain did not end within %g s; exiting now", seconds)
+    logging.shutdown()
+    os._exit(1)
 
 
 def _setup_logging(config: ServeConfig) -> None:

@@ -14,6 +14,12 @@ from modelport.bundle.graph import TREE_OPS, iter_nodes
 from modelport.bundle.signature import Column
 
 UNSEEN = "__modelport_unseen__"
+#: the value pack() asks the original model about to learn what it does with an unseen category.
+#: It sorts after every real category, because XGBoost (3.2) looks a value up by binary search in
+#: its sorted categories (bytes compared as signed chars, so non-ASCII sorts first) and only
+#: detects an unseen one past the last (it refuses those); the others it silently takes for a
+#: neighbouring known category, a bug a bundle must not reproduce
+UNSEEN_LAST = "\x7f\x7f\x7f\x7f" + UNSEEN
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -81,7 +87,7 @@ def make_probes(
             r = row(int(rng.integers(n_base)))
             r[c.name] = UNSEEN
             rows.append(r)
-        if c.dtype == "category" and nullable.get(c.name, False):
+        if (c.dtype == "category" or (c.dtype == "str" and c.categories is not None)) and nullable.get(c.name, False):
             r = row(int(rng.integers(n_base)))
             r[c.name] = None
             rows.append(r)

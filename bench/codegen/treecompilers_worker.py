@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -172,7 +173,9 @@ def main() -> None:
                 lib = ctypes.CDLL(str(d / "lib.so"))
                 fn = lib.tl_rows
                 fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_long]
-                k = 1  # binary classifiers and regressors only (one output)
+                header = (d / "header.h").read_text()
+                # a scikit-learn classifier's trees carry every class's probability (MAX_N_CLASS 2)
+                k = int(re.search(r"#define MAX_N_CLASS (\d+)", header).group(1))
                 out = np.zeros((n, k))
                 t = best(lambda fn=fn, out=out, k=k: fn(x.ctypes.data, n, nf, out.ctypes.data, k), args.repeat)
                 # single rows: the same per-row function, one call each (C loop)

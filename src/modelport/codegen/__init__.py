@@ -58,10 +58,13 @@ def compile_bundle(
     program: Program | None = None,
     package: str | None = None,
     sql_trees: Literal["auto", "case", "walk"] = "auto",
+    sums: Literal["float", "double"] = "float",
 ) -> Compiled:
     """Generate standalone code for ``bundle``.
 
-    ``target="c"``: ``<prefix>.c`` and ``<prefix>.h`` (C99, libm only, no allocation).
+    ``target="c"``: ``<prefix>.c`` and ``<prefix>.h`` (C99, libm only, no allocation);
+    ``sums="double"`` accumulates float32 tree ensembles in double (closer to XGBoost and
+    LightGBM than ONNX Runtime's float32 sums, which the default reproduces bit for bit).
     ``target="sql"``: ``<prefix>.sql``, one SELECT over ``table`` in ``dialect`` (PostgreSQL
     scripts of large tree ensembles start with ``SET jit = off``); ``keep`` names extra columns
     of the table to pass through; ``sql_trees`` how tree ensembles are written
@@ -84,7 +87,7 @@ def compile_bundle(
     if target == "c":
         from modelport.codegen.c import to_c
 
-        source, header = to_c(prog, prefix=prefix)
+        source, header = to_c(prog, prefix=prefix, sums=sums)
         return Compiled("c", {f"{prefix}.c": source, f"{prefix}.h": header}, prog)
     if target == "python":
         from modelport.codegen.python import to_python

@@ -3,9 +3,12 @@
 ``<prefix>_predict(const float *x, long n_rows, float *out)`` scores a row-major float32
 matrix. Rows are processed in blocks: tree ensembles whose splits can all be written as
 ``x <= t`` (after swapping branches and moving thresholds to the float32 grid, which covers
-LEQ, LT, GTE and GT) are stored as node arrays and walked branch-free, level by level, for all
-rows of a block at once, which keeps the CPU busy while nodes load. Ensembles with EQ, NEQ or
-MEMBER splits are written as nested ``if``s. Everything else is straight-line code per row.
+LEQ, LT, GTE and GT) are stored as 8-byte node records and walked branch-free, one comparison
+a step (missing values folded into the comparison, see :func:`_walk_layout`), eight walks at
+a time (eight rows of a block per tree, or eight trees of one row), each group stopping once
+all eight reached a leaf; sums are float32 like ONNX Runtime's, bit for bit, or double
+(``sums="double"``). Ensembles with EQ, NEQ or MEMBER splits are written as nested ``if``s.
+Everything else is straight-line code per row.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import shutil
 import subprocess
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from modelport.codegen._render import Numbering
-from modelport.codegen.flat import FlatEnsemble, flatten
+from modelport.codegen.flat import FlatEnsemble, flatten, signed
 from modelport.codegen.ir import (
     ArgMax,
     Bin,
@@ -201,72 +205,222 @@ class _CWriter:
 # --------------------------------------------------------------------------- ensembles
 
 
-def _flat_arrays(p: str, ens: Ensemble, fe: FlatEnsemble) -> list[str]:
+@dataclass
+class _Walk:
+    """A tree ensemble laid out for the C walk (see :func:`_walk_layout`)."""
+
+    thr: list[float]
+    slot: list[int]
+    off: list[int]
+    roots: list[int]
+    dmin: list[int]  # depth of each tree's shallowest leaf
+    dmax: list[int]  # depth of each tree's deepest leaf
+    targets: list[int] | None  # one value per leaf: the tree's target; None: leaves index ``leaf_values``
+    leaf_values: list[float]
+    wide: bool  # 32-bit node fields (16-bit ones do not fit)
+
+
+def _walk_layout(ens: Ensemble, fe: FlatEnsemble) -> _Walk | None:
+    """Node records of one float and two small integers, walked with one comparison a step.
+
+    The row buffer holds ``x``, ``-x``, a 0 and a -inf (:func:`flat.signed` folds the missing
+    value rule into the comparison with ``-x``). A step is ``node += off + !(buf[slot] <= thr)``,
+    children adjacent; a leaf has ``off`` 0 and compares the -inf, so it stays where it is, and
+    its ``thr`` carries the leaf: its value where every leaf of a tree feeds one target (the
+    common case: regressors, boosted multiclass trees, which then store one value per leaf,
+    not one per class), else its index into ``leaf_values`` (``n_targets`` values each)."""
+    n = len(ens.inputs)
+    sf = signed(fe, n)
+    k = ens.n_targets
+    is_leaf = [nx == p for p, nx in enumerate(sf.nxt)]
+    n_leaves = len(sf.leaf_values) // k if k else 0
+    targets: list[int] | None = []
+    for tree in ens.trees:
+        keys: set[int] = set()
+        stack: list[Leaf | Split] = [tree]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Split):
+                stack.extend((node.true, node.false))
+            else:
+                keys.update(node.weights)
+                if any(v != v for v in node.weights.values()):
+                    keys.update((-1, -2))  # a NaN leaf value cannot be a threshold
+        if targets is not None and len(keys) == 1:
+            targets.append(keys.pop())
+        elif targets is not None and not keys and ens.aggregate not in ("MIN", "MAX"):
+            targets.append(0)  # leaves without weights add 0
+        else:
+            targets = None
+    inline = targets is not None and not ens.double  # a double leaf value does not fit a float field
+    if not inline and n_leaves >= 1 << 24:
+        return None  # leaf indices must be exact in a float
+    thr, slot, off = list(sf.thr), list(sf.fm), [nx - p for p, nx in enumerate(sf.nxt)]
+    tree_of = [0] * len(thr)
+    for t, root in enumerate(sf.roots):
+        end = sf.roots[t + 1] if t + 1 < len(sf.roots) else len(thr)
+        tree_of[root:end] = [t] * (end - root)
+    if targets is None:
+        leaf_values = list(sf.leaf_values)
+    else:
+        # one value per leaf: its tree's target
+        leaf_values = [0.0] * n_leaves
+        for p in range(len(thr)):
+            if is_leaf[p]:
+                leaf_values[sf.leaf[p]] = sf.leaf_values[sf.leaf[p] * k + targets[tree_of[p]]]
+    for p in range(len(thr)):
+        if is_leaf[p]:
+            slot[p] = 2 * n + 1
+            thr[p] = leaf_values[sf.leaf[p]] if inline else float(sf.leaf[p])
+    if inline:
+        leaf_values = []
+    dmin, dmax = [], []
+    for root in sf.roots:
+        lo, hi = 1 << 30, 0
+        stack2 = [(root, 0)]
+        while stack2:
+            p, d = stack2.pop()
+            if is_leaf[p]:
+                lo, hi = min(lo, d), max(hi, d)
+            else:
+                stack2.extend(((sf.nxt[p], d + 1), (sf.nxt[p] + 1, d + 1)))
+        dmin.append(lo)
+        dmax.append(hi)
+    wide = max(off, default=0) > 32767 or 2 * n + 1 > 65535
+    return _Walk(thr, slot, off, list(sf.roots), dmin, dmax, targets, leaf_values, wide)
+
+
+def _acc_type(ens: Ensemble, sums: str) -> str:
+    """The accumulator's C type: the ensemble's own precision, or double for sums if asked."""
+    return "double" if ens.double or (sums == "double" and ens.aggregate in ("SUM", "AVERAGE")) else "float"
+
+
+def _flat_arrays(p: str, ens: Ensemble, w: _Walk) -> list[str]:
     i = ens.index
-    acc_t = "double" if ens.double else "float"
-    nodes = ",".join(f"{{{flit(t)},{fm}u,{n},{lf}}}" for t, fm, n, lf in zip(fe.thr, fe.fm, fe.nxt, fe.leaf))
-    leaves = ",".join((dlit(v) if ens.double else flit(v)) for v in fe.leaf_values)
-    depth_t = "uint8_t" if max(fe.depths, default=0) < 256 else "uint16_t"
-    return [
-        f"static const {p}_node_t {p}_e{i}_nodes[{len(fe.thr)}] = {{",
+    leaf_t = "double" if ens.double else "float"
+    slot_t, off_t = ("uint32_t", "int32_t") if w.wide else ("uint16_t", "int16_t")
+    nodes = ",".join(f"{{{flit(t)},{s},{o}}}" for t, s, o in zip(w.thr, w.slot, w.off))
+
+    def small(name: str, values: list[int]) -> str:
+        ty = "uint8_t" if max(values, default=0) < 256 else ("uint16_t" if max(values, default=0) < 65536 else "int32_t")
+        return f"static const {ty} {p}_e{i}_{name}[{max(len(values), 1)}] = {{{','.join(map(str, values)) or '0'}}};"
+
+    groups = range(0, len(w.roots), 8)
+    out = [
+        f"typedef struct {{ float thr; {slot_t} slot; {off_t} off; }} {p}_e{i}_node_t;",
+        f"static const {p}_e{i}_node_t {p}_e{i}_nodes[{len(w.thr)}] = {{",
         *textwrap.wrap(nodes, 2000, break_long_words=False, break_on_hyphens=False),
         "};",
-        f"static const int32_t {p}_e{i}_roots[{len(fe.roots)}] = {{{','.join(map(str, fe.roots))}}};",
-        f"static const {depth_t} {p}_e{i}_depth[{len(fe.depths)}] = {{{','.join(map(str, fe.depths))}}};",
-        f"static const {acc_t} {p}_e{i}_leaves[{len(fe.leaf_values)}] = {{",
-        *textwrap.wrap(leaves, 2000, break_long_words=False, break_on_hyphens=False),
-        "};",
+        f"static const int32_t {p}_e{i}_roots[{len(w.roots)}] = {{{','.join(map(str, w.roots))}}};",
+        small("dmin", w.dmin),
+        small("dmax", w.dmax),
+        small("gmin", [min(w.dmin[g:g + 8]) for g in groups]),
+        small("gmax", [max(w.dmax[g:g + 8]) for g in groups]),
     ]
+    if w.targets is not None and ens.n_targets > 1:
+        out.append(small("target", w.targets))
+    if w.leaf_values:
+        leaves = ",".join((dlit(v) if ens.double else flit(v)) for v in w.leaf_values)
+        out += [
+            f"static const {leaf_t} {p}_e{i}_leaves[{len(w.leaf_values)}] = {{",
+            *textwrap.wrap(leaves, 2000, break_long_words=False, break_on_hyphens=False),
+            "};",
+        ]
+    return out
 
 
-def _flat_eval(p: str, ens: Ensemble, fe: FlatEnsemble) -> list[str]:
-    """Tree by tree over the block's rows (the tree stays in cache), eight rows at a time in
-    registers: eight independent branch-free walks keep the CPU busy while nodes load."""
+def _flat_eval(p: str, ens: Ensemble, w: _Walk, block: int, acc_t: str) -> list[str]:
+    """The walk over a block of rows. Eight rows or more: tree by tree (the tree stays in
+    cache), eight rows at a time; the rows left over (and single-row calls): row by row, eight
+    trees at a time. Eight independent walks keep the CPU busy while nodes load; each walk
+    stops once all eight have reached a leaf, not at the tree's full depth, and every row adds
+    its trees' leaves in tree order, so results do not depend on how a call was split."""
     i, k = ens.index, ens.n_targets
-    acc_t = "double" if ens.double else "float"
+    n = len(ens.inputs)
     agg = ens.aggregate
     init = {"MIN": "INFINITY", "MAX": "-INFINITY"}.get(agg, "0")
+    E = f"{p.upper()}_E{i}"
+    nodes = f"{p}_e{i}_nodes"
+    nt = len(w.roots)
+    W = 2 * n + 2
+    chunk = max(8, min(block, 16384 // W))
+    if w.leaf_values:
+        per = 1 if w.targets is not None else k
+        value = f"{p}_e{i}_leaves[(long)(nd)->thr * {per} + (j)]"
+    else:
+        value = "(nd)->thr"
     if agg in ("MIN", "MAX"):
         op = "<" if agg == "MIN" else ">"
-        update = f"if (w[j] {op} a[j]) a[j] = w[j];"
+        upd = f"do {{ const {acc_t} v_ = {value}; if (v_ {op} (a)[tg]) (a)[tg] = v_; }} while (0)"
         final = "for (long q = 0; q < nb * K; ++q) if (isinf(acc[q])) acc[q] = 0;"
     else:
-        update = "a[j] += w[j];"
+        upd = f"((a)[tg] += {value})"
         final = ""
-    nodes, leaves = f"{p}_e{i}_nodes", f"{p}_e{i}_leaves"
-    step = (
-        "#define {P}_STEP(ix, f) do {{ const {p}_node_t *nd_ = &{nodes}[ix]; const float v_ = (f)[nd_->fm & 0x7fffffffu]; "
-        "ix = nd_->next + 1 - ((v_ <= nd_->thr) | ((v_ != v_) & (int)(nd_->fm >> 31))); }} while (0)"
-    ).format(P=f"{p.upper()}_E{i}", p=p, nodes=nodes)
-    add = (
-        "#define {P}_ADD(ix, rr) do {{ const {acc} *w = &{leaves}[(long){nodes}[ix].leaf * K]; "
-        "{acc} *a = &acc[(rr) * K]; for (int j = 0; j < K; ++j) {{ {update} }} }} while (0)"
-    ).format(P=f"{p.upper()}_E{i}", acc=acc_t, leaves=leaves, nodes=nodes, update=update)
-    S, A = f"{p.upper()}_E{i}_STEP", f"{p.upper()}_E{i}_ADD"
+    if w.targets is None:
+        # every target of the leaf, one after another
+        add = f"#define {E}_ADD(nd, a, t) do {{ for (int j = 0; j < K; ++j) {{ const int tg = j; {upd}; }} }} while (0)"
+    else:
+        tgt = f"{p}_e{i}_target[t]" if k > 1 else "0"
+        add = f"#define {E}_ADD(nd, a, t) do {{ const int j = 0, tg = {tgt}; (void)j; {upd}; }} while (0)"
+    S, A = f"{E}_STEP", f"{E}_ADD"
     lanes = range(8)
+    allleaf = " | ".join(f"n{j}->off" for j in lanes)
     return [
-        step,
+        f"#define {S}(nd, f) ((nd) += (nd)->off + !((f)[(nd)->slot] <= (nd)->thr))",
         add,
-        f"static void {p}_e{i}_eval(const float *feat, long stride, long nb, {acc_t} *acc) {{",
-        f"    enum {{ K = {k}, NT = {len(fe.roots)} }};",
-        f"    for (long q = 0; q < nb * K; ++q) acc[q] = {init};",
-        "    for (long t = 0; t < NT; ++t) {",
-        f"        const int32_t root = {p}_e{i}_roots[t];",
-        f"        const int depth = {p}_e{i}_depth[t];",
-        "        long r = 0;",
-        "        for (; r + 8 <= nb; r += 8) {",
-        "            " + " ".join(f"int32_t i{j} = root;" for j in lanes),
-        "            " + " ".join(f"const float *f{j} = feat + (r + {j}) * stride;" for j in lanes),
-        "            for (int level = 0; level < depth; ++level) {",
-        "                " + " ".join(f"{S}(i{j}, f{j});" for j in lanes),
-        "            }",
-        "            " + " ".join(f"{A}(i{j}, r + {j});" for j in lanes),
+        f"static void {p}_e{i}_eval(const float *feat, long stride, long n_rows, {acc_t} *acc) {{",
+        f"    enum {{ K = {k}, NT = {nt}, NF = {n}, W = {W}, CHUNK = {chunk} }};",
+        "    float xs[CHUNK * W];",
+        f"    for (long q = 0; q < n_rows * K; ++q) acc[q] = {init};",
+        "    for (long c0 = 0; c0 < n_rows; c0 += CHUNK) {",
+        "        const long nb = n_rows - c0 < CHUNK ? n_rows - c0 : CHUNK;",
+        f"        {acc_t} *ac = acc + c0 * K;",
+        "        /* the row buffer: x, -x, 0, -inf (see _walk_layout) */",
+        "        for (long r = 0; r < nb; ++r) {",
+        "            const float *f = feat + (c0 + r) * stride;",
+        "            float *b = xs + r * W;",
+        "            for (int j = 0; j < NF; ++j) { b[j] = f[j]; b[NF + j] = -f[j]; }",
+        "            b[2 * NF] = 0.0f;",
+        "            b[2 * NF + 1] = -INFINITY;",
         "        }",
-        "        for (; r < nb; ++r) {",
-        "            int32_t ix = root;",
-        "            const float *f = feat + r * stride;",
-        f"            for (int level = 0; level < depth; ++level) {S}(ix, f);",
-        f"            {A}(ix, r);",
+        "        const long n8 = nb - nb % 8;",
+        "        for (long t = 0; n8 > 0 && t < NT; ++t) {",
+        f"            const {p}_e{i}_node_t *root = {nodes} + {p}_e{i}_roots[t];",
+        f"            const int lo = {p}_e{i}_dmin[t], hi = {p}_e{i}_dmax[t];",
+        "            for (long r = 0; r < n8; r += 8) {",
+        "                const float *fb = xs + r * W;",
+        f"                const {p}_e{i}_node_t " + ", ".join(f"*n{j} = root" for j in lanes) + ";",
+        "                int level = 0;",
+        "                for (; level < lo; ++level) {",
+        "                    " + " ".join(f"{S}(n{j}, fb + {j * W});" for j in lanes),
+        "                }",
+        f"                for (; level < hi && ({allleaf}); ++level) {{",
+        "                    " + " ".join(f"{S}(n{j}, fb + {j * W});" for j in lanes),
+        "                }",
+        "                " + " ".join(f"{A}(n{j}, ac + (r + {j}) * K, t);" for j in lanes),
+        "            }",
+        "        }",
+        "        for (long r = n8; r < nb; ++r) {",
+        "            const float *fb = xs + r * W;",
+        f"            {acc_t} *a = ac + r * K;",
+        "            long t = 0;",
+        "            for (; t + 8 <= NT; t += 8) {",
+        f"                const {p}_e{i}_node_t " + ", ".join(f"*n{j} = {nodes} + {p}_e{i}_roots[t + {j}]" for j in lanes) + ";",
+        f"                const int lo = {p}_e{i}_gmin[t / 8], hi = {p}_e{i}_gmax[t / 8];",
+        "                int level = 0;",
+        "                for (; level < lo; ++level) {",
+        "                    " + " ".join(f"{S}(n{j}, fb);" for j in lanes),
+        "                }",
+        f"                for (; level < hi && ({allleaf}); ++level) {{",
+        "                    " + " ".join(f"{S}(n{j}, fb);" for j in lanes),
+        "                }",
+        "                " + " ".join(f"{A}(n{j}, a, t + {j});" for j in lanes),
+        "            }",
+        "            for (; t < NT; ++t) {",
+        f"                const {p}_e{i}_node_t *nd = {nodes} + {p}_e{i}_roots[t];",
+        f"                while (nd->off) {S}(nd, fb);",
+        f"                {A}(nd, a, t);",
+        "            }",
         "        }",
         "    }",
         f"    {final}",
@@ -276,10 +430,9 @@ def _flat_eval(p: str, ens: Ensemble, fe: FlatEnsemble) -> list[str]:
     ]
 
 
-def _branchy_eval(p: str, ens: Ensemble) -> list[str]:
+def _branchy_eval(p: str, ens: Ensemble, acc_t: str) -> list[str]:
     """Ensembles with EQ / NEQ / MEMBER splits: nested ifs, one row at a time."""
     i, k = ens.index, ens.n_targets
-    acc_t = "double" if ens.double else "float"
     agg = ens.aggregate
     init = {"MIN": "INFINITY", "MAX": "-INFINITY"}.get(agg, "0")
     lines = [
@@ -351,8 +504,14 @@ def _runtime(p: str, program: Program) -> list[str]:
     return "".join(parts).replace("PREFIX_", f"{p}_").rstrip("\n").splitlines()
 
 
-def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
-    """(source, header) for ``program``."""
+def to_c(program: Program, *, prefix: str = "model", sums: str = "float") -> tuple[str, str]:
+    """(source, header) for ``program``.
+
+    ``sums="double"`` accumulates float32 tree ensembles (sums and averages) in double and
+    rounds once: closer to the original library (LightGBM and XGBoost sum in double) than
+    ONNX Runtime's float32 sums, which the default ``"float"`` reproduces bit for bit."""
+    if sums not in ("float", "double"):
+        raise CodegenError(f"sums must be 'float' or 'double'; got {sums!r} instead.")
     p = prefix
     P = p.upper()
     nf, no = program.n_features, program.n_outputs
@@ -379,7 +538,6 @@ def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
         f'#include "{p}.h"',
         "",
         f"#define {P}_BLOCK {block}",
-        f"typedef struct {{ float thr; uint32_t fm; int32_t next; int32_t leaf; }} {p}_node_t;",
         "",
         *_runtime(p, program),
         "",
@@ -397,11 +555,12 @@ def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
     src.append("")
     for ens in ens_list:
         fe = flatten(ens)
-        if fe is not None:
-            src.extend(_flat_arrays(p, ens, fe))
-            src.extend(_flat_eval(p, ens, fe))
+        walk = _walk_layout(ens, fe) if fe is not None else None
+        if walk is not None:
+            src.extend(_flat_arrays(p, ens, walk))
+            src.extend(_flat_eval(p, ens, walk, block, _acc_type(ens, sums)))
         else:
-            src.extend(_branchy_eval(p, ens))
+            src.extend(_branchy_eval(p, ens, _acc_type(ens, sums)))
         src.append("")
     src += [
         f"long {p}_n_features(void) {{ return {nf}; }}",
@@ -414,7 +573,7 @@ def to_c(program: Program, *, prefix: str = "model") -> tuple[str, str]:
         f"        const float *xb = x + b0 * {nf};",
     ]
     for ens in ens_list:
-        acc_t = "double" if ens.double else "float"
+        acc_t = _acc_type(ens, sums)
         i = ens.index
         src.append(f"        {acc_t} acc{i}[{P}_BLOCK * {ens.n_targets}];")
         if direct[ens.index]:

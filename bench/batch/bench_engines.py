@@ -7,8 +7,9 @@ runs it: ``local`` (the default single process), ``dask`` (the command starts it
 one single-threaded worker process per core) and ``spark`` (its own ``local[*]`` session). The
 engines' times include their start-up, which is also printed apart, with the rest of each job's
 breakdown from ``--json``: ``startup`` (cluster / session, bundle on the workers), ``scoring``
-(until the last part is in; parts are appended to the output meanwhile) and ``write`` (finishing
-the output). Target: each engine's job time at most 1.3x local's.
+(until the last part is in; parts are appended to the output meanwhile), ``write`` (finishing
+the output) and ``shutdown`` (closing the LocalCluster). Target: each engine's job time at most
+1.3x local's.
 
 The machine is shared, so the CPU time of each command's whole process tree (sampled from /proc
 every 0.1 s: the command, Dask's workers, Spark's JVM and Python workers) is printed too; its
@@ -109,7 +110,8 @@ def main() -> None:
             results[engine].append(r)
             t = r["timings"]
             print(f"{engine:6s} job {r['seconds']:6.1f} s (startup {t['startup']:5.1f}, scoring {t['scoring']:6.1f}, "
-                  f"write {t['write']:4.1f})  process {wall:6.1f} s  CPU {cpu:6.1f} s  load {r['load']:.1f}", flush=True)
+                  f"write {t['write']:4.1f}, shutdown {t.get('shutdown', 0.0):4.1f})  process {wall:6.1f} s  "
+                  f"CPU {cpu:6.1f} s  load {r['load']:.1f}", flush=True)
             if engine != "local" and "local" in engines and not args.no_compare:
                 import pyarrow.parquet as pq
 

@@ -14,8 +14,8 @@ Parquet into the work directory; they are then streamed in input order into the 
 format, with the same schema as local scoring and rejects numbered by their global input row.
 
 The caller gets the time of each phase (``timings``): ``startup`` (the cluster or session, the
-bundle shipped to the workers), ``scoring`` (until the last part is in) and ``write`` (finishing
-the output after that).
+bundle shipped to the workers), ``scoring`` (until the last part is in), ``shutdown`` (closing a
+cluster started here; a Spark session is left running) and ``write`` (finishing the output).
 """
 
 from __future__ import annotations
@@ -239,6 +239,8 @@ def _dask_parts(bundle: Bundle, source: Any, columns: list[str], kept: list[str]
                 raise exc from None
             raise ModelportError(f"the Dask job failed: {exc}") from exc
         timings["scoring"] = time.perf_counter() - started
+        started = time.perf_counter()
+    timings["shutdown"] = time.perf_counter() - started  # closing a cluster started here
     return n_chunks
 
 
@@ -266,6 +268,8 @@ def _dask(bundle: Bundle, source: Any, columns: list[str], kept: list[str], on_e
         except Exception as exc:
             raise ModelportError(f"the Dask job failed: {exc}") from exc
         timings["scoring"] = time.perf_counter() - started
+        started = time.perf_counter()
+    timings["shutdown"] = time.perf_counter() - started
 
 
 # ---------------------------------------------------------------------------- spark

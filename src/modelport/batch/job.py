@@ -58,7 +58,8 @@ class ScoreResult:
     unknown_categories: dict[str, int] = field(default_factory=dict)
     #: seconds of each phase: ``startup`` (opening the input and the session; an engine's cluster
     #: or Spark session and the bundle shipped to its workers), ``scoring`` (until the last part is
-    #: in; parts are appended to the output meanwhile) and ``write`` (finishing the output after that)
+    #: in; parts are appended to the output meanwhile), for engines ``shutdown`` (closing a cluster
+    #: started for the job) and ``write`` (finishing the output after that)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -189,7 +190,7 @@ def score_file(
             )
         finally:  # engine jobs are not resumable: never leave a work directory that asks for --resume
             work.remove()
-        timings = {k: timings.get(k, 0.0) + phases.get(k, 0.0) for k in ("startup", "scoring", "write")}
+        timings = {k: timings.get(k, 0.0) + phases.get(k, 0.0) for k in ("startup", "scoring", "shutdown", "write")}
         return ScoreResult(out, rows_in, rows_out, n_rej, rej_path, time.perf_counter() - started,
                            unknown_categories=unknown, timings=timings)
 

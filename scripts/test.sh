@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command. It builds (or reuses) the project's own virtual environment, .venv, from
 # the committed lock file (requirements.lock: every transitive version pinned), installs modelport
-# into it, starts the real servers the integration tests use (scripts/services.sh: PostgreSQL
-# and Redis from Debian packages), and runs the whole suite there. A skip is a failure: a
+# into it, starts the real servers the integration tests use (scripts/services.sh: PostgreSQL,
+# Redis and NATS from Debian packages), and runs the whole suite there. A skip is a failure: a
 # missing dependency or server must not turn a test into silence.
 #
 #   bash scripts/test.sh                  # everything, from the lock file (this is what CI runs)
@@ -30,11 +30,30 @@ if [ "$MODE" = locked ]; then
   VENV="${MODELPORT_VENV:-$ROOT/.venv}"
   stamp="$( (cat requirements.lock; "$PY" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
   if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.modelport-lock" 2>/dev/null)" != "$stamp" ]; then
-    echo "==> building $VENV from requirements.lock"
-    rm -rf "$VENV"
-    "$PY" -m venv "$VENV"
+    if [ -x "$VENV/bin/python" ]; then
+      echo "==> syncing $VENV with requirements.lock"
+    else
+      echo "==> building $VENV from requirements.lock"
+      "$PY" -m venv "$VENV"
+    fi
+    rm -f "$VENV/.modelport-lock"
     # --no-deps: the lock is the whole environment; a package it lacks fails `pip check`, not silently resolves
     quiet_pip "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+    # a sync, not an overlay: what the lock no longer lists leaves the environment
+    stale=$("$VENV/bin/python" - <<'PYEOF'
+import re, subprocess, sys
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+locked = {norm(l.split("==")[0]) for l in open("requirements.lock") if "==" in l and not l.startswith("#")}
+frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"],
+                        capture_output=True, text=True, check=True).stdout.split()
+keep = locked | {"pip", "modelport"}
+print(" ".join(n for n in (l.split("==")[0] for l in frozen if "==" in l) if norm(n) not in keep))
+PYEOF
+)
+    if [ -n "$stale" ]; then
+      echo "    removing what the lock no longer lists: $stale"
+      "$VENV/bin/python" -m pip uninstall --quiet -y $stale
+    fi
     "$VENV/bin/python" -m pip check
     echo "$stamp" > "$VENV/.modelport-lock"
   else
@@ -58,13 +77,36 @@ export PATH="$VENV/bin:$PATH"
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP
 export MODELPORT_STRICT_TESTS=1
 
-echo "==> starting PostgreSQL and Redis (scripts/services.sh)"
+echo "==> starting PostgreSQL, Redis and NATS (scripts/services.sh)"
+# Several runs may share the servers (fixed ports): each registers its pid, and the last test run to
+# leave stops them, if a test run started them; servers someone started by hand are left running.
+USERS="${MODELPORT_SERVICES_DIR:-/tmp/modelport-services}/users"
+mkdir -p "$USERS"
+live_users() {
+  local f n=0
+  for f in "$USERS"/*; do
+    [ -e "$f" ] || continue
+    case "$f" in *.started-by-tests) continue ;; esac
+    if kill -0 "$(basename "$f")" 2>/dev/null; then n=$((n + 1)); else rm -f "$f"; fi
+  done
+  echo "$n"
+}
 if bash scripts/services.sh status; then
-  eval "$(bash scripts/services.sh env)"  # already running (another run started them): leave them running
+  eval "$(bash scripts/services.sh env)"
+  [ "$(live_users)" -gt 0 ] || rm -f "$USERS/.started-by-tests"  # running, but no test run of ours: a user's
 else
   eval "$(bash scripts/services.sh start)"
-  trap 'bash scripts/services.sh stop || true' EXIT
+  touch "$USERS/.started-by-tests"
 fi
+touch "$USERS/$$"
+leave_services() {
+  rm -f "$USERS/$$"
+  if [ "$(live_users)" -eq 0 ] && [ -e "$USERS/.started-by-tests" ]; then
+    rm -f "$USERS/.started-by-tests"
+    bash scripts/services.sh stop || true
+  fi
+}
+trap leave_services EXIT
 
 echo "==> running the test suite ($MODE)"
 set +e

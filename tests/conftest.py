@@ -50,6 +50,12 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def nats_url() -> str:
+    """nats-server -js (JetStream) started by scripts/services.sh."""
+    return service_url("MODELPORT_TEST_NATS_URL")
+
+
+@pytest.fixture(scope="session")
 def iris():
     from sklearn.datasets import load_iris
 

@@ -31,6 +31,7 @@ from modelport.errors import (
     RegistryError,
     ServingError,
     SignatureError,
+    StreamError,
     UnsupportedModelError,
     VerificationError,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "SignatureError",
     "SignaturePolicy",
     "SignatureReport",
+    "StreamError",
     "Tolerance",
     "UnsupportedModelError",
     "VerificationError",

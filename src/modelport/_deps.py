@@ -30,11 +30,13 @@ _HINTS: dict[str, tuple[str, str]] = {
     "distributed": ("distributed", "dask"),
     "pyspark": ("pyspark", "spark"),
     "redis": ("redis", "stream"),
+    "nats": ("nats-py", "stream"),
     "duckdb": ("duckdb", "sql"),
     "model_signing": ("model-signing", "sign"),
     "OpenSSL": ("pyopenssl", "sign"),
     "cryptography": ("cryptography", "sign"),
     "yaml": ("pyyaml", "deploy"),
+    "scipy": ("scipy", "monitor"),
 }
 
 

@@ -14,7 +14,9 @@
     │   └── ModelNotFoundError       unknown model, version or alias
     ├── ServingError                 the server could not do what was asked
     ├── CodegenError                 a bundle cannot be compiled to the requested target
-    └── ExportError                  a bundle cannot be exported to a deployment target (too large, ...)
+    ├── StreamError                  a message broker (Redis, NATS, a file) refused or failed a stream
+    ├── ExportError                  a bundle cannot be exported to a deployment target (too large, ...)
+    └── MonitorError                 a monitoring action failed (a webhook did not answer, a tag was refused)
 
 Third-party exceptions (onnxruntime, torch, database drivers ...) are translated where they
 enter modelport with ``raise ... from exc``. Every error carries ``exit_code`` so that the CLI
@@ -34,9 +36,11 @@ __all__ = [
     "MissingDependencyError",
     "ModelNotFoundError",
     "ModelportError",
+    "MonitorError",
     "RegistryError",
     "ServingError",
     "SignatureError",
+    "StreamError",
     "UnsupportedModelError",
     "VerificationError",
 ]
@@ -106,8 +110,19 @@ class CodegenError(ModelportError):
     exit_code = 9
 
 
+class StreamError(ModelportError):
+    exit_code = 10
+
+
 class ExportError(ModelportError):
     """A deployment artifact cannot be made: the bundle does not fit the platform's limits, its
     dependencies do not fit the platform's runtime, or an image build failed."""
 
     exit_code = 12
+
+
+class MonitorError(ModelportError):
+    """A monitoring policy's action could not be carried out (a webhook failed, a registry tag was
+    refused); the rule itself was evaluated."""
+
+    exit_code = 13

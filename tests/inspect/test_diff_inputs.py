@@ -4,6 +4,8 @@ out (and counting in its notes) the rows a bundle's policy refuses."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -40,3 +42,19 @@ def test_rows_a_policy_refuses_are_left_out(pair):
     assert beh["skipped"]["a"] > 0
     assert any("B refuses" in n for n in beh["notes"])
     assert beh["max_abs_difference"] == 0.0
+
+
+def test_inspect_says_what_an_unknown_category_gets(pair):
+    from rich.console import Console
+
+    from modelport.inspect.describe import describe, render
+
+    lenient, strict = pair
+    for bundle, word in ((lenient, "missing"), (strict, "error")):
+        info = describe(bundle)
+        by_name = {c["name"]: c for c in info["signature"]["columns"]}
+        assert by_name["color"]["unknown"] == word
+        assert by_name["x"]["unknown"] is None
+        buf = io.StringIO()
+        Console(file=buf, width=200, color_system=None).print(render(info))
+        assert f"unknown values: {word}" in buf.getvalue()

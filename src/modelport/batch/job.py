@@ -87,6 +87,9 @@ def score_file(
     output_format: str | None = None,
     progress: bool = False,
     unknown_categories: str | None = None,
+    log: str | os.PathLike[str] | None = None,
+    log_sample: float = 1.0,
+    log_id_column: str | None = None,
 ) -> ScoreResult:
     """Score ``input`` (Parquet file / directory / glob, CSV, JSON lines) into ``output``.
 
@@ -100,6 +103,9 @@ def score_file(
     (``address`` is the master URL, default ``local[*]``). ``unknown_categories`` (``native``,
     ``missing``, ``error``) overrides the bundle's policy for values outside a column's categories;
     those scored are counted in :attr:`ScoreResult.unknown_categories`, with ``error`` they are rejects.
+    ``log``: also write the scored rows to a prediction log (a directory or fsspec URL; see
+    :mod:`modelport.monitor.log`), ``log_sample`` of them, with ids from ``log_id_column`` (else
+    ``<run id>:<row>``), so that ``modelport drift`` / ``perf`` / ``replay`` read batch jobs too.
     """
     from modelport._uri import load
 
@@ -115,6 +121,9 @@ def score_file(
             f"--resume and --workers apply to local scoring; the {engine} engine schedules and retries its own tasks.",
             hint=f"drop --resume/--workers with --engine {engine}",
         )
+    if log is not None and engine != "local":
+        raise InputError(f"--log applies to local scoring; the {engine} engine's tasks run elsewhere.",
+                         hint=f"drop --log with --engine {engine}, or score locally (--workers N)")
     b = with_unknown_policy(load(bundle), unknown_categories)
     out = Path(output)
     out_fmt = format_of(out, output_format, what="output")
@@ -176,6 +185,21 @@ def score_file(
 
         runtime = Runtime(b, intra_op_threads=threads, session_config=BATCH_SESSION_CONFIG)
     scorer = ArrowChunkScorer(b, source.schema, keep=kept, on_error=on_error, prefix=prefix, runtime=runtime)
+    log_spec = None
+    if log is not None:
+        import uuid
+
+        from modelport.monitor.log import ScoredChunks
+
+        if log_id_column is not None and log_id_column not in source.column_names:
+            raise InputError(f"--log-id names column {log_id_column!r}, which the input does not have.",
+                             hint="name a column of the input that holds the rows' ids")
+        if log_id_column is not None and log_id_column not in columns:
+            columns.append(log_id_column)
+        log_spec = {"url": os.fspath(log), "sample": float(log_sample), "id_column": log_id_column,
+                    "run_id": uuid.uuid4().hex[:12]}
+        if workers == 1:
+            scorer.log = ScoredChunks(log_spec, b)
     if engine != "local":
         from modelport.batch.engines import run_engine
 
@@ -245,7 +269,7 @@ def score_file(
                     run_workers(
                         workers=workers, bundle_bytes=b.to_bytes(), schema=source.schema, keep=kept,
                         on_error=on_error, prefix=prefix, threads=threads, workdir=work.path, chunks=streamed,
-                        on_done=on_done, parquet=parquet,
+                        on_done=on_done, parquet=parquet, log=log_spec,
                     )
                 if n_chunks_known is not None:
                     n_chunks, rows_in = n_chunks_known, source.num_rows or 0
@@ -263,6 +287,8 @@ def score_file(
     finally:
         if not finished:
             assembler.abort()
+        if scorer.log is not None:
+            scorer.log.close()  # its files are complete whether or not the job finished
     work.remove()
     return ScoreResult(out, rows_in, rows_out, n_rej, rej_path, time.perf_counter() - started,
                        resumed_chunks=len(done), unknown_categories=dict(assembler.unknown), timings=timings)

@@ -174,6 +174,7 @@ def run_workers(
     chunks: Iterator[Chunk] | None = None,
     parquet: tuple[list[str], list[str], int, list[int]] | None = None,
     on_done: Callable[[int, int, int, int], None],
+    log: dict[str, Any] | None = None,
 ) -> None:
     """Score in this process and ``workers - 1`` others, calling ``on_done`` once per chunk.
 
@@ -186,7 +187,7 @@ def run_workers(
     init = {
         "keep": keep, "on_error": on_error, "prefix": prefix, "threads": threads, "workdir": str(workdir),
         "parquet": list(parquet[:3]) if parquet is not None else None,
-        "bundle_size": len(bundle_bytes), "schema_size": len(schema_ipc),
+        "bundle_size": len(bundle_bytes), "schema_size": len(schema_ipc), "log": log,
     }
     json.dumps(init)  # fail here, not in a child, if anything is not plain data
     tasks: Iterator[Task]
@@ -219,11 +220,13 @@ def run_workers(
 
     procs: list[WorkerProcess] = []
     threads_: list[threading.Thread] = []
+    local: ChunkWorker | None = None
     try:
         for n in range(1, workers):  # started first: they import while this process scores
             procs.append(WorkerProcess(n, init, bundle_bytes, schema_ipc, workdir))
-        local = ChunkWorker.from_bytes(bundle_bytes, schema_ipc, keep=keep, on_error=on_error, prefix=prefix, threads=threads,
-                            workdir=str(workdir), parquet=parquet[:3] if parquet is not None else None)
+        local = ChunkWorker.from_bytes(bundle_bytes, schema_ipc, keep=keep, on_error=on_error, prefix=prefix,
+                                       threads=threads, workdir=str(workdir),
+                                       parquet=parquet[:3] if parquet is not None else None, log=log)
 
         def run_local(task: Task) -> Iterator[Result]:
             if len(task) == 2:
@@ -245,6 +248,8 @@ def run_workers(
             p.close(kill=bool(errors))
         for t in threads_:
             t.join()
+        if local is not None:
+            local.close()
     if errors:
         # a chunk's own error (a bad row) explains more than "worker stopped" from the others
         errors.sort(key=lambda e: not isinstance(e, InputError))

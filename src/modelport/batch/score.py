@@ -362,6 +362,8 @@ class ArrowChunkScorer:
         self.keep = list(keep)
         check_clash(self.core, self.keep)
         fields = [schema.field(c) for c in self.keep] + self.core.arrow_fields()
+        #: ``score --log``: a :class:`modelport.monitor.log.ScoredChunks` that gets each chunk's scored rows
+        self.log: Any = None
         self.error_column = error_column
         if error_column:
             fields.append(pa.field(ERROR_COLUMN, pa.string()))
@@ -383,6 +385,8 @@ class ArrowChunkScorer:
         n = batch.num_rows
         first_row = p.first_row
         preds, scored, rejects = self.core.run(p)
+        if self.log is not None:
+            self.log.write(batch, p, preds, scored, self.core.prefix)
         all_ok = bool(scored.all())
         keep_rows = all_ok or self.core.on_error == "null" or self.error_column
         arrays: list[Any] = []

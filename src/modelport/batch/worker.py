@@ -70,13 +70,17 @@ class ChunkWorker:
     """
 
     def __init__(self, runtime: Runtime, schema: Any, *, keep: list[str], on_error: str, prefix: str,
-                 workdir: str, parquet: Any = None, durable: bool = True) -> None:
+                 workdir: str, parquet: Any = None, durable: bool = True, log: Any = None) -> None:
         from modelport.batch.resume import WorkDir
         from modelport.batch.score import ArrowChunkScorer
 
         self.pa = require("pyarrow")
         self.scorer = ArrowChunkScorer(runtime.bundle, schema, keep=keep, on_error=on_error,  # type: ignore[arg-type]
                                        prefix=prefix, runtime=runtime)
+        if log is not None:  # score --log: this process writes its own log files
+            from modelport.monitor.log import ScoredChunks
+
+            self.scorer.log = ScoredChunks(log, runtime.bundle)
         self.workdir = WorkDir(Path(workdir), durable=durable)
         self.source: tuple[Any, list[str], int] | None = None
         if parquet is not None:
@@ -87,7 +91,7 @@ class ChunkWorker:
 
     @classmethod
     def from_bytes(cls, bundle_bytes: bytes, schema_ipc: bytes, *, keep: list[str], on_error: str, prefix: str,
-                   threads: int | None, workdir: str, parquet: Any = None) -> ChunkWorker:
+                   threads: int | None, workdir: str, parquet: Any = None, log: Any = None) -> ChunkWorker:
         """A worker with its own session for the bundle ``bundle_bytes`` and the schema ``schema_ipc``."""
         from modelport.batch.score import BATCH_SESSION_CONFIG
         from modelport.bundle.core import Bundle
@@ -97,7 +101,13 @@ class ChunkWorker:
         bundle = Bundle.from_bytes(bundle_bytes, origin="<worker bundle>")
         schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
         runtime = Runtime(bundle, intra_op_threads=threads, inter_op_threads=1, session_config=BATCH_SESSION_CONFIG)
-        return cls(runtime, schema, keep=keep, on_error=on_error, prefix=prefix, workdir=workdir, parquet=parquet)
+        return cls(runtime, schema, keep=keep, on_error=on_error, prefix=prefix, workdir=workdir, parquet=parquet,
+                   log=log)
+
+    def close(self) -> None:
+        """Flush this process's prediction log (``score --log``)."""
+        if self.scorer.log is not None:
+            self.scorer.log.close()
 
     def score_chunk(self, chunk: tuple[int, int, Any]) -> tuple[int, int, int, int]:
         """Score chunk ``index`` (``batch``: a record batch or Arrow IPC bytes) and commit its part."""
@@ -140,6 +150,8 @@ def main() -> int:
         try:
             header, payload = read_message(inp)
         except EOFError:
+            if worker is not None:
+                worker.close()
             return 0
         try:
             if header["op"] == "init":
@@ -147,7 +159,7 @@ def main() -> int:
                 worker = ChunkWorker.from_bytes(
                     payload[:n], payload[n:], keep=header["keep"], on_error=header["on_error"],
                     prefix=header["prefix"], threads=header["threads"], workdir=header["workdir"],
-                    parquet=header["parquet"],
+                    parquet=header["parquet"], log=header.get("log"),
                 )
                 write_message(out, {"op": "ready"})
             elif header["op"] == "score" and worker is not None:

@@ -92,6 +92,18 @@ class Column:
         encoder sees the value itself, "native")."""
         return self.unknown or ("native" if self.dtype == "str" else "missing")
 
+    @property
+    def unknown_treatment(self) -> str | None:
+        """What a value outside the categories gets, in one word: ``missing``, ``error`` or
+        ``encoder`` (the model's own encoder sees it), or the library's recorded ``native`` rule.
+        None for a column without categories."""
+        if self.categories is None and self.dtype != "category":
+            return None
+        policy = self.unknown_policy
+        if policy != "native":
+            return policy
+        return self.native or ("missing" if self.dtype == "category" else "encoder")
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "input": self.input, "index": self.index}
         if self.categories is not None:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "serve": "modelport.cli.serve:serve",
     "compile": "modelport.cli.compile:compile_",
     "score": "modelport.cli.score:score",
+    "stream": "modelport.cli.stream:stream",
     "export": "modelport.cli.export:export",
     "push": "modelport.cli.registry:push",
     "pull": "modelport.cli.registry:pull",
@@ -39,6 +40,11 @@ COMMANDS: dict[str, str] = {
     "search": "modelport.cli.registry:search",
     "delete": "modelport.cli.registry:delete",
     "lineage": "modelport.cli.registry:lineage",
+    "drift": "modelport.cli.drift:drift",
+    "perf": "modelport.cli.perf:perf",
+    "replay": "modelport.cli.replay:replay",
+    "monitor": "modelport.cli.monitor:monitor",
+    "ui": "modelport.cli.ui:ui",
 }
 
 HELP = {
@@ -51,6 +57,7 @@ HELP = {
     "serve": "Serve bundles over REST and gRPC (Open Inference Protocol).",
     "compile": "Compile a bundle into standalone C, SQL or Python.",
     "score": "Batch-score large files (chunked, resumable, Dask or Spark).",
+    "stream": "Score a message stream (Redis Streams, NATS JetStream, JSON lines).",
     "export": "Export a bundle for Lambda, Cloud Functions, Azure, a container, KServe or MLflow.",
     "push": "Store a bundle in the registry as the next version of its model.",
     "pull": "Fetch a bundle from the registry.",
@@ -62,6 +69,11 @@ HELP = {
     "search": "Search registry versions by name, tag and metric.",
     "delete": "Soft-delete a registry version.",
     "lineage": "Show the chain of parent bundles of a version.",
+    "drift": "Drift of logged predictions against the training reference (exit 10 on drift).",
+    "perf": "Realised and estimated performance of logged predictions, per version and window.",
+    "replay": "Re-score a logged window with any version and diff against what was answered.",
+    "monitor": "Evaluate a monitoring policy: rules -> webhook, registry tag, exit code.",
+    "ui": "The monitoring dashboard (registry, traffic, drift, performance).",
 }
 
 

@@ -39,6 +39,12 @@ import click
 @click.option("--unknown-categories", type=click.Choice(["native", "missing", "error"]), default=None,
               help="Values outside a column's categories: as the model's library does (native), scored as "
                    "missing, or rejected (error); default: the bundle's own policy. Scored ones are counted.")
+@click.option("--log", "log", default=None, metavar="DIR|URL",
+              help="Also write the scored rows to this prediction log (read by drift, perf, replay).")
+@click.option("--log-sample", default=1.0, show_default=True, type=click.FloatRange(0, 1), metavar="RATE",
+              help="Share of rows logged (by row id).")
+@click.option("--log-id", "log_id_column", default=None, metavar="COLUMN",
+              help="Input column holding the rows' ids in the log (default: <run id>:<row>), for labels to join.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when stderr is a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result summary as JSON.")
 def score(
@@ -61,6 +67,9 @@ def score(
     progress: bool | None,
     unknown_categories: str | None,
     as_json: bool,
+    log: str | None,
+    log_sample: float,
+    log_id_column: str | None,
 ) -> None:
     """Score INPUT (a Parquet file, directory or glob; CSV; JSON lines) with BUNDLE into OUTPUT.
 
@@ -93,6 +102,9 @@ def score(
         output_format=output_format,
         progress=sys.stderr.isatty() if progress is None else progress,
         unknown_categories=unknown_categories,
+        log=log,
+        log_sample=log_sample,
+        log_id_column=log_id_column,
     )
     if as_json:
         import json

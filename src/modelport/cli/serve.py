@@ -71,6 +71,15 @@ def _optional_int(value: int) -> int | None:
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="One JSON line per request on stdout.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--log", "log", default=None, metavar="DIR|URL",
+              help="Prediction log: every answered row (sampled) as Parquet under this directory or fsspec URL; "
+                   "enables feedback (POST .../feedback), live drift gauges and /ui (docs/monitoring.md).")
+@click.option("--log-sample", default=1.0, show_default=True, type=click.FloatRange(0, 1), metavar="RATE",
+              help="Share of requests logged (by request id).")
+@click.option("--log-rotate", default=300.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="Close each log file after this long (what a killed server may lose; SIGTERM loses nothing).")
+@click.option("--drift-window", default="1h", show_default=True, metavar="DURATION",
+              help="Sliding window of the live drift and realised-metric gauges (e.g. 15m, 1h, 1d).")
 @policy_options
 def serve(sources: tuple[str, ...], **options: object) -> None:
     """Serve SOURCES: .mpk files, bundle directories, directories of bundles, models:/NAME@ALIAS
@@ -91,6 +100,9 @@ def serve(sources: tuple[str, ...], **options: object) -> None:
         defaults[name] = version
     max_body = parse_size(str(options.pop("max_body_size")))
     threads = int(options.pop("intra_op_threads"))  # type: ignore[call-overload]
+    from modelport.monitor._time import parse_duration
+
+    options["drift_window"] = parse_duration(str(options.pop("drift_window")), what="--drift-window")
     timeout = float(options.pop("request_timeout"))  # type: ignore[arg-type]
     config = ServeConfig(
         sources=list(sources),

@@ -52,6 +52,7 @@ def describe(bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
                 "dtype": c.dtype,
                 "nullable": c.nullable,
                 "categories": None if c.categories is None else list(c.categories),
+                "unknown": c.unknown_treatment,
                 "input": c.input,
                 "index": c.index,
                 "training": _training_summary(stats.get(c.name)),
@@ -180,11 +181,12 @@ def _num(x: Any) -> str:
     return str(x)
 
 
-def _categories(cats: list[Any] | None, limit: int = 8) -> str:
+def _categories(cats: list[Any] | None, limit: int = 8, unknown: str | None = None) -> str:
     if cats is None:
         return ""
     shown = ", ".join(map(str, cats[:limit]))
-    return shown + (f", ... ({len(cats)} in all)" if len(cats) > limit else "")
+    shown += f", ... ({len(cats)} in all)" if len(cats) > limit else ""
+    return shown + (f"; unknown values: {unknown}" if unknown else "")
 
 
 def _training_text(t: dict[str, Any] | None) -> str:
@@ -265,7 +267,8 @@ def render(info: dict[str, Any]) -> RenderableType:
         for i, c in enumerate(sig["columns"]):
             where = c["input"] if c["index"] is None else f"{c['input']}[:, {c['index']}]"
             cols.add_row(str(i), c["name"], c["dtype"], "yes" if c["nullable"] else "no",
-                         _categories(c.get("categories")), _training_text(c.get("training")), where)
+                         _categories(c.get("categories"), unknown=c.get("unknown")),
+                         _training_text(c.get("training")), where)
         parts.append(cols)
     tensors = Table(title="Graph inputs and outputs", title_justify="left", title_style="bold",
                     box=box.SIMPLE_HEAD)

@@ -322,7 +322,7 @@ def _column_changes(ca: Sequence[Any], cb: Sequence[Any]) -> list[Change]:
             out.append(Change("signature", f"columns.{name}.categories", "changed", old_c, new_c, bool(gone),
                               f"categories no longer known: {gone}" if gone else "categories added"))
         if old.categories is not None and new.categories is not None:
-            before, after = _unknown_treatment(old), _unknown_treatment(new)
+            before, after = old.unknown_treatment, new.unknown_treatment
             if before != after:
                 out.append(Change("signature", f"columns.{name}.unknown", "changed", before, after, after == "error",
                                   "values outside the categories are now refused" if after == "error"
@@ -333,14 +333,6 @@ def _column_changes(ca: Sequence[Any], cb: Sequence[Any]) -> list[Change]:
         out.append(Change("signature", "columns", "reordered", common_a, common_b, True,
                           "column order changed; unnamed array input is read by position"))
     return out
-
-
-def _unknown_treatment(c: Any) -> str:
-    """What a column does with a value outside its categories: missing, error or encoder."""
-    policy = c.unknown_policy
-    if policy != "native":
-        return str(policy)
-    return str(c.native or ("missing" if c.dtype == "category" else "encoder"))
 
 
 def _shape_relaxed(old: Sequence[Any], new: Sequence[Any]) -> bool:

@@ -26,6 +26,7 @@ from modelport.serve.model import PLATFORM, BatchingConfig, ServedModel
 from modelport.serve.repository import ModelRepository, Source, VersionPolicy
 
 if TYPE_CHECKING:
+    from modelport.serve.monitoring import ServingMonitor
     from modelport.signing import SignaturePolicy
 
 SERVER_NAME = "modelport"
@@ -70,6 +71,8 @@ class DataPlane:
             sources, self._make_model, policy=policy, default_versions=default_versions, registry_url=registry_url,
             signature_policy=signature_policy,
         )
+        #: the prediction log and live monitoring (``--log``; serve/monitoring.py), or None
+        self.monitor: ServingMonitor | None = None
         self.draining = False  # scoring requests are refused (the last step of a shutdown)
         self.stopping = False  # a drain has begun: readiness says no, in-flight requests finish
         self.started = time.time()
@@ -177,25 +180,32 @@ class DataPlane:
             feeds, rows = model.feeds_from_v2(request.inputs)
             return feeds, rows, wanted
 
-        model, result, _, wanted = await self._score(request.model, request.version, protocol, prepare, deadline, offload)
+        rid = request.id if self.monitor is None else self.monitor.request_id(request.id)
+        model, result, _, wanted = await self._score(request.model, request.version, protocol, prepare, deadline, offload,
+                                                     request_id=rid, raw=request.inputs)
         outputs = [
             InferOutput(name, model.output_datatypes[name], result[name].shape, result[name]) for name in wanted
         ]
-        return InferResponse(model.name, model.version, outputs, id=request.id)
+        return InferResponse(model.name, model.version, outputs, id=rid)
 
     async def records(
         self, name: str, version: str | None, records: Any, protocol: str = "records", *,
-        deadline: float | None = None, offload: bool = False,
+        deadline: float | None = None, offload: bool = False, request_id: str | bytes | None = None,
     ) -> dict[str, Any]:
-        """Score ``{"records": [...]}``: one prediction per record, with class names and probabilities."""
+        """Score ``{"records": [...]}``: one prediction per record, with class names and probabilities
+        (and, with a prediction log, the request's ``id``)."""
 
         def prepare(model: ServedModel) -> tuple[dict[str, np.ndarray], int, list[str]]:
             feeds, rows = model.feeds_from_records(records)
             return feeds, rows, model.output_names
 
-        model, result, rows, _ = await self._score(name, version, protocol, prepare, deadline, offload)
+        rid = None if self.monitor is None else self.monitor.request_id(request_id)
+        model, result, rows, _ = await self._score(name, version, protocol, prepare, deadline, offload,
+                                                   request_id=rid, raw=records)
         preds = _records_out(result, model.bundle.classes, rows)
-        return {"model_name": model.name, "model_version": model.version, "predictions": preds}
+        if rid is None:
+            return {"model_name": model.name, "model_version": model.version, "predictions": preds}
+        return {"model_name": model.name, "model_version": model.version, "id": rid, "predictions": preds}
 
     async def _score(
         self,
@@ -205,6 +215,9 @@ class DataPlane:
         prepare: Callable[[ServedModel], tuple[dict[str, np.ndarray], int, list[str]]],
         deadline: float | None = None,
         offload: bool = False,
+        *,
+        request_id: str | None = None,
+        raw: Any = None,
     ) -> tuple[ServedModel, dict[str, np.ndarray], int, list[str]]:
         """The bookkeeping every scoring request shares: model lookup, drain check, row limit,
         batching, and the request / in-flight / failure / success / latency metrics."""
@@ -238,7 +251,10 @@ class DataPlane:
         finally:
             ch["inflight"].dec()
         ch["success"].inc()
-        ch["latency"].observe(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        ch["latency"].observe(elapsed)
+        if self.monitor is not None and request_id is not None:
+            self.monitor.record(model, request_id, feeds, result, rows, elapsed, raw)
         return model, result, rows, wanted
 
     def _check_rows(self, rows: int) -> None:

@@ -256,6 +256,8 @@ def add_service(server: Any, dataplane: DataPlane) -> None:
             big = len(data) >= OFFLOAD_BYTES
             request, req = await asyncio.to_thread(decode, data) if big else decode(data)
             resp = await dp.infer(req, "grpc", deadline=deadline, offload=big)
+            if dp.monitor is not None and resp.id:  # the id the prediction log keeps, also as metadata
+                context.set_trailing_metadata((("x-request-id", resp.id),))
             use_raw = bool(request.raw_input_contents)
             if big:
                 return await asyncio.to_thread(lambda: encode_response(resp, use_raw).SerializeToString())
@@ -330,6 +332,10 @@ async def start(
         ],
     )
     add_service(server, dataplane)
+    if dataplane.monitor is not None:  # --log: labels come back through modelport.monitor.v1.FeedbackService
+        from modelport.serve.monitoring import add_grpc_service
+
+        add_grpc_service(server, dataplane)
     address = f"{host}:{port}"
     try:
         if tls is not None:

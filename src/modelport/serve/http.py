@@ -329,6 +329,13 @@ class Router:
                 if not await self._expect(method, "POST", send):
                     await self._records(scope, receive, send, name, version)
                 return
+            if action == "feedback":
+                scope["modelport.route"] = "/v2/models/{model}/feedback"
+                if not await self._expect(method, "POST", send):
+                    from modelport.serve.monitoring import handle_feedback
+
+                    await handle_feedback(self.dp, scope, receive, send, name, version, _read_body, _json)
+                return
             if action == "ready":
                 scope["modelport.route"] = "/v2/models/{model}/ready"
                 if not await self._expect(method, "GET", send):
@@ -359,6 +366,11 @@ class Router:
             else:
                 await self.dp.unload_model(parts[3])
             return await send_response(send, 200, b"{}")
+        if path == "/ui" or path.startswith("/ui/"):
+            scope["modelport.route"] = "/ui"
+            from modelport.serve.monitoring import handle_ui
+
+            return await handle_ui(self.dp, scope, receive, send)
         return await self._not_found(scope, send)
 
     async def _expect(self, method: str, want: str, send: Send) -> bool:
@@ -386,12 +398,16 @@ class Router:
             request, binary_out = await asyncio.to_thread(self._decode, scope, body, model, name, version)
         else:
             request, binary_out = self._decode(scope, body, model, name, version)
+        if request.id is None and self.dp.monitor is not None:  # a prediction log: ids also come as a header
+            request.id = _request_id(scope)
         scope["modelport.request_id"] = request.id
         response = await self.dp.infer(request, "rest", deadline=deadline, offload=big)
         if big:
             payload, headers, ctype = await asyncio.to_thread(encode_response, response, request, binary_out)
         else:
             payload, headers, ctype = encode_response(response, request, binary_out)
+        if self.dp.monitor is not None and response.id is not None:
+            headers = [*headers, (b"x-request-id", response.id.encode())]
         await send_response(send, 200, payload, ctype, headers)
 
     def _decode(self, scope: Scope, body: bytes, model: Any, name: str, version: str | None) -> tuple[InferRequest, bool]:
@@ -428,12 +444,14 @@ class Router:
                 "the body must be an object with a list under 'records', e.g. "
                 '{"records": [{"f0": 1.0, ...}]}. ' + model.expected(records=True)
             )
-        result = await self.dp.records(name, version, doc["records"], deadline=deadline, offload=big)
+        result = await self.dp.records(name, version, doc["records"], deadline=deadline, offload=big,
+                                       request_id=None if self.dp.monitor is None else _request_id(scope))
         if big:
             payload = await asyncio.to_thread(orjson.dumps, result, option=_NUMPY)
         else:
             payload = orjson.dumps(result, option=_NUMPY)
-        await send_response(send, 200, payload)
+        rid = result.get("id")
+        await send_response(send, 200, payload, headers=[(b"x-request-id", rid.encode())] if rid else ())
 
     # ------------------------------------------------------------------ static routes
     async def _live(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -653,6 +671,12 @@ def _decompress(body: bytes, encoding: str, scope: Scope) -> bytes:
     return out
 
 
+def _request_id(scope: Scope) -> str | None:
+    """The client's ``X-Request-ID`` header (checked by the prediction log), or None."""
+    value = header(scope, b"x-request-id")
+    return None if value is None else value.decode("latin-1")
+
+
 def _json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
@@ -675,7 +699,9 @@ def build_app(
     app = ErrorMapping(app, public_text=dataplane.public_text)
     app = Limits(app, max_body_bytes=max_body_bytes)
     if tokens:
-        app = Auth(app, tokens)
+        from modelport.monitor.dashboard import OPEN_ASSETS  # the page and its scripts hold no data
+
+        app = Auth(app, tokens, open_paths=OPEN_PATHS | OPEN_ASSETS)
     app = Observability(app, dataplane.metrics, access_log_enabled=access_log_enabled)
     if cors_origins:
         from modelport._deps import require

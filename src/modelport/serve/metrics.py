@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 from bisect import bisect_left
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,8 @@ class Metrics:
         ]
         share = os.environ.get(METRICS_DIR_ENV)
         self.share_dir = Path(share) if share else None
+        #: more families for /metrics, made at render time (prometheus_client families; monitoring's gauges)
+        self.collectors: list[Callable[[], list[Any]]] = []
 
     def model_children(self, name: str, version: str, protocol: str) -> dict[str, Any]:
         """Pre-bound children for one model version and protocol (label lookups off the hot path)."""
@@ -199,6 +202,8 @@ class Metrics:
                         buckets.append((bound, cum))
                     fam.add_metric(list(key), buckets, total)
             families.append(fam)
+        for extra in self.collectors:
+            families.extend(extra())
 
         class _Collector:
             def collect(self) -> Any:

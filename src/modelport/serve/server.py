@@ -87,6 +87,12 @@ class ServeConfig:
     trusted_keys: list[str] = field(default_factory=list)
     trusted_cas: list[str] = field(default_factory=list)
     trusted_certificates: list[str] = field(default_factory=list)
+    # monitoring (serve/monitoring.py): the prediction log (a directory or fsspec URL), its sample
+    # rate and rotation (seconds a log file stays open: what a kill may lose), the drift window
+    log: str | None = None
+    log_sample: float = 1.0
+    log_rotate: float = 300.0
+    drift_window: float = 3600.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -159,6 +165,10 @@ class Server:
             signature_policy=config.signature_policy(),
             unknown_categories=config.unknown_categories,
         )
+        if config.log:
+            from modelport.serve.monitoring import make_monitor
+
+            self.dataplane.monitor = make_monitor(config, self.dataplane.metrics)
         self.grpc_server: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -198,6 +208,8 @@ class Server:
             self._tasks.append(asyncio.create_task(self._poll(cfg.poll_interval)))
         if self.dataplane.metrics.share_dir is not None:
             self._tasks.append(asyncio.create_task(self.dataplane.metrics.share_forever()))
+        if self.dataplane.monitor is not None:
+            self.dataplane.monitor.start()
         self._watch_signals()
 
     def _watch_signals(self) -> None:
@@ -276,6 +288,8 @@ class Server:
             await asyncio.sleep(0.02)
         if self.dataplane.executor.busy:
             log.error("%d scoring call(s) did not stop; exiting anyway", self.dataplane.executor.busy)
+        if self.dataplane.monitor is not None:  # the log's open files become complete files: nothing lost
+            await asyncio.to_thread(self.dataplane.monitor.close)
 
 
 def uvicorn_options(config: ServeConfig) -> dict[str, Any]:
@@ -308,6 +322,10 @@ def serve(config: ServeConfig) -> None:
     config.tls()
     config.tokens()  # fail now, not in every worker
     config.signature_policy()
+    if config.log:
+        from modelport.serve.monitoring import check_config
+
+        check_config(config)  # a bad --log fails now, not in every worker
     check_ports_free(config)
     if config.workers > 1:
         _serve_workers(config)

@@ -69,7 +69,7 @@ def test_bundle_opened_once_per_executor_process(spark, clf_bundle, parquet_file
         from modelport.batch import spark as s
 
         batches = sum(1 for _ in fn(frames))
-        session = id(s._CACHE[digest].runtime.session)
+        session = id(s._CACHE[digest].session)
         yield pd.DataFrame({"pid": [os.getpid()], "batches": [batches], "loads": [s.LOADS[digest]],
                             "session": [session]})
 

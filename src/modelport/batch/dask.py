@@ -1,10 +1,18 @@
-"""Scoring Dask DataFrames: ``map_partitions`` with the bundle shipped once per worker.
+"""Scoring on Dask: DataFrames with ``map_partitions``, and Parquet files chunk by chunk.
 
 With a ``dask.distributed`` client, the bundle's ``.mpk`` bytes travel once to every worker inside a
-worker plugin (also to workers that join later); each worker opens the bundle and its ONNX Runtime
-session once and keeps them in a process-wide cache keyed by the bundle digest. The partition tasks
-themselves carry only that digest, never the bundle. Without a distributed client (the local
-threaded scheduler) the cache is filled in this process.
+worker plugin (also to workers that join later); each worker opens the bundle and creates its one
+ONNX Runtime session once (:data:`LOADS` counts this) and keeps them in a process-wide cache keyed
+by the bundle digest. The tasks themselves carry only that digest, never the bundle. Without a
+distributed client (the local threaded scheduler) the cache is filled in this process.
+
+The session runs single-threaded: a worker runs one task per thread, so a worker with T threads
+scores T partitions side by side, one core each, like local scoring's one run per core.
+
+``score_file(..., engine="dask")`` on Parquet does not go through DataFrames (pandas conversions
+cost more than the scoring): :func:`score_chunks` tasks read runs of chunks of the file
+with pyarrow on the worker, score them and commit the same parts as local scoring into the job's
+work directory (which, like the input, the workers must be able to reach).
 """
 
 from __future__ import annotations
@@ -18,10 +26,19 @@ from modelport.batch.score import ChunkScorer, OnError, check_clash, check_colum
 from modelport.errors import InputError, ModelportError
 
 if TYPE_CHECKING:
+    from modelport.batch.worker import ChunkWorker
     from modelport.bundle.core import Bundle
+    from modelport.runtime.session import Runtime
 
 _BUNDLES: dict[str, Bundle] = {}
-_LOCK = threading.Lock()
+_RUNTIMES: dict[str, Runtime] = {}
+#: how many times each bundle was opened, with its ONNX Runtime session, in this process
+#: (once per worker process when the plugin does its job)
+LOADS: dict[str, int] = {}
+_LOCK = threading.RLock()
+#: the chunk scorers of the file jobs this worker has taken part in (the latest few)
+_JOBS: dict[tuple[str, str], ChunkWorker] = {}
+_MAX_JOBS = 4
 
 
 def _plugin_class() -> type:
@@ -42,13 +59,18 @@ def _plugin_class() -> type:
 
 
 def _install(digest: str, data: bytes) -> None:
+    from modelport.batch.score import BATCH_SESSION_CONFIG
     from modelport.bundle.core import Bundle
+    from modelport.runtime.session import Runtime
 
     with _LOCK:
         if digest not in _BUNDLES:
             b = Bundle.from_bytes(data, origin=f"<dask bundle {digest[:19]}>")
-            _ = b.runtime  # one ONNX Runtime session per worker process, created here
+            # one ONNX Runtime session per worker process, created here; single-threaded runs,
+            # one per task thread (see the module docstring)
+            _RUNTIMES[digest] = Runtime(b, intra_op_threads=1, inter_op_threads=1, session_config=BATCH_SESSION_CONFIG)
             _BUNDLES[digest] = b
+            LOADS[digest] = LOADS.get(digest, 0) + 1
 
 
 def ship(bundle: Bundle, client: Any | None = None) -> str:
@@ -75,17 +97,22 @@ def _current_client() -> Any | None:
         return None
 
 
-def _partition(
-    df: Any, digest: str, kept: list[str], on_error: str, prefix: str, error_column: str | None,
-    partition_info: dict[str, Any] | None = None,
-) -> Any:
-    bundle = _BUNDLES.get(digest)
-    if bundle is None:
+def _runtime(digest: str) -> Runtime:
+    runtime = _RUNTIMES.get(digest)
+    if runtime is None:
         raise ModelportError(
             f"bundle {digest[:19]}… is not installed on this Dask worker.",
             hint="call modelport.dask.predict with the client that runs the graph (or modelport.dask.ship(bundle, client))",
         )
-    core = ChunkScorer(bundle, on_error=on_error, prefix=prefix)  # type: ignore[arg-type]
+    return runtime
+
+
+def _partition(
+    df: Any, digest: str, kept: list[str], on_error: str, prefix: str, error_column: str | None,
+    partition_info: dict[str, Any] | None = None,
+) -> Any:
+    runtime = _runtime(digest)
+    core = ChunkScorer(runtime.bundle, on_error=on_error, prefix=prefix, runtime=runtime)  # type: ignore[arg-type]
     try:
         frame, _ = score_frame(core, df, kept, error_column=error_column)
     except InputError as exc:
@@ -125,3 +152,33 @@ def predict(
     return ddf.map_partitions(
         _partition, digest, kept, on_error, prefix, error_column, meta=meta, enforce_metadata=False,
     )
+
+
+def score_chunks(digest: str, job: dict[str, Any], start: int, stop: int) -> list[tuple[int, int, int, int]]:
+    """A Dask task of ``score_file``: read chunks ``start`` .. ``stop - 1`` of the job's Parquet
+    input here, score them with this worker's session and commit their parts to the job's work
+    directory. Returns ``(chunk, rows in, rows out, rejects)`` per chunk.
+
+    ``job``: ``schema`` (the input's Arrow schema, IPC bytes), ``keep``, ``on_error``, ``prefix``,
+    ``workdir``, ``files``, ``columns`` and ``chunk_rows``; plain data, the same for every task.
+    """
+    return list(_chunk_worker(digest, job).score_range(start, stop))
+
+
+def _chunk_worker(digest: str, job: dict[str, Any]) -> ChunkWorker:
+    from modelport.batch.worker import ChunkWorker
+
+    key = (digest, str(job["workdir"]))
+    with _LOCK:
+        worker = _JOBS.get(key)
+        if worker is None:
+            pa = require("pyarrow", purpose="scoring on Dask")
+            schema = pa.ipc.read_schema(pa.py_buffer(job["schema"]))
+            worker = ChunkWorker(
+                _runtime(digest), schema, keep=list(job["keep"]), on_error=job["on_error"], prefix=job["prefix"],
+                workdir=job["workdir"], parquet=(job["files"], job["columns"], job["chunk_rows"]), durable=False,
+            )
+            while len(_JOBS) >= _MAX_JOBS:
+                _JOBS.pop(next(iter(_JOBS)))
+            _JOBS[key] = worker
+    return worker

@@ -56,6 +56,11 @@ class ScoreResult:
     resumed_chunks: int = 0
     #: per column, how many scored rows held a value outside the column's categories
     unknown_categories: dict[str, int] = field(default_factory=dict)
+    #: seconds of each phase: ``startup`` (opening the input and the session; an engine's cluster
+    #: or Spark session and the bundle shipped to its workers), ``scoring`` (until the last part is
+    #: in; parts are appended to the output meanwhile), for engines ``shutdown`` (closing a cluster
+    #: started for the job) and ``write`` (finishing the output after that)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float:
@@ -198,16 +203,20 @@ def score_file(
     if engine != "local":
         from modelport.batch.engines import run_engine
 
+        timings = {"startup": time.perf_counter() - started}
         try:
             unknown: dict[str, int] = {}
+            phases: dict[str, float] = {}
             rows_in, rows_out, n_rej = run_engine(
                 engine, b, source, out, out_fmt, scorer, work, kept=kept, on_error=on_error, prefix=prefix,
                 address=address, rejects_path=rej_path, progress=progress, unknown=unknown,
+                chunk_rows=chunk_rows, timings=phases,
             )
         finally:  # engine jobs are not resumable: never leave a work directory that asks for --resume
             work.remove()
+        timings = {k: timings.get(k, 0.0) + phases.get(k, 0.0) for k in ("startup", "scoring", "shutdown", "write")}
         return ScoreResult(out, rows_in, rows_out, n_rej, rej_path, time.perf_counter() - started,
-                           unknown_categories=unknown)
+                           unknown_categories=unknown, timings=timings)
 
     done = work.done() if resuming else set()
     end = work.end() if resuming else None
@@ -217,6 +226,7 @@ def score_file(
     delimiter = source.delimiter if out_fmt == "csv" and source.format == "csv" else ","
     assembler = Assembler(work, out, out_fmt, scorer.schema, rejects_path=rej_path, delimiter=delimiter)
     finished = False
+    timings = {"startup": time.perf_counter() - started}
     try:
         with _Progress(progress, total, f"scoring {source.files[0].name}") as bar:
             for i in sorted(done):  # finished parts of the interrupted run go straight to the output
@@ -269,7 +279,10 @@ def score_file(
             else:
                 n_chunks, rows_in = end["chunks"], end["rows"]
             bar.status("writing output")
+            t = time.perf_counter()
+            timings["scoring"] = t - started - timings["startup"]
             rows_out, n_rej = assembler.finish(n_chunks)
+            timings["write"] = time.perf_counter() - t
             finished = True
     finally:
         if not finished:
@@ -278,7 +291,7 @@ def score_file(
             scorer.log.close()  # its files are complete whether or not the job finished
     work.remove()
     return ScoreResult(out, rows_in, rows_out, n_rej, rej_path, time.perf_counter() - started,
-                       resumed_chunks=len(done), unknown_categories=dict(assembler.unknown))
+                       resumed_chunks=len(done), unknown_categories=dict(assembler.unknown), timings=timings)
 
 
 _STOP = object()

@@ -224,8 +224,9 @@ def run_workers(
     try:
         for n in range(1, workers):  # started first: they import while this process scores
             procs.append(WorkerProcess(n, init, bundle_bytes, schema_ipc, workdir))
-        local = ChunkWorker(bundle_bytes, schema_ipc, keep=keep, on_error=on_error, prefix=prefix, threads=threads,
-                            workdir=str(workdir), parquet=parquet[:3] if parquet is not None else None, log=log)
+        local = ChunkWorker.from_bytes(bundle_bytes, schema_ipc, keep=keep, on_error=on_error, prefix=prefix,
+                                       threads=threads, workdir=str(workdir),
+                                       parquet=parquet[:3] if parquet is not None else None, log=log)
 
         def run_local(task: Task) -> Iterator[Result]:
             if len(task) == 2:

@@ -12,6 +12,10 @@ A job works in a hidden sibling of its output, ``.<output name>.modelport-partia
   scored values outside a column's categories, per column (when there were any).
 * ``end.json``: written once the input has been read to its end (number of chunks and rows).
 
+A Spark job cannot cut its input into chunks of our choosing: its Python workers record *pieces*
+instead, ``parts/r<first row>-<rows>.arrow`` (with ``.rejects.arrow`` / ``.unknown.json`` beside),
+named by their first global input row and their number of input rows, in the same format.
+
 While chunks complete, :class:`Assembler` appends the parts, in chunk order, to a temporary output
 file; at the end it is flushed and renamed onto the output (and the rejects file likewise), and
 the work directory is removed. The temporary output is never trusted after a crash: a resumed job
@@ -53,11 +57,16 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 class WorkDir:
-    """Parts, journal and final assembly of one job."""
+    """Parts, journal and final assembly of one job.
 
-    def __init__(self, path: Path) -> None:
+    ``durable=False`` (engine jobs, which are not resumable) skips flushing each part to disk:
+    the rename still makes a part appear complete or not at all to the process assembling it.
+    """
+
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
         self.path = path
         self.parts = path / "parts"
+        self.durable = durable
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -91,24 +100,39 @@ class WorkDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
     # ------------------------------------------------------------------ parts
-    def part_path(self, index: int) -> Path:
-        return self.parts / f"{index:09d}.arrow"
+    def _stem(self, index: int, rows: int | None) -> str:
+        return f"{index:09d}" if rows is None else f"r{index:015d}-{rows}"
 
-    def rejects_path(self, index: int) -> Path:
-        return self.parts / f"{index:09d}.rejects.arrow"
+    def part_path(self, index: int, rows: int | None = None) -> Path:
+        """Chunk ``index``'s part; with ``rows``: the piece of ``rows`` input rows from row ``index``."""
+        return self.parts / f"{self._stem(index, rows)}.arrow"
 
-    def unknown_path(self, index: int) -> Path:
-        return self.parts / f"{index:09d}.unknown.json"
+    def rejects_path(self, index: int, rows: int | None = None) -> Path:
+        return self.parts / f"{self._stem(index, rows)}.rejects.arrow"
 
-    def unknown(self, index: int) -> dict[str, int]:
+    def unknown_path(self, index: int, rows: int | None = None) -> Path:
+        return self.parts / f"{self._stem(index, rows)}.unknown.json"
+
+    def unknown(self, index: int, rows: int | None = None) -> dict[str, int]:
         """Chunk ``index``'s count of scored unknown categories per column ({} when none)."""
+        path = self.unknown_path(index, rows)
         try:
-            data = json.loads(self.unknown_path(index).read_text())
+            data = json.loads(path.read_text())
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise InputError(f"{self.unknown_path(index)}: unreadable ({exc}).", hint="start over with --overwrite") from exc
+            raise InputError(f"{path}: unreadable ({exc}).", hint="start over with --overwrite") from exc
         return {str(k): int(v) for k, v in data.items()}
+
+    def pieces(self) -> dict[int, int]:
+        """The finished pieces: first input row -> number of input rows."""
+        out = {}
+        for p in self.parts.glob("r*.arrow"):
+            stem = p.name[1:].split(".")[0]
+            first, _, rows = stem.partition("-")
+            if p.name.count(".") == 1 and first.isdigit() and rows.isdigit():
+                out[int(first)] = int(rows)
+        return out
 
     def done(self) -> set[int]:
         out = set()
@@ -118,29 +142,37 @@ class WorkDir:
                 out.add(int(stem))
         return out
 
-    def write_part(self, index: int, batch: Any, rejects: Rejects) -> None:
-        """Durably record chunk ``index``: rejects first, then the part (its rename is the commit)."""
+    def write_part(self, index: int, batch: Any, rejects: Rejects, rows: int | None = None) -> None:
+        """Record chunk ``index`` (with ``rows``: a piece, see :meth:`part_path`): rejects first,
+        then the part, whose rename is the commit."""
         pa = require("pyarrow", purpose="batch scoring")
-        rp = self.rejects_path(index)
+        rp = self.rejects_path(index, rows)
         if len(rejects):
             rej = pa.record_batch({"row": pa.array(rejects.rows, pa.int64()), "reason": pa.array(rejects.reasons, pa.string())})
             self._write_batch(pa, rej, rp)
         elif rp.exists():
             rp.unlink()
-        up = self.unknown_path(index)
+        up = self.unknown_path(index, rows)
         if rejects.unknown:
-            _atomic_write_bytes(up, json.dumps(rejects.unknown, sort_keys=True).encode())
+            if self.durable:
+                _atomic_write_bytes(up, json.dumps(rejects.unknown, sort_keys=True).encode())
+            else:
+                tmp = temp_sibling(up)
+                tmp.write_text(json.dumps(rejects.unknown, sort_keys=True))
+                os.replace(tmp, up)
         elif up.exists():
             up.unlink()
-        self._write_batch(pa, batch, self.part_path(index))
+        self._write_batch(pa, batch, self.part_path(index, rows))
 
     def _write_batch(self, pa: Any, batch: Any, path: Path) -> None:
         tmp = temp_sibling(path)
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as w:
             w.write_batch(batch)
-        fsync_path(tmp)
+        if self.durable:
+            fsync_path(tmp)
         os.replace(tmp, path)
-        fsync_path(path.parent)
+        if self.durable:
+            fsync_path(path.parent)
 
     def read(self, path: Path) -> Iterator[Any]:
         pa = require("pyarrow", purpose="batch scoring")
@@ -161,7 +193,11 @@ class WorkDir:
 
 
 class Assembler:
-    """Appends finished parts, in chunk order, to a temporary output; renames it into place at the end."""
+    """Appends finished parts, in input order, to a temporary output; renames it into place at the end.
+
+    Parts are chunks (``done(index)``, numbered 0, 1, 2 ...) or, for an engine that chooses its own
+    batches, pieces (``done(first_row, rows)``, starting at row 0, each where the last one ended).
+    """
 
     def __init__(self, work: WorkDir, output: Path, fmt: str, schema: Any, *, rejects_path: Path | None,
                  delimiter: str = ",") -> None:
@@ -170,35 +206,42 @@ class Assembler:
         self.rejects_path = rejects_path
         self.tmp = temp_sibling(output)
         self.writer = Writer(self.tmp, fmt, schema, delimiter=delimiter)
+        #: the next chunk number, or the first row of the next piece
         self.next = 0
-        self.ready: set[int] = set()
+        self.ready: dict[int, int | None] = {}
+        self.by_rows = False
         self.rejects: list[Any] = []
         self.rows = 0
         #: scored values outside a column's categories, per column, over the chunks appended so far
         self.unknown: dict[str, int] = {}
 
-    def done(self, index: int) -> None:
-        """Chunk ``index`` has its part on disk: append it and any that were waiting for it."""
-        self.ready.add(index)
+    def done(self, index: int, rows: int | None = None) -> None:
+        """Chunk ``index`` (or the piece of ``rows`` rows from row ``index``) is on disk: append it
+        and any that were waiting for it."""
+        self.ready[index] = rows
+        self.by_rows = rows is not None
         while self.next in self.ready:
-            self.ready.discard(self.next)
-            for b in self.work.read(self.work.part_path(self.next)):
+            span = self.ready.pop(self.next)
+            for b in self.work.read(self.work.part_path(self.next, span)):
                 self.writer.write(b)
-            rp = self.work.rejects_path(self.next)
+            rp = self.work.rejects_path(self.next, span)
             if self.rejects_path is not None and rp.exists():
                 self.rejects.extend(self.work.read(rp))
-            add_counts(self.unknown, self.work.unknown(self.next))
-            self.next += 1
+            add_counts(self.unknown, self.work.unknown(self.next, span))
+            self.next += 1 if span is None else span
 
     def finish(self, chunks: int) -> tuple[int, int]:
-        """Close and rename the output once chunks 0..chunks-1 are in; returns (rows, rejects)."""
+        """Close and rename the output once chunks 0..chunks-1 are in; returns (rows, rejects).
+
+        For pieces, ``chunks`` is the number of input rows they must cover."""
         for i in sorted(self.work.done()):
             if i >= self.next:
                 self.done(i)
         if self.next < chunks:
             self.abort()
-            raise InputError(f"{self.work.path}: chunk {self.next} has no results; cannot assemble the output.",
-                             hint="run again with --resume")
+            what = "input row" if self.by_rows else "chunk"
+            raise InputError(f"{self.work.path}: {what} {self.next} has no results; cannot assemble the output.",
+                             hint="run the job again" if self.by_rows else "run again with --resume")
         self.writer.close()
         fsync_path(self.tmp)
         os.replace(self.tmp, self.output)

@@ -1,14 +1,22 @@
 """Scoring Spark DataFrames: a pandas UDF, or a ``mapInPandas`` function over whole rows.
 
 The bundle is distributed once, as a broadcast of its ``.mpk`` bytes; each executor Python
-process opens it and its ONNX Runtime session on first use and keeps them in a process-wide cache
-keyed by the bundle digest (Spark reuses its Python workers, so this is once per process, not
-per task or batch). The functions shipped to executors close over the broadcast handle and the
-digest only.
+process opens it and creates its ONNX Runtime session on first use and keeps them in a
+process-wide cache keyed by the bundle digest (Spark reuses its Python workers, so this is once
+per process, not per task or batch; :data:`LOADS` counts it). The session runs with as many
+threads as a task has cores (``spark.task.cpus``, 1 by default): Spark runs one task per core,
+each in its own Python worker. The functions shipped to executors close over the broadcast
+handle and the digest only.
+
+``score_file(..., engine="spark")`` on Parquet uses :func:`piece_map` with ``mapInArrow``: no pandas
+on the way, and the scored rows do not go back through the JVM either; each Python worker commits
+them as parts to the job's work directory (which the executors must be able to reach), numbered
+by the input rows Spark's ``_metadata.row_index`` gives.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,26 +39,44 @@ from modelport.errors import InputError, ModelportError
 
 if TYPE_CHECKING:
     from modelport.bundle.core import Bundle
+    from modelport.runtime.session import Runtime
 
-_CACHE: dict[str, Bundle] = {}
-#: how many times each bundle was opened in this process (1 per executor process when caching works)
+_CACHE: dict[str, Runtime] = {}
+#: how many times each bundle was opened, with its session, in this process (1 per executor
+#: Python worker when caching works)
 LOADS: dict[str, int] = {}
 _LOCK = threading.Lock()
+#: the scorers of the file jobs this worker has taken part in (the latest few)
+_JOBS: dict[tuple[str, str], Any] = {}
+_MAX_JOBS = 4
 
 
-def _bundle(digest: str, broadcast: Any) -> Bundle:
-    b = _CACHE.get(digest)
-    if b is None:
+def _runtime(digest: str, broadcast: Any) -> Runtime:
+    """This process's one session for the bundle ``digest`` (opened from the broadcast once)."""
+    rt = _CACHE.get(digest)
+    if rt is None:
+        from modelport.batch.score import BATCH_SESSION_CONFIG
         from modelport.bundle.core import Bundle
+        from modelport.runtime.session import Runtime
 
         with _LOCK:
-            b = _CACHE.get(digest)
-            if b is None:
+            rt = _CACHE.get(digest)
+            if rt is None:
                 b = Bundle.from_bytes(broadcast.value, origin=f"<spark bundle {digest[:19]}>")
-                _ = b.runtime  # the executor process's one ONNX Runtime session
-                _CACHE[digest] = b
+                rt = Runtime(b, intra_op_threads=_task_cpus(), inter_op_threads=1, session_config=BATCH_SESSION_CONFIG)
+                _CACHE[digest] = rt
                 LOADS[digest] = LOADS.get(digest, 0) + 1
-    return b
+    return rt
+
+
+def _task_cpus() -> int:
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    try:
+        return max(1, int(ctx.cpus())) if ctx is not None else 1
+    except (AttributeError, TypeError, ValueError):
+        return 1
 
 
 def _session(spark: Any | None) -> Any:
@@ -122,7 +148,8 @@ def predict_udf(
     def _score(batches: Any) -> Any:
         from pyspark import TaskContext
 
-        scorer = ChunkScorer(_bundle(digest, bc), on_error=on_error, prefix=prefix)
+        rt = _runtime(digest, bc)
+        scorer = ChunkScorer(rt.bundle, on_error=on_error, prefix=prefix, runtime=rt)
         ctx = TaskContext.get()
         offset = 0
         for series in batches:
@@ -189,7 +216,8 @@ def predict_map(
     def _map(frames: Iterator[Any]) -> Iterator[Any]:
         from pyspark import TaskContext
 
-        scorer = ChunkScorer(_bundle(digest, bc), on_error=on_error, prefix=prefix)
+        rt = _runtime(digest, bc)
+        scorer = ChunkScorer(rt.bundle, on_error=on_error, prefix=prefix, runtime=rt)
         ctx = TaskContext.get()
         offset = 0
         for frame in frames:
@@ -218,6 +246,103 @@ def predict(
         error_column=error_column,
     )
     return df.mapInPandas(fn, schema)
+
+
+#: what :func:`piece_map`'s function returns to Spark for each piece it committed
+PIECE_SCHEMA = "first_row long, rows long, rows_out long, rejected long"
+
+
+def piece_map(bundle: Bundle, spark: Any, job: dict[str, Any]) -> Any:
+    """The ``mapInArrow`` function of ``score_file(engine="spark")`` on Parquet (see the module docstring).
+
+    Its input batches hold the model and kept columns, ``_metadata.row_index`` as ``row_column``
+    and, for several files, ``_metadata.file_path`` as ``file_column``. Each run of consecutive
+    rows of one file is scored (rejects numbered by global input row: ``offsets`` gives each
+    file's first row) and committed as a piece to ``workdir``; the function yields one row of
+    :data:`PIECE_SCHEMA` per piece. ``job`` also holds ``schema`` (the input's Arrow schema, IPC
+    bytes), ``keep``, ``on_error`` and ``prefix``: plain data only.
+    """
+    digest, bc = _broadcast(bundle, spark)
+
+    def _map(batches: Iterator[Any]) -> Iterator[Any]:
+        pa = require("pyarrow", purpose="scoring on Spark")
+        scorer, work = _piece_job(digest, bc, job)
+        for batch in batches:
+            for first, piece in _runs(pa, batch, job):
+                out, rejects = scorer.score(_conform_kept(pa, piece, scorer.keep, scorer.schema), first)
+                work.write_part(first, out, rejects, rows=piece.num_rows)
+                yield pa.record_batch([pa.array([v], pa.int64()) for v in (first, piece.num_rows, out.num_rows,
+                                                                          len(rejects))],
+                                      names=["first_row", "rows", "rows_out", "rejected"])
+
+    return _map
+
+
+def _piece_job(digest: str, bc: Any, job: dict[str, Any]) -> tuple[Any, Any]:
+    from pathlib import Path
+
+    from modelport.batch.resume import WorkDir
+    from modelport.batch.score import ArrowChunkScorer
+
+    key = (digest, str(job["workdir"]))
+    with _LOCK:
+        found = _JOBS.get(key)
+    if found is not None:
+        return found
+    rt = _runtime(digest, bc)
+    pa = require("pyarrow", purpose="scoring on Spark")
+    schema = pa.ipc.read_schema(pa.py_buffer(job["schema"]))
+    scorer = ArrowChunkScorer(rt.bundle, schema, keep=job["keep"], on_error=job["on_error"], prefix=job["prefix"],
+                              runtime=rt)
+    made = (scorer, WorkDir(Path(job["workdir"]), durable=False))
+    with _LOCK:
+        while len(_JOBS) >= _MAX_JOBS:
+            _JOBS.pop(next(iter(_JOBS)))
+        _JOBS[key] = made
+    return made
+
+
+def _runs(pa: Any, batch: Any, job: dict[str, Any]) -> Iterator[tuple[int, Any]]:
+    """``(first global row, rows)`` for each run of consecutive rows of one file in ``batch``."""
+    n = batch.num_rows
+    if n == 0:
+        return
+    index = batch.column(job["row_column"]).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if job.get("file_column"):
+        from urllib.parse import unquote, urlparse
+
+        files = batch.column(job["file_column"])
+        codes = files.dictionary_encode()
+        paths = codes.dictionary.to_pylist()
+        known = job["offsets"]
+        starts = []
+        for p in paths:
+            local = unquote(urlparse(p).path) if "://" in p or p.startswith("file:") else p
+            if local not in known:
+                raise ModelportError(f"Spark read rows from {p!r}, which is not one of the job's input files.")
+            starts.append(known[local])
+        index = index + np.asarray(starts, dtype=np.int64)[codes.indices.to_numpy(zero_copy_only=False)]
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    bounds = [0, *breaks.tolist(), n]
+    for lo, hi in itertools.pairwise(bounds):
+        yield int(index[lo]), batch.slice(lo, hi - lo)
+
+
+def _conform_kept(pa: Any, batch: Any, keep: list[str], schema: Any) -> Any:
+    """Spark hands kept columns over in its own types (unsigned integers widened, say): cast them
+    back to the input's, so that the parts have local scoring's schema."""
+    for name in keep:
+        want = schema.field(name).type
+        i = batch.schema.get_field_index(name)
+        col = batch.column(i)
+        if col.type != want:
+            try:
+                batch = batch.set_column(i, pa.field(name, want), col.cast(want))
+            except pa.ArrowException as exc:
+                raise ModelportError(
+                    f"Spark returned column {name!r} as {col.type}, which does not convert back to {want}: {exc}"
+                ) from exc
+    return batch
 
 
 def translate(exc: BaseException) -> ModelportError | None:

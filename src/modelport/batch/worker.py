@@ -22,9 +22,12 @@ import struct
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from modelport._deps import require
+
+if TYPE_CHECKING:
+    from modelport.runtime.session import Runtime
 
 _LEN = struct.Struct(">I")
 MAX_HEADER = 1 << 20
@@ -60,33 +63,46 @@ def read_message(inp: IO[bytes]) -> tuple[dict[str, Any], bytes]:
 
 
 class ChunkWorker:
-    """One process's scorer: its bundle, ONNX Runtime session, work directory and (for Parquet) input."""
+    """One process's scorer: its bundle, ONNX Runtime session, work directory and (for Parquet) input.
 
-    def __init__(self, bundle_bytes: bytes, schema_ipc: bytes, *, keep: list[str], on_error: str, prefix: str,
-                 threads: int | None, workdir: str, parquet: Any = None, log: Any = None) -> None:
+    Built from a runtime this process already holds (a Dask worker's, say), or with
+    :meth:`from_bytes` from the bundle's ``.mpk`` bytes and the input schema (worker processes).
+    """
+
+    def __init__(self, runtime: Runtime, schema: Any, *, keep: list[str], on_error: str, prefix: str,
+                 workdir: str, parquet: Any = None, durable: bool = True, log: Any = None) -> None:
         from modelport.batch.resume import WorkDir
-        from modelport.batch.score import BATCH_SESSION_CONFIG, ArrowChunkScorer
-        from modelport.bundle.core import Bundle
-        from modelport.runtime.session import Runtime
+        from modelport.batch.score import ArrowChunkScorer
 
-        pa = require("pyarrow")
-        self.pa = pa
-        bundle = Bundle.from_bytes(bundle_bytes, origin="<worker bundle>")
-        schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
-        runtime = Runtime(bundle, intra_op_threads=threads, inter_op_threads=1, session_config=BATCH_SESSION_CONFIG)
-        self.scorer = ArrowChunkScorer(bundle, schema, keep=keep, on_error=on_error, prefix=prefix,  # type: ignore[arg-type]
-                                       runtime=runtime)
+        self.pa = require("pyarrow")
+        self.scorer = ArrowChunkScorer(runtime.bundle, schema, keep=keep, on_error=on_error,  # type: ignore[arg-type]
+                                       prefix=prefix, runtime=runtime)
         if log is not None:  # score --log: this process writes its own log files
             from modelport.monitor.log import ScoredChunks
 
-            self.scorer.log = ScoredChunks(log, bundle)
-        self.workdir = WorkDir(Path(workdir))
+            self.scorer.log = ScoredChunks(log, runtime.bundle)
+        self.workdir = WorkDir(Path(workdir), durable=durable)
         self.source: tuple[Any, list[str], int] | None = None
         if parquet is not None:
             from modelport.batch.io import open_source
 
             files, columns, chunk_rows = parquet
             self.source = (open_source(list(files), format="parquet"), list(columns), int(chunk_rows))
+
+    @classmethod
+    def from_bytes(cls, bundle_bytes: bytes, schema_ipc: bytes, *, keep: list[str], on_error: str, prefix: str,
+                   threads: int | None, workdir: str, parquet: Any = None, log: Any = None) -> ChunkWorker:
+        """A worker with its own session for the bundle ``bundle_bytes`` and the schema ``schema_ipc``."""
+        from modelport.batch.score import BATCH_SESSION_CONFIG
+        from modelport.bundle.core import Bundle
+        from modelport.runtime.session import Runtime
+
+        pa = require("pyarrow")
+        bundle = Bundle.from_bytes(bundle_bytes, origin="<worker bundle>")
+        schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
+        runtime = Runtime(bundle, intra_op_threads=threads, inter_op_threads=1, session_config=BATCH_SESSION_CONFIG)
+        return cls(runtime, schema, keep=keep, on_error=on_error, prefix=prefix, workdir=workdir, parquet=parquet,
+                   log=log)
 
     def close(self) -> None:
         """Flush this process's prediction log (``score --log``)."""
@@ -140,7 +156,7 @@ def main() -> int:
         try:
             if header["op"] == "init":
                 n = int(header["bundle_size"])
-                worker = ChunkWorker(
+                worker = ChunkWorker.from_bytes(
                     payload[:n], payload[n:], keep=header["keep"], on_error=header["on_error"],
                     prefix=header["prefix"], threads=header["threads"], workdir=header["workdir"],
                     parquet=header["parquet"], log=header.get("log"),

@@ -114,6 +114,7 @@ def score(
             "rejected": result.rejected, "rejects": str(result.rejects_path) if result.rejects_path else None,
             "seconds": round(result.seconds, 3), "resumed_chunks": result.resumed_chunks,
             "unknown_categories": result.unknown_categories,
+            "timings": {k: round(v, 3) for k, v in result.timings.items()},
         }))
         return
     line = f"scored {result.rows_in:,} rows -> {result.output} ({result.rows_out:,} rows, {result.seconds:.1f}s, " \

@@ -231,3 +231,50 @@ def test_imputer_scaler_ordinal_encoder_and_more_sklearn_families(tmp_path: Path
         ("sgd", make_pipeline(pre, SGDRegressor(random_state=0)), reg),
     ]:
         _check(mp.pack(model.fit(x, y), x, name=name), rows, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def spark_session():
+    import os
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (SparkSession.builder.master("local[1]").appName("modelport-pmml-export")
+               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "1").getOrCreate())
+    session.sparkContext.setLogLevel("OFF")
+    yield session
+    session.stop()
+
+
+@pytest.mark.parametrize("family", ["gbt", "random_forest", "logistic"])
+def test_spark_pipelines_export_to_pmml_that_jpmml_scores_alike(spark_session, family, tmp_path):
+    """Spark ML's indexer, one-hot encoder and assembler in front of trees and a linear model: the
+    exported document scores fresh rows, split values and an unseen category as the bundle does."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
+    from pyspark.ml.feature import OneHotEncoder, StringIndexer, VectorAssembler
+
+    rng = np.random.default_rng(11)
+    train = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400),
+                          "city": rng.choice(["paris", "lyon", "nice"], 400)})
+    train["y"] = ((train.a + (train.city == "paris") - 0.5 * train.b) > 0.3).astype(float)
+    estimator = {"gbt": GBTClassifier(featuresCol="f", labelCol="y", maxIter=10, maxDepth=3),
+                 "random_forest": RandomForestClassifier(featuresCol="f", labelCol="y", numTrees=10, maxDepth=4),
+                 "logistic": LogisticRegression(featuresCol="f", labelCol="y")}[family]
+    stages = [StringIndexer(inputCol="city", outputCol="ci", handleInvalid="keep"),
+              OneHotEncoder(inputCol="ci", outputCol="co"), VectorAssembler(inputCols=["a", "b", "co"], outputCol="f")]
+    # rows, not a pandas frame: pyspark warns about pandas 3 on the pandas path
+    frame = spark_session.createDataFrame([tuple(r) for r in train.itertuples(index=False)], list(train.columns))
+    model = Pipeline(stages=[*stages, estimator]).fit(frame)
+    saved = tmp_path / "pipeline"
+    model.write().overwrite().save(str(saved))
+    features = train[["a", "b", "city"]]
+    bundle = mp.pack(str(saved), features, name=f"spark-{family}")
+    fresh = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200),
+                          "city": rng.choice(["paris", "lyon", "nice", "marseille"], 200)})
+    rows = pd.concat([fresh, _split_rows(bundle, fresh) if family != "logistic" else fresh.iloc[:0]],
+                     ignore_index=True)
+    assert (rows.city == "marseille").any()  # a category the indexer never saw ("keep": its own bucket)
+    _check(bundle, rows, tmp_path)

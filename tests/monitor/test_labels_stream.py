@@ -269,3 +269,37 @@ def test_options_are_checked(tmp_path):
         with pytest.raises(InputError):
             LabelConsumer("-", tmp_path / "log", **bad)
     assert not (tmp_path / "log").exists()  # refused before anything was opened
+
+
+def test_labels_from_nats_jetstream(tmp_path, churn_path, nats_url):
+    from tests.stream.conftest import NatsStreams
+
+    nts = NatsStreams(nats_url)
+    try:
+        bundle = mp.load(churn_path)
+        frame = churn_frame(20, 9)
+        truth = churn_label(frame)
+        url = tmp_path / "log"
+        with PredictionLog(url) as plog:
+            plog.model(bundle).write("n", len(frame), data=frame, outputs=bundle.predict(frame))
+        nts.create()
+        nts.produce([orjson.dumps({"id": f"n:{i}", "label": int(y)}) for i, y in enumerate(truth)] + [b"{oops"])
+        consumer = LabelConsumer(nts.source("feedback"), url, batch_size=8, max_wait=0.05)
+        t = threading.Thread(target=consumer.run)
+        t.start()
+        try:
+            deadline = time.time() + 60
+            while consumer.stats.labels + consumer.stats.dead_letters < 21 and time.time() < deadline:
+                time.sleep(0.05)
+        finally:
+            consumer.stop()
+            t.join(30)
+            consumer.close()
+        assert consumer.stats.labels == 20 and consumer.stats.dead_letters == 1
+        info = nts.consumer("feedback")
+        assert int(info.num_ack_pending or 0) == 0 and int(info.num_pending or 0) == 0  # all acknowledged
+        (dead,) = nts.messages(f"{nts.stream}_DEAD_LETTER")
+        assert dead[0] == b"{oops" and dead[1]["Modelport-Reason"] == "malformed"
+        assert perf(str(url), model="churn", bundle=bundle).windows[0].labelled == 20
+    finally:
+        nts.cleanup()

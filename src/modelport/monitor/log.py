@@ -386,15 +386,18 @@ class PredictionLog:
             self._wake.set()
             time.sleep(0.01)
 
-    def flush(self, timeout: float = 30.0) -> None:
-        """Write everything queued and close the open files now (they become readable)."""
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Write everything queued and close the open files now (they become readable); False when
+        the writer did not get there within ``timeout`` (or the log is closed)."""
         if self._closed:
-            return
+            return False
         done = threading.Event()
         self._flush_request = done
         self._wake.set()
         if not done.wait(timeout):
             log.warning("the prediction log did not flush within %g s", timeout)
+            return False
+        return True
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything queued, close every file and stop the writer thread."""

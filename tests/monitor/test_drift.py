@@ -117,3 +117,18 @@ def test_against_another_window(tmp_path, churn_model):
     report = d.drift_of_log(bundle, str(base), since="1d", against=str(base), against_until="2d")
     assert report.rows == 2000 and "age" in [c.name for c in report.columns if c.drifted]
     assert "log window" in report.reference
+
+
+@pytest.mark.parametrize("type_", ["int8", "int16", "int32", "int64", "uint8", "uint32", "uint64",
+                                   "float16", "float32", "float64"])
+def test_numeric_columns_become_numpy_as_to_numpy_gives_them(type_):
+    """Without nulls a numeric column is read as a view of its data buffer (to_numpy imports pandas):
+    the same values and dtype, for every width, for a slice (an offset into the buffer) and for chunks."""
+    import pyarrow as pa
+
+    values = np.arange(200) % 100
+    arr = pa.array(values).cast(getattr(pa, type_)())
+    for col in (arr, arr.slice(37, 101), pa.chunked_array([arr.slice(0, 50), arr.slice(150)]), arr.slice(0, 0)):
+        want = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).to_numpy(zero_copy_only=False)
+        got = d._numpy(col)
+        assert got.dtype == want.dtype and np.array_equal(got, want)

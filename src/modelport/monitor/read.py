@@ -108,7 +108,6 @@ def read_log(
     the newest files are read first and reading stops past that many rows.
     """
     pa = require("pyarrow", purpose="reading the prediction log")
-    ds = require("pyarrow.dataset", purpose="reading the prediction log")
     storage = Storage(url)
     if storage.local is not None and not storage.local.exists():
         raise InputError(f"the prediction log {storage.local} does not exist.",
@@ -120,23 +119,11 @@ def read_log(
     groups: dict[tuple[str, str], list[str]] = {}
     for f in files:
         groups.setdefault((f.model, f.version), []).append(f.path)
-    cond = None
-    ts_type = pa.timestamp("us", tz="UTC")
-    if t0 is not None:
-        cond = ds.field("ts") >= pa.scalar(int(t0 * 1e6), ts_type)
-    if t1 is not None:
-        c1 = ds.field("ts") < pa.scalar(int(t1 * 1e6), ts_type)
-        cond = c1 if cond is None else cond & c1
-    if roles is not None:
-        c2 = ds.field("role").isin(list(roles))
-        cond = c2 if cond is None else cond & c2
+    window = _Window(t0, t1, roles)
     tables = []
     total = 0
     for (_m, _v), paths in groups.items():
-        dataset = ds.dataset(paths, format="parquet", filesystem=storage.filesystem())
-        names = dataset.schema.names
-        wanted = names if columns is None else _select(names, columns)
-        tables.append(dataset.to_table(columns=wanted, filter=cond))
+        tables.append(_read_files(paths, storage.filesystem(), columns, window))
         total += tables[-1].num_rows
         if max_rows is not None and total >= max_rows:
             break
@@ -146,6 +133,94 @@ def read_log(
     if max_rows is not None and table.num_rows > max_rows:
         table = table.slice(table.num_rows - max_rows)
     return table
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The row filter of a read: ``ts`` in [since, until) (epoch seconds, None: open) and ``role`` in roles."""
+
+    since: float | None
+    until: float | None
+    roles: Sequence[str] | None
+
+    def columns(self) -> list[str]:
+        return ([] if self.since is None and self.until is None else ["ts"]) + ([] if self.roles is None else ["role"])
+
+    def select(self, table: Any) -> Any:
+        """The rows of ``table`` inside the window (a null ``ts`` or ``role`` is outside)."""
+        pa = require("pyarrow")
+        pc = require("pyarrow.compute")
+        if table.num_rows == 0:
+            return table
+        # whole files are inside (or outside) the window far more often than not: decide that from
+        # the column's range / distinct values, and build a per-row mask only for a file the window
+        # cuts (pyarrow imports pandas the first time it converts a Python value, as for a scalar)
+        mixed = False
+        if self.since is not None or self.until is not None:
+            if "ts" not in table.column_names:
+                return table.slice(0, 0)
+            ts = table.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+            lo_hi = pc.min_max(ts).as_py()
+            lo, hi = lo_hi["min"], lo_hi["max"]
+            since = None if self.since is None else int(self.since * 1e6)
+            until = None if self.until is None else int(self.until * 1e6)
+            if lo is None or (since is not None and hi < since) or (until is not None and lo >= until):
+                return table.slice(0, 0)
+            mixed = ts.null_count > 0 or (since is not None and lo < since) or (until is not None and hi >= until)
+        if self.roles is not None:
+            if "role" not in table.column_names:
+                return table.slice(0, 0)
+            role = table.column("role")
+            found = set(pc.unique(role).to_pylist())
+            if not found & set(self.roles):
+                return table.slice(0, 0)
+            mixed = mixed or role.null_count > 0 or not found <= set(self.roles)
+        if not mixed:
+            return table
+        ts_type = pa.timestamp("us", tz="UTC")
+        mask = None
+        conds = []
+        for bound, op in ((self.since, pc.greater_equal), (self.until, pc.less)):
+            if bound is not None:
+                conds.append(op(table.column("ts"), pa.scalar(int(bound * 1e6), ts_type)))
+        if self.roles is not None:
+            conds.append(pc.is_in(table.column("role"), value_set=pa.array(list(self.roles), pa.string())))
+        for c in conds:
+            mask = c if mask is None else pc.and_kleene(mask, c)
+        return table.filter(mask)  # null: dropped
+
+
+def _read_files(paths: Sequence[str], filesystem: Any, columns: Sequence[str] | None, window: _Window) -> Any:
+    """The rows of one model version's files inside ``window``, in the first file's schema (a
+    column a later file lacks is null there; one of another type is cast), files in order.
+
+    Each file is read with ``pyarrow.parquet`` and filtered here: ``pyarrow.dataset`` would do the
+    same but costs a second of CPU (its import pulls in pandas, and its scanner's reads about a
+    second of system time on a million rows), most of ``modelport drift``'s start-up."""
+    pa = require("pyarrow", purpose="reading the prediction log")
+    pq = require("pyarrow.parquet", purpose="reading the prediction log")
+    schema = None
+    wanted: list[str] = []
+    parts = []
+    for path in paths:
+        f = pq.ParquetFile(path, filesystem=filesystem)
+        names = f.schema_arrow.names
+        if schema is None:
+            wanted = list(names) if columns is None else _select(names, columns)
+            schema = pa.schema([f.schema_arrow.field(n) for n in wanted], metadata=f.schema_arrow.metadata)
+        extra = [c for c in window.columns() if c not in wanted]
+        t = f.read(columns=[c for c in [*wanted, *extra] if c in names])
+        t = window.select(t)
+        arrays = []
+        for field in schema:
+            if field.name not in t.column_names:
+                arrays.append(pa.nulls(t.num_rows, field.type))
+            else:
+                col = t.column(field.name)
+                arrays.append(col if col.type == field.type else col.cast(field.type))
+        parts.append(pa.Table.from_arrays(arrays, schema=schema))
+    assert schema is not None  # a group has at least one file
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
 
 def _select(names: Sequence[str], columns: Sequence[str]) -> list[str]:

@@ -125,6 +125,7 @@ def test_a_large_request_is_decoded_and_answered_off_the_event_loop(bundles, tmp
             return httpx.post(proc.http + "/v2/models/churn/infer", content=body, timeout=120,
                               headers={"inference-header-content-length": str(len(head))})
 
+        started = time.perf_counter()
         call, out = _in_thread(big)
         worst = 0.0
         with httpx.Client(base_url=proc.http, timeout=30) as c:
@@ -133,8 +134,11 @@ def test_a_large_request_is_decoded_and_answered_off_the_event_loop(bundles, tmp
                 assert c.get("/v2/health/live").status_code == 200
                 worst = max(worst, time.perf_counter() - t)
                 time.sleep(0.02)
+        took = time.perf_counter() - started
     assert out["value"].status_code == 200, out["value"].text[:300]
-    assert worst < 0.5, worst
+    # decoding on the event loop would hold a probe for the whole decode (seconds); off it, a probe
+    # waits at most a few thread switches: well under a third of the call, however loaded the machine
+    assert worst < max(0.5, took / 3), (worst, took)
 
 
 def test_a_saturated_model_queues_then_sheds_with_retry_after_and_the_others_answer(server):

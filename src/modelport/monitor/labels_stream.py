@@ -23,12 +23,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +44,12 @@ from modelport.stream.base import (
     Sink,
     Source,
     SourceOptions,
+    graceful_signals,
     open_sink,
     open_source,
 )
 
-log = logging.getLogger("modelport.feedback")
+log = _log = logging.getLogger("modelport.feedback")  # _log: where a parameter is named log
 
 _READ_TIMEOUT = 0.25  # how long one read waits (and how quickly a stop is seen)
 
@@ -304,29 +303,7 @@ def run(source: str | Source, log: str | os.PathLike[str] | PredictionLog, **opt
     stdin) or SIGTERM / SIGINT arrives (in the main thread). ``options``: :class:`LabelConsumer`'s
     (``model``, ``dead_letter``, ``batch_size``, ``max_wait`` seconds, ``max_deliveries``,
     ``redeliver_after``, ``max_message_bytes``, ``name``)."""
-    with LabelConsumer(source, log, **options) as consumer, _signals(consumer):
+    with LabelConsumer(source, log, **options) as consumer, \
+            graceful_signals(consumer.stopping.is_set, consumer.stop, "the batch in hand", _log):
         return consumer.run()
-
-
-@contextlib.contextmanager
-def _signals(consumer: LabelConsumer) -> Iterator[None]:
-    """SIGTERM and SIGINT end the run after the batch in hand (main thread only); a second SIGINT exits."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, frame: Any) -> None:
-        if consumer.stopping.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        log.info("received %s: finishing the batch in hand", signal.Signals(signum).name)
-        consumer.stop()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 

@@ -21,9 +21,13 @@ and a Sink whose ``write`` produces with the output's ``key`` and flushes. See d
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import signal
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -284,3 +288,29 @@ def open_sink(url: str, *, role: str = "sink") -> Sink:
     parsed = StreamURL.parse(url)
     sink: Sink = _module(parsed, role).open_sink(parsed, role)
     return sink
+
+
+@contextlib.contextmanager
+def graceful_signals(stopping: Callable[[], bool], stop: Callable[[], None], doing: str,
+                     log: logging.Logger) -> Iterator[None]:
+    """SIGTERM and SIGINT call ``stop`` (the consumer finishes ``doing`` and ends; said on ``log``); a second
+    SIGINT, once ``stopping()``, exits at once. Only the main thread can take signals: elsewhere
+    this does nothing. The previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if stopping() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        log.info("received %s: finishing %s", signal.Signals(signum).name, doing)
+        stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

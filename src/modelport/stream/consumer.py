@@ -28,12 +28,11 @@ import contextlib
 import logging
 import os
 import queue
-import signal
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +52,7 @@ from modelport.stream.base import (
     Sink,
     Source,
     SourceOptions,
+    graceful_signals,
     open_sink,
     open_source,
 )
@@ -794,35 +794,12 @@ def run_config(config: StreamConfig, *, own_process: bool = False, parent: int |
     consumer.start()
     if own_process:
         tune_gc()
-    with _signals(consumer):
+    with graceful_signals(consumer._stopping.is_set, consumer._stopping.set, "the batches in flight", log):
         while not consumer.wait(0.5):
             if parent is not None and os.getppid() != parent:
                 log.warning("the supervising process %d is gone: finishing the batches in flight", parent)
                 consumer._stopping.set()
     return consumer.stop()
-
-
-@contextlib.contextmanager
-def _signals(consumer: StreamConsumer) -> Iterator[None]:
-    """SIGTERM and SIGINT stop the consumer gracefully (only in the main thread); a second SIGINT exits."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, frame: Any) -> None:
-        if consumer._stopping.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        log.info("received %s: finishing the batches in flight", signal.Signals(signum).name)
-        consumer._stopping.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 

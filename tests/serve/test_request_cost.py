@@ -18,10 +18,10 @@ from .conftest import thread_server
 
 pytestmark = pytest.mark.integration
 
-#: CPU seconds (the server runs in a thread of this process, so process time is the server's work plus
-#: the client's, and does not grow with the machine's load as wall time does); the quadratic checks
-#: took 20-50 s on such requests
-BOUND_SECONDS = 3.0
+#: wall seconds: the quadratic checks took 20-50 s on such requests, the linear ones take about 1 s on
+#: a quiet 2-core machine and up to ~6 s at load 20; process CPU time is no better a clock here, since
+#: other tests' threads (a JVM started in this process, log writers) run in it too
+BOUND_SECONDS = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +31,9 @@ def url(bundles):
 
 
 def _post(url: str, path: str, body: bytes) -> tuple[httpx.Response, float]:
-    t0 = time.process_time()
+    t0 = time.perf_counter()
     r = httpx.post(url + path, content=body, headers={"content-type": "application/json"}, timeout=60)
-    return r, time.process_time() - t0
+    return r, time.perf_counter() - t0
 
 
 def _still_serves(url: str) -> None:

@@ -7,6 +7,16 @@ from typing import Any
 
 import click
 
+from modelport.cli.stream import (
+    CONSUMER_NAME,
+    LOG_FORMAT,
+    LOG_LEVEL,
+    MAX_DELIVERIES,
+    MAX_MESSAGE_BYTES,
+    MAX_WAIT_MS,
+    REDELIVER_AFTER,
+)
+
 
 @click.command("feedback")
 @click.option("--source", required=True, metavar="URL",
@@ -20,19 +30,13 @@ import click
                    "STREAM.dead-letter on NATS, stderr for JSON lines).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
               help="Most messages per batch (one labels file each, written before the batch is acknowledged).")
-@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="How long a batch may wait for more messages once it has one (0: take what is there).")
-@click.option("--max-deliveries", type=click.IntRange(min=1), default=5, show_default=True,
-              help="A message delivered more often than this goes to the dead letters.")
-@click.option("--redeliver-after", type=click.FloatRange(min=0.001), default=30.0, show_default=True, metavar="SECONDS",
-              help="An unacknowledged message is delivered again (to any consumer of the group) after this long.")
-@click.option("--max-message-bytes", default="1MB", show_default=True,
-              help="Larger messages go to the dead letters ('none': no limit).")
-@click.option("--name", default=None, help="Consumer name in the group (a unique suffix is added; default HOST-PID).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-@click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "text"]),
-              help="Logs on stderr: one JSON object per line, or plain text.")
+@MAX_WAIT_MS
+@MAX_DELIVERIES
+@REDELIVER_AFTER
+@MAX_MESSAGE_BYTES
+@CONSUMER_NAME
+@LOG_LEVEL
+@LOG_FORMAT
 def feedback(**options: Any) -> None:
     """Store labels that arrive on a stream in the prediction log, where modelport perf joins them.
 

@@ -10,6 +10,26 @@ from typing import Any
 
 import click
 
+#: options every stream consumer command takes (modelport stream, modelport feedback), declared once
+MAX_WAIT_MS = click.option(
+    "--max-wait-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
+    help="How long a batch may wait for more messages once it has one (0: take what is there).")
+MAX_DELIVERIES = click.option(
+    "--max-deliveries", type=click.IntRange(min=1), default=5, show_default=True,
+    help="A message delivered more often than this goes to the dead letters.")
+REDELIVER_AFTER = click.option(
+    "--redeliver-after", type=click.FloatRange(min=0.001), default=30.0, show_default=True, metavar="SECONDS",
+    help="An unacknowledged message is delivered again (to any consumer of the group) after this long.")
+MAX_MESSAGE_BYTES = click.option(
+    "--max-message-bytes", default="1MB", show_default=True,
+    help="Larger messages go to the dead letters ('none': no limit).")
+CONSUMER_NAME = click.option(
+    "--name", default=None, help="Consumer name in the group (a unique suffix is added; default HOST-PID).")
+LOG_LEVEL = click.option(
+    "--log-level", default="info", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+LOG_FORMAT = click.option(
+    "--log-format", default="json", show_default=True, type=click.Choice(["json", "text"]),
+    help="Logs on stderr: one JSON object per line, or plain text.")
 
 @click.command("stream")
 @click.argument("model")
@@ -25,23 +45,19 @@ import click
                    "STREAM.dead-letter on NATS, stderr for JSON lines).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
               help="Most messages per batch (one ONNX Runtime call).")
-@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="How long a batch may wait for more messages once it has one (0: take what is there).")
+@MAX_WAIT_MS
 @click.option("--max-in-flight", type=click.IntRange(min=1), default=4, show_default=True,
               help="Batches read and not yet committed; reading stops while the sink is this far behind.")
-@click.option("--max-deliveries", type=click.IntRange(min=1), default=5, show_default=True,
-              help="A message delivered more often than this goes to the dead letters.")
-@click.option("--redeliver-after", type=click.FloatRange(min=0.001), default=30.0, show_default=True, metavar="SECONDS",
-              help="An unacknowledged message is delivered again (to any consumer of the group) after this long.")
-@click.option("--max-message-bytes", default="1MB", show_default=True,
-              help="Larger messages go to the dead letters ('none': no limit).")
+@MAX_DELIVERIES
+@REDELIVER_AFTER
+@MAX_MESSAGE_BYTES
 @click.option("--keep", default="rest", show_default=True,
               help="Message fields copied to the output: 'rest' (those that are not model inputs, e.g. an entity key), "
                    "'all', 'none', or a comma-separated list of names.")
 @click.option("--prefix", default="", help="Prefix for the prediction field names (e.g. pred_).")
 @click.option("--consumers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Consumer processes sharing the group.")
-@click.option("--name", default=None, help="Consumer name in the group (a unique suffix is added; default HOST-PID).")
+@CONSUMER_NAME
 @click.option("--poll", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Look for a new model version this often (default 5 for models:/NAME@ALIAS, off for files; 0: off).")
 @click.option("--registry", "registry_url", default=None, help="Registry URL for models:/ sources.")
@@ -59,10 +75,8 @@ import click
               help="Share of messages logged (by message id).")
 @click.option("--log-rotate", default=300.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS",
               help="Close each log file after this long (what a killed consumer may lose; SIGTERM loses nothing).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-@click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "text"]),
-              help="Logs on stderr: one JSON object per line, or plain text.")
+@LOG_LEVEL
+@LOG_FORMAT
 @click.option("--progress/--no-progress", default=None, help="Show a progress line (default: when stderr is a terminal).")
 def stream(model: str, **options: Any) -> None:
     """Score the messages of a stream with MODEL (a bundle, or models:/NAME@ALIAS) and write the results.
